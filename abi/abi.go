@@ -1,0 +1,98 @@
+// Package abi holds the constants of the Trellis plugin ABI: the version, the
+// names of the functions a plugin imports and exports, the message fields it
+// can read, the log levels and the status codes host functions return.
+//
+// ABI.md beside this file is the specification; this package is its Go
+// spelling, shared by the host and the Go SDK. It imports nothing of ours and
+// nothing outside the standard library, so any guest may depend on it.
+package abi
+
+// Version is the ABI version this package describes. A plugin declares the
+// version it was built against by exporting a function named
+// ExportVersionPrefix followed by the number ("trellis_abi_v1").
+const Version = 1
+
+// ImportModule is the Wasm import module name of every host function.
+const ImportModule = "trellis"
+
+// Names of the functions a plugin exports.
+const (
+	// ExportVersionPrefix starts the name of the version marker export,
+	// a function of type () -> () that the host never calls.
+	ExportVersionPrefix = "trellis_abi_v"
+	// ExportVersion is the marker export of this ABI version.
+	ExportVersion = "trellis_abi_v1"
+	// ExportHandle is called once per message:
+	// (subject_len, reply_len, headers_len, data_len i32) -> status i32.
+	ExportHandle = "trellis_handle"
+	// ExportInit is optional and called once per instance after
+	// ExportInitialize: () -> status i32. Non-zero refuses the instance.
+	ExportInit = "trellis_init"
+	// ExportInitialize is the WASI reactor initialiser, called first if present.
+	ExportInitialize = "_initialize"
+	// ExportStart marks a WASI command module, which the host refuses.
+	ExportStart = "_start"
+	// ExportMemory is the linear memory every plugin must export.
+	ExportMemory = "memory"
+)
+
+// Names of the host functions, all in module ImportModule. Every parameter
+// and result is an i32; pointers and lengths address the plugin's memory.
+const (
+	// FuncRead (field, offset, buf, buf_len) -> total_len | -status
+	FuncRead = "read"
+	// FuncHeader (name, name_len, buf, buf_len) -> value_len | -status
+	FuncHeader = "header"
+	// FuncReply (headers, headers_len, data, data_len) -> 0 | -status
+	FuncReply = "reply"
+	// FuncPublish (subject, subject_len, headers, headers_len, data, data_len) -> 0 | -status
+	FuncPublish = "publish"
+	// FuncRequest (subject, subject_len, headers, headers_len, data, data_len, timeout_ms) -> data_len | -status
+	FuncRequest = "request"
+	// FuncLog (level, msg, msg_len) -> 0 | -status
+	FuncLog = "log"
+	// FuncConfig (key, key_len, buf, buf_len) -> value_len | -status
+	FuncConfig = "config"
+	// FuncSubscribe (subject, subject_len, queue, queue_len) -> 0 | -status
+	FuncSubscribe = "subscribe"
+	// FuncError (msg, msg_len) -> 0 | -status
+	FuncError = "error"
+)
+
+// Field names a part of the message being handled, or of the response to the
+// plugin's last request, for FuncRead.
+type Field int32
+
+// The readable fields.
+const (
+	FieldSubject       Field = 0 // subject the message arrived on
+	FieldReply         Field = 1 // reply subject, empty when none
+	FieldHeaders       Field = 2 // headers, encoded as described in ABI.md
+	FieldData          Field = 3 // payload
+	FieldResultHeaders Field = 4 // headers of the last request's response
+	FieldResultData    Field = 5 // payload of the last request's response
+	fieldCount               = 6
+)
+
+// Valid reports whether f names a field.
+func (f Field) Valid() bool { return f >= 0 && f < fieldCount }
+
+// Level is a log level for FuncLog. The values match go-hclog's.
+type Level int32
+
+// The log levels.
+const (
+	LevelTrace Level = 1
+	LevelDebug Level = 2
+	LevelInfo  Level = 3
+	LevelWarn  Level = 4
+	LevelError Level = 5
+)
+
+// Headers a failed request's error reply carries. They are the NATS
+// micro-service convention, so `nats` tooling and nats.go's micro package
+// read them as they are.
+const (
+	HeaderErrorCode = "Nats-Service-Error-Code"
+	HeaderError     = "Nats-Service-Error"
+)

@@ -1,0 +1,51 @@
+package abi
+
+// Status is the result of a host function. Host functions return 0 or a
+// non-negative length on success and the negated Status on failure, so a
+// guest tests "result < 0" and negates to get the Status.
+type Status int32
+
+// The status codes. The list is the one in ABI.md; codes are never reused.
+const (
+	StatusOK              Status = 0  // success
+	StatusNotFound        Status = 1  // no such header, config key or field content
+	StatusInvalidArgument Status = 2  // a bad field, level, or malformed headers
+	StatusInvalidSubject  Status = 3  // an empty subject, or one with spaces or bad wildcards
+	StatusDenied          Status = 4  // the operator did not grant this subject
+	StatusNoReply         Status = 5  // the message has no reply subject
+	StatusAlreadyReplied  Status = 6  // reply was already called for this message
+	StatusTimeout         Status = 7  // the request timed out, or the call deadline passed
+	StatusNoResponders    Status = 8  // nobody is subscribed to the request subject
+	StatusBus             Status = 9  // the bus failed (connection closed, payload too large)
+	StatusWrongPhase      Status = 10 // the function is not allowed now (subscribe outside init)
+	StatusTooLarge        Status = 11 // a value exceeds a host limit
+)
+
+var statusNames = [...]string{
+	StatusOK:              "ok",
+	StatusNotFound:        "not found",
+	StatusInvalidArgument: "invalid argument",
+	StatusInvalidSubject:  "invalid subject",
+	StatusDenied:          "permission denied",
+	StatusNoReply:         "no reply subject",
+	StatusAlreadyReplied:  "already replied",
+	StatusTimeout:         "timeout",
+	StatusNoResponders:    "no responders",
+	StatusBus:             "bus error",
+	StatusWrongPhase:      "not allowed in this phase",
+	StatusTooLarge:        "too large",
+}
+
+// String returns the status's name as ABI.md lists it.
+func (s Status) String() string {
+	if s >= 0 && int(s) < len(statusNames) {
+		return statusNames[s]
+	}
+	return "unknown status"
+}
+
+// Error makes a Status usable as an error value on the host and in SDKs.
+func (s Status) Error() string { return "trellis: " + s.String() }
+
+// Result returns the i32 a host function hands back for s: its negation.
+func (s Status) Result() int32 { return -int32(s) }
