@@ -1,0 +1,342 @@
+package plugin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/sys"
+
+	"github.com/trellis-mesh/trellis/abi"
+	"github.com/trellis-mesh/trellis/host/pool"
+)
+
+// Message is what a handler gets: a NATS message, or anything shaped like one.
+type Message struct {
+	Subject string
+	Reply   string
+	Header  map[string][]string
+	Data    []byte
+}
+
+// Result says how a call that did not fault ended.
+type Result struct {
+	// Status is what trellis_handle returned: 0 for success, else an error code.
+	Status int32
+	// Error is the text the plugin gave the error host function, if any.
+	Error string
+	// Replied reports whether the plugin called reply.
+	Replied bool
+}
+
+type phase uint8
+
+const (
+	phaseIdle phase = iota
+	phaseInit
+	phaseHandle
+)
+
+// instance is one wazero module instance with the state of the call it is
+// serving. Only the goroutine that acquired it from the pool touches it.
+type instance struct {
+	p      *Plugin
+	mod    api.Module
+	mem    api.Memory
+	handle api.Function
+	stack  [4]uint64
+	cctx   callContext
+	first  bool
+
+	// State of the current call, reset by endCall.
+	phase   phase
+	msg     *Message
+	headers []byte // msg.Header, encoded
+	resHdr  []byte
+	resData []byte
+	replied bool
+	errText []byte
+}
+
+// callContext is the context of every call into an instance: the caller's
+// context, plus a way for host functions to find their instance with no
+// allocation per call.
+type callContext struct {
+	context.Context
+	inst *instance
+}
+
+type instanceKey struct{}
+
+func (c *callContext) Value(key any) any {
+	if key == (instanceKey{}) {
+		return c.inst
+	}
+	return c.Context.Value(key)
+}
+
+// callCtx returns the context for one call into the instance. With
+// deadlines on, wazero watches the context from a goroutine that may outlive
+// the call, so each call gets its own; with deadlines off the instance's
+// one is reused and the call allocates nothing.
+func (in *instance) callCtx(ctx context.Context) context.Context {
+	if in.p.timeout > 0 {
+		return &callContext{Context: ctx, inst: in}
+	}
+	in.cctx.Context = ctx
+	return &in.cctx
+}
+
+func instanceOf(ctx context.Context) *instance {
+	in, _ := ctx.Value(instanceKey{}).(*instance)
+	return in
+}
+
+func (p *Plugin) newInstance(ctx context.Context) (*instance, error) {
+	mod, err := p.rt.InstantiateModule(ctx, p.compiled, p.modCfg)
+	if err != nil {
+		return nil, fmt.Errorf("instantiate: %w", err)
+	}
+	in := &instance{
+		p:      p,
+		mod:    mod,
+		mem:    mod.ExportedMemory(abi.ExportMemory),
+		handle: mod.ExportedFunction(abi.ExportHandle),
+	}
+	in.cctx.inst = in
+	p.subsMu.Lock()
+	in.first = !p.declared
+	p.subsMu.Unlock()
+
+	in.phase = phaseInit
+	err = in.initialize(in.callCtx(ctx))
+	in.phase = phaseIdle
+	if err != nil {
+		mod.Close(context.Background())
+		return nil, err
+	}
+	if in.first {
+		p.subsMu.Lock()
+		p.declared = true
+		p.subsMu.Unlock()
+	}
+	return in, nil
+}
+
+func (in *instance) initialize(ctx context.Context) error {
+	if in.p.hasStart {
+		if _, err := in.mod.ExportedFunction(abi.ExportInitialize).Call(ctx); err != nil {
+			return fmt.Errorf("%s: %w", abi.ExportInitialize, in.p.fault(err, "", "init"))
+		}
+	}
+	if in.p.hasInit {
+		res, err := in.mod.ExportedFunction(abi.ExportInit).Call(ctx)
+		if err != nil {
+			return fmt.Errorf("%s: %w", abi.ExportInit, in.p.fault(err, "", "init"))
+		}
+		if st := api.DecodeI32(res[0]); st != 0 {
+			return fmt.Errorf("%s returned %d%s", abi.ExportInit, st, in.takeError())
+		}
+	}
+	return nil
+}
+
+func (in *instance) takeError() string {
+	if len(in.errText) == 0 {
+		return ""
+	}
+	s := ": " + string(in.errText)
+	in.errText = in.errText[:0]
+	return s
+}
+
+func (in *instance) close() {
+	in.mod.Close(context.Background())
+}
+
+// Handle runs one message through the plugin: it waits for a free instance,
+// calls trellis_handle, and returns how the call ended. The whole invocation,
+// wait included, has one deadline (Options.Timeout). A call that faults
+// returns a *Fault and its instance is discarded; a plugin that answers with
+// an error status is not a fault. Handle allocates nothing of its own when
+// deadlines are off and the message has no headers.
+func (p *Plugin) Handle(ctx context.Context, msg *Message) (Result, error) {
+	if p.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, p.timeout)
+		defer cancel()
+	}
+	in, err := p.pool.Acquire(ctx)
+	if err != nil {
+		kind := FaultBusy
+		if errors.Is(err, pool.ErrClosed) {
+			kind = FaultClosed
+		} else if !errors.Is(err, pool.ErrBusy) {
+			kind = FaultTrap // making a new instance failed
+		}
+		return Result{}, &Fault{Plugin: p.name, Version: p.version, Subject: msg.Subject, Kind: kind, Err: err}
+	}
+
+	in.phase = phaseHandle
+	in.msg = msg
+	in.headers = abi.AppendHeaders(in.headers[:0], msg.Header)
+	in.stack[0] = uint64(len(msg.Subject))
+	in.stack[1] = uint64(len(msg.Reply))
+	in.stack[2] = uint64(len(in.headers))
+	in.stack[3] = uint64(len(msg.Data))
+	callErr := in.handle.CallWithStack(in.callCtx(ctx), in.stack[:])
+
+	res := Result{Replied: in.replied}
+	if callErr == nil {
+		res.Status = api.DecodeI32(in.stack[0])
+		if res.Status != 0 {
+			if len(in.errText) > 0 {
+				res.Error = string(in.errText)
+			} else {
+				res.Error = fmt.Sprintf("handler returned %d", res.Status)
+			}
+		}
+	}
+	in.endCall()
+	if callErr != nil || in.mod.IsClosed() {
+		p.pool.Discard(in)
+		if callErr == nil {
+			callErr = errors.New("instance closed itself")
+		}
+		return res, p.fault(callErr, msg.Subject, "handle")
+	}
+	p.pool.Release(in)
+	return res, nil
+}
+
+func (in *instance) endCall() {
+	in.phase = phaseIdle
+	in.msg = nil
+	in.resHdr = in.resHdr[:0]
+	in.resData = nil
+	in.replied = false
+	in.errText = in.errText[:0]
+	// Keep reusable buffers from pinning a large message's memory.
+	if cap(in.headers) > 64<<10 {
+		in.headers = nil
+	}
+}
+
+// FaultKind classifies a Fault.
+type FaultKind uint8
+
+// The kinds of fault.
+const (
+	FaultTrap     FaultKind = iota // the guest trapped, panicked or exited
+	FaultTimeout                   // the call ran past its deadline
+	FaultMemory                    // the guest passed an out-of-bounds pointer to a host function
+	FaultBusy                      // no instance came free before the deadline
+	FaultClosed                    // the plugin version was closed
+	FaultCanceled                  // the caller gave up
+)
+
+// Code returns the status the host answers a request with for this kind of
+// fault: 503 busy or closed, 504 deadline, 500 otherwise.
+func (k FaultKind) Code() int {
+	switch k {
+	case FaultBusy, FaultClosed:
+		return 503
+	case FaultTimeout:
+		return 504
+	}
+	return 500
+}
+
+func (k FaultKind) String() string {
+	switch k {
+	case FaultTimeout:
+		return "deadline exceeded"
+	case FaultMemory:
+		return "out-of-bounds memory"
+	case FaultBusy:
+		return "busy"
+	case FaultClosed:
+		return "closed"
+	case FaultCanceled:
+		return "canceled"
+	}
+	return "trap"
+}
+
+// Fault is the error of a call that did not complete: the guest trapped,
+// ran out of time, passed a wild pointer, or could not get an instance.
+type Fault struct {
+	Plugin  string
+	Version string
+	Subject string
+	Kind    FaultKind
+	Err     error
+}
+
+func (f *Fault) Error() string {
+	return fmt.Sprintf("plugin %q (version %s): %s: %s", f.Plugin, f.Version, f.Kind, f.Summary())
+}
+
+// Summary is the first line of the underlying error, without the Wasm stack
+// trace: short enough for an error reply header.
+func (f *Fault) Summary() string {
+	s := f.Err.Error()
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		s = s[:i]
+	}
+	return strings.TrimSuffix(s, " (recovered by wazero)")
+}
+
+func (f *Fault) Unwrap() error { return f.Err }
+
+// memoryFault is what a host function panics with when a guest pointer and
+// length fall outside the guest's memory. wazero turns the panic into the
+// error of the guest call.
+type memoryFault struct {
+	fn       string
+	ptr, len uint32
+	size     uint32
+}
+
+func (m *memoryFault) Error() string {
+	return fmt.Sprintf("trellis.%s was passed memory [%d, %d+%d) outside the plugin's %d bytes",
+		m.fn, m.ptr, m.ptr, m.len, m.size)
+}
+
+// fault classifies the error of a guest call.
+func (p *Plugin) fault(err error, subject, what string) *Fault {
+	f := &Fault{Plugin: p.name, Version: p.version, Subject: subject, Kind: FaultTrap, Err: err}
+	var exit *sys.ExitError
+	var mf *memoryFault
+	switch {
+	case errors.As(err, &mf):
+		f.Kind = FaultMemory
+		f.Err = mf
+	case errors.As(err, &exit):
+		switch exit.ExitCode() {
+		case sys.ExitCodeDeadlineExceeded:
+			f.Kind = FaultTimeout
+			f.Err = fmt.Errorf("stopped after the %s deadline", p.timeout)
+		case sys.ExitCodeContextCanceled:
+			f.Kind = FaultCanceled
+		default:
+			f.Err = fmt.Errorf("plugin exited with code %d during %s (a Go panic exits with 2; see its stderr)",
+				exit.ExitCode(), what)
+		}
+	}
+	return f
+}
+
+// remaining returns the time left before ctx's deadline, or d if that is
+// sooner or ctx has none.
+func remaining(ctx context.Context, d time.Duration) time.Duration {
+	if dl, ok := ctx.Deadline(); ok {
+		if left := time.Until(dl); d <= 0 || left < d {
+			return left
+		}
+	}
+	return d
+}

@@ -1,0 +1,324 @@
+// Package plugin loads one version of a Trellis plugin (a Wasm module that
+// implements ABI v1, see abi/ABI.md) and runs messages through it.
+//
+// Each loaded version owns a wazero runtime, so its memory cap, compiled code
+// and instances are released together when it is closed. The module is
+// compiled once; a bounded pool of instances serves calls, one call per
+// instance at a time, because a wazero module instance is not safe for
+// concurrent use. An instance that faults (trap, deadline, wild pointer,
+// exit) is thrown away, never reused.
+//
+// The package knows nothing of NATS: what a plugin sends goes through the
+// Outbox the caller supplies, after the host has checked the plugin's grants.
+package plugin
+
+import (
+	"context"
+	crand "crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
+
+	"github.com/trellis-mesh/trellis/host/pool"
+)
+
+// Defaults for Options fields left zero.
+const (
+	DefaultTimeout     = 5 * time.Second
+	DefaultMemoryLimit = 128 << 20 // bytes per instance
+	// initTimeout bounds _initialize plus trellis_init when calls have no deadline.
+	initTimeout = 30 * time.Second
+)
+
+// DefaultPoolSize is the number of instances a plugin may have when Options
+// does not say: two per CPU, at least four, so that handlers waiting on a
+// request do not starve the CPUs.
+func DefaultPoolSize() int {
+	if n := 2 * runtime.GOMAXPROCS(0); n > 4 {
+		return n
+	}
+	return 4
+}
+
+// Options configure one plugin version. The zero value of each field is a
+// working default, except Name.
+type Options struct {
+	// Name names the plugin in logs, errors and its default queue group.
+	Name string
+	// Config holds the values the plugin reads with the config host function.
+	Config map[string]string
+	// PoolSize caps the instances alive at once (default DefaultPoolSize()).
+	PoolSize int
+	// Timeout is the wall-clock deadline of one invocation, including the wait
+	// for a free instance (default DefaultTimeout). A negative Timeout turns
+	// deadlines off: guests are compiled without the loop checks that let a
+	// deadline stop them, which makes tight loops faster and lets a guest that
+	// never returns hold its instance for ever. Only for trusted plugins.
+	Timeout time.Duration
+	// MemoryLimit caps each instance's linear memory, in bytes, rounded down
+	// to 64 KiB pages (default DefaultMemoryLimit).
+	MemoryLimit uint64
+	// Grants lists what the plugin may do beyond replying.
+	Grants Grants
+	// Logger receives the plugin's log calls and its stdout and stderr. It is
+	// used as is: name it after the plugin (default: a discard logger).
+	Logger hclog.Logger
+	// Outbox carries the plugin's replies, publishes and requests. Without
+	// one, those calls fail with StatusBus.
+	Outbox Outbox
+	// Cache, if set, is a wazero compilation cache shared between plugins and
+	// versions (for example on disk), so that unchanged code is not compiled again.
+	Cache wazero.CompilationCache
+}
+
+// Plugin is one loaded, checked and primed version of a plugin. It is safe
+// for concurrent use.
+type Plugin struct {
+	name    string
+	version string
+	timeout time.Duration
+	config  map[string]string
+	grants  Grants
+	log     hclog.Logger
+	outbox  Outbox
+
+	rt       wazero.Runtime
+	compiled wazero.CompiledModule
+	modCfg   wazero.ModuleConfig
+	hasInit  bool
+	hasStart bool // _initialize
+	pool     *pool.Pool[*instance]
+	stdout   *lineWriter
+	stderr   *lineWriter
+
+	subsMu   sync.Mutex
+	subs     []Subscription
+	declared bool // the first instance's trellis_init has run
+
+	denied sync.Map // "kind subject" -> struct{}: logged once
+}
+
+// Subscription is a subject a plugin declared in trellis_init.
+type Subscription struct {
+	Subject string
+	// Queue is the queue group; empty means the plugin's name.
+	Queue string
+}
+
+// Version returns a short content hash of an encoded module, the version
+// string the host logs and replies with.
+func Version(wasm []byte) string {
+	sum := sha256.Sum256(wasm)
+	return hex.EncodeToString(sum[:6])
+}
+
+// Load compiles wasm, checks it against ABI v1, and makes its first
+// instance (running _initialize and trellis_init), so that a plugin that
+// cannot serve is refused here. Every error names the plugin and says what
+// is wrong. Compiling a large (Go) module takes hundreds of milliseconds
+// unless Options.Cache holds it.
+func Load(ctx context.Context, wasm []byte, opts Options) (*Plugin, error) {
+	p, err := load(ctx, wasm, opts)
+	if err != nil {
+		return nil, fmt.Errorf("plugin %q: %w", opts.Name, err)
+	}
+	return p, nil
+}
+
+func load(ctx context.Context, wasm []byte, opts Options) (*Plugin, error) {
+	if err := sniff(wasm); err != nil {
+		return nil, err
+	}
+	p := &Plugin{
+		name:    opts.Name,
+		version: Version(wasm),
+		timeout: opts.Timeout,
+		config:  opts.Config,
+		grants:  opts.Grants,
+		log:     opts.Logger,
+		outbox:  opts.Outbox,
+	}
+	if p.timeout == 0 {
+		p.timeout = DefaultTimeout
+	}
+	if p.log == nil {
+		p.log = hclog.NewNullLogger()
+	}
+	if err := p.grants.validate(); err != nil {
+		return nil, err
+	}
+	limit := opts.MemoryLimit
+	if limit == 0 {
+		limit = DefaultMemoryLimit
+	}
+	pages := limit / 65536
+	if pages < 1 || pages > 65536 {
+		return nil, fmt.Errorf("memory limit %d bytes is outside 64 KiB .. 4 GiB", limit)
+	}
+
+	cfg := wazero.NewRuntimeConfig().
+		WithMemoryLimitPages(uint32(pages)).
+		WithCloseOnContextDone(p.timeout > 0)
+	if opts.Cache != nil {
+		cfg = cfg.WithCompilationCache(opts.Cache)
+	}
+	p.rt = wazero.NewRuntimeWithConfig(ctx, cfg)
+	ok := false
+	defer func() {
+		if !ok {
+			p.rt.Close(context.Background())
+		}
+	}()
+
+	if _, err := wasi_snapshot_preview1.Instantiate(ctx, p.rt); err != nil {
+		return nil, fmt.Errorf("wasi: %w", err)
+	}
+	if err := p.instantiateHostModule(ctx); err != nil {
+		return nil, err
+	}
+	compiled, err := p.rt.CompileModule(ctx, wasm)
+	if err != nil {
+		return nil, fmt.Errorf("compile: %w", err)
+	}
+	p.compiled = compiled
+	if err := p.check(); err != nil {
+		return nil, err
+	}
+
+	p.stdout = &lineWriter{log: p.log, level: hclog.Info, stream: "stdout"}
+	p.stderr = &lineWriter{log: p.log, level: hclog.Warn, stream: "stderr"}
+	p.modCfg = wazero.NewModuleConfig().
+		WithName("").
+		WithStartFunctions(). // we call _initialize ourselves, to report its failure
+		WithStdout(p.stdout).
+		WithStderr(p.stderr).
+		WithSysWalltime().
+		WithSysNanotime().
+		WithSysNanosleep().
+		WithRandSource(crand.Reader)
+	for k, v := range opts.Grants.Env {
+		p.modCfg = p.modCfg.WithEnv(k, v)
+	}
+	if len(opts.Grants.Dirs) > 0 {
+		fs := wazero.NewFSConfig()
+		for _, d := range opts.Grants.Dirs {
+			if d.ReadOnly {
+				fs = fs.WithReadOnlyDirMount(d.HostPath, d.GuestPath)
+			} else {
+				fs = fs.WithDirMount(d.HostPath, d.GuestPath)
+			}
+		}
+		p.modCfg = p.modCfg.WithFSConfig(fs)
+	}
+
+	size := opts.PoolSize
+	if size <= 0 {
+		size = DefaultPoolSize()
+	}
+	p.pool = pool.New(size, p.newInstance, (*instance).close)
+	primeCtx, cancel := p.deadline(ctx, initTimeout)
+	defer cancel()
+	if err := p.pool.Prime(primeCtx); err != nil {
+		return nil, err
+	}
+	ok = true
+	return p, nil
+}
+
+// sniff rejects bytes that are plainly not a Wasm module with a message a
+// person understands, before wazero's decoder does with its own.
+func sniff(b []byte) error {
+	switch {
+	case len(b) == 0:
+		return errors.New("file is empty")
+	case len(b) < 8 || string(b[:4]) != "\x00asm":
+		return errors.New("not a WebAssembly module (no \\0asm header)")
+	case b[4] != 1 || b[5] != 0 || b[6] != 0 || b[7] != 0:
+		return fmt.Errorf("unsupported WebAssembly binary version %d (a component? only core modules are supported)", b[4])
+	}
+	return nil
+}
+
+// Name returns the plugin's name.
+func (p *Plugin) Name() string { return p.name }
+
+// VersionHash returns the plugin's version: a short hash of its module.
+func (p *Plugin) VersionHash() string { return p.version }
+
+// Subscriptions returns the subjects the plugin declared in trellis_init.
+func (p *Plugin) Subscriptions() []Subscription {
+	p.subsMu.Lock()
+	defer p.subsMu.Unlock()
+	return append([]Subscription(nil), p.subs...)
+}
+
+// PoolStats reports the instances in use and idle.
+func (p *Plugin) PoolStats() (inUse, idle, max int) {
+	return p.pool.InUse(), p.pool.Idle(), p.pool.Max()
+}
+
+// Close waits until calls in flight finish (or ctx ends), then releases
+// every instance and the compiled code. Calls after Close fail with
+// pool.ErrClosed.
+func (p *Plugin) Close(ctx context.Context) error {
+	err := p.pool.Close(ctx)
+	if cerr := p.rt.Close(context.Background()); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// deadline bounds ctx by d unless deadlines are off.
+func (p *Plugin) deadline(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	if p.timeout < 0 {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, d)
+}
+
+// lineWriter sends a guest's stdout or stderr to its logger, one line at a
+// time. Instances of one plugin share it.
+type lineWriter struct {
+	log    hclog.Logger
+	level  hclog.Level
+	stream string
+	mu     sync.Mutex
+	buf    []byte
+}
+
+const maxLine = 64 << 10
+
+func (w *lineWriter) Write(b []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.buf = append(w.buf, b...)
+	for {
+		i := -1
+		for j, c := range w.buf {
+			if c == '\n' {
+				i = j
+				break
+			}
+		}
+		if i < 0 {
+			if len(w.buf) > maxLine {
+				i = maxLine
+			} else {
+				return len(b), nil
+			}
+		}
+		w.log.Log(w.level, string(w.buf[:i]), "stream", w.stream)
+		if i < len(w.buf) && w.buf[i] == '\n' {
+			i++
+		}
+		w.buf = append(w.buf[:0], w.buf[i:]...)
+	}
+}

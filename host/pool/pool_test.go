@@ -1,0 +1,160 @@
+package pool
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+type counter struct {
+	made, closed atomic.Int64
+}
+
+func (c *counter) pool(max int) *Pool[int64] {
+	return New(max, func(context.Context) (int64, error) {
+		return c.made.Add(1), nil
+	}, func(int64) { c.closed.Add(1) })
+}
+
+func TestAcquireReusesIdleItems(t *testing.T) {
+	var c counter
+	p := c.pool(2)
+	ctx := context.Background()
+	for i := 0; i < 10; i++ {
+		it, err := p.Acquire(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.Release(it)
+	}
+	if got := c.made.Load(); got != 1 {
+		t.Fatalf("made %d items for sequential use, want 1", got)
+	}
+}
+
+func TestAcquireWaitsThenReportsBusy(t *testing.T) {
+	var c counter
+	p := c.pool(1)
+	it, _ := p.Acquire(context.Background())
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	_, err := p.Acquire(ctx)
+	if !errors.Is(err, ErrBusy) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Acquire on a full pool = %v, want ErrBusy and DeadlineExceeded", err)
+	}
+	p.Release(it)
+	if _, err := p.Acquire(context.Background()); err != nil {
+		t.Fatalf("Acquire after Release: %v", err)
+	}
+}
+
+func TestNeverMoreThanMaxLive(t *testing.T) {
+	var c counter
+	const max = 4
+	p := c.pool(max)
+	var live, peak atomic.Int64
+	var wg sync.WaitGroup
+	for g := 0; g < 32; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			for i := 0; i < 200; i++ {
+				it, err := p.Acquire(context.Background())
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				n := live.Add(1)
+				for {
+					old := peak.Load()
+					if n <= old || peak.CompareAndSwap(old, n) {
+						break
+					}
+				}
+				live.Add(-1)
+				if (g+i)%7 == 0 {
+					p.Discard(it)
+				} else {
+					p.Release(it)
+				}
+			}
+		}(g)
+	}
+	wg.Wait()
+	if peak.Load() > max {
+		t.Fatalf("peak of %d items in use, max %d", peak.Load(), max)
+	}
+	if alive := c.made.Load() - c.closed.Load(); alive > max {
+		t.Fatalf("%d items alive, max %d", alive, max)
+	}
+}
+
+func TestDiscardClosesAndFreesSlot(t *testing.T) {
+	var c counter
+	p := c.pool(1)
+	it, _ := p.Acquire(context.Background())
+	p.Discard(it)
+	if c.closed.Load() != 1 {
+		t.Fatal("Discard did not close the item")
+	}
+	it2, err := p.Acquire(context.Background())
+	if err != nil || it2 == it {
+		t.Fatalf("after Discard got item %d err %v, want a new item", it2, err)
+	}
+}
+
+func TestCloseWaitsForInUseAndClosesAll(t *testing.T) {
+	var c counter
+	p := c.pool(3)
+	a, _ := p.Acquire(context.Background())
+	b, _ := p.Acquire(context.Background())
+	p.Release(b)
+	done := make(chan error)
+	go func() { done <- p.Close(context.Background()) }()
+	select {
+	case <-done:
+		t.Fatal("Close returned while an item was in use")
+	case <-time.After(30 * time.Millisecond):
+	}
+	if _, err := p.Acquire(context.Background()); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Acquire during Close = %v, want ErrClosed", err)
+	}
+	p.Release(a)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if c.made.Load() != c.closed.Load() {
+		t.Fatalf("made %d, closed %d", c.made.Load(), c.closed.Load())
+	}
+}
+
+func TestCloseGivesUpAtDeadline(t *testing.T) {
+	var c counter
+	p := c.pool(1)
+	it, _ := p.Acquire(context.Background())
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
+	defer cancel()
+	if err := p.Close(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Close = %v, want DeadlineExceeded", err)
+	}
+	p.Release(it) // closes it, since the pool is closed
+	if c.made.Load() != c.closed.Load() {
+		t.Fatalf("made %d, closed %d", c.made.Load(), c.closed.Load())
+	}
+}
+
+func TestNewItemErrorFreesSlot(t *testing.T) {
+	fail := errors.New("boom")
+	p := New(1, func(context.Context) (int, error) { return 0, fail }, func(int) {})
+	for i := 0; i < 3; i++ {
+		if _, err := p.Acquire(context.Background()); !errors.Is(err, fail) {
+			t.Fatalf("Acquire = %v, want %v", err, fail)
+		}
+	}
+	if err := p.Prime(context.Background()); !errors.Is(err, fail) {
+		t.Fatalf("Prime = %v", err)
+	}
+}
