@@ -4,8 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
+
+	"github.com/trellis-mesh/trellis/abi"
 )
 
 // Grants is what the operator allows a plugin beyond replying to the
@@ -40,63 +41,17 @@ func (g Grants) validate() error {
 	return nil
 }
 
-// Allows reports whether pattern list grants subject.
 func allows(list []string, subject string) bool {
 	for _, pat := range list {
-		if SubjectMatches(pat, subject) {
+		if abi.SubjectMatches(pat, subject) {
 			return true
 		}
 	}
 	return false
 }
 
-// SubjectMatches reports whether a literal subject matches a NATS subject
-// pattern ("*" matches one token, a final ">" one or more).
-func SubjectMatches(pattern, subject string) bool {
-	for {
-		pt, prest, pmore := strings.Cut(pattern, ".")
-		st, srest, smore := strings.Cut(subject, ".")
-		switch pt {
-		case ">":
-			return true
-		case "*":
-		default:
-			if pt != st {
-				return false
-			}
-		}
-		if !pmore || !smore {
-			return pmore == smore
-		}
-		pattern, subject = prest, srest
-	}
-}
-
-// ValidSubject checks a NATS subject: non-empty tokens separated by dots, no
-// whitespace, and wildcards ("*" as a token, ">" as the last token) only
-// when wildcards is true.
-func ValidSubject(s string, wildcards bool) error {
-	if s == "" {
-		return errors.New("empty subject")
-	}
-	if strings.ContainsAny(s, " \t\r\n") {
-		return errors.New("subject contains whitespace")
-	}
-	toks := strings.Split(s, ".")
-	for i, t := range toks {
-		switch {
-		case t == "":
-			return errors.New("subject has an empty token")
-		case t == "*" || (t == ">" && i == len(toks)-1):
-			if !wildcards {
-				return errors.New("wildcards are not allowed here")
-			}
-		case strings.ContainsAny(t, "*>"):
-			return fmt.Errorf("bad wildcard in token %q", t)
-		}
-	}
-	return nil
-}
+// ValidSubject checks a subject; see abi.ValidSubject.
+func ValidSubject(s string, wildcards bool) error { return abi.ValidSubject(s, wildcards) }
 
 // Outbox sends what plugins send. The host implements it on NATS; tests and
 // benchmarks may use anything. Implementations must copy data and headers

@@ -159,12 +159,13 @@ func (in *instance) close() {
 
 // Handle runs one message through the plugin: it waits for a free instance,
 // calls trellis_handle, and returns how the call ended. The whole invocation,
-// wait included, has one deadline (Options.Timeout). A call that faults
+// wait included, has one deadline: ctx's, or Options.Timeout from now when
+// ctx has none. A call that faults
 // returns a *Fault and its instance is discarded; a plugin that answers with
 // an error status is not a fault. Handle allocates nothing of its own when
 // deadlines are off and the message has no headers.
 func (p *Plugin) Handle(ctx context.Context, msg *Message) (Result, error) {
-	if p.timeout > 0 {
+	if _, has := ctx.Deadline(); !has && p.timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, p.timeout)
 		defer cancel()

@@ -322,3 +322,6 @@ func (w *lineWriter) Write(b []byte) (int, error) {
 		w.buf = append(w.buf[:0], w.buf[i:]...)
 	}
 }
+
+// Timeout returns the invocation deadline in force (negative: none).
+func (p *Plugin) Timeout() time.Duration { return p.timeout }

@@ -33,7 +33,11 @@ impl Headers {
         self.entries
             .iter()
             .find(|(k, _)| k == name)
-            .or_else(|| self.entries.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)))
+            .or_else(|| {
+                self.entries
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            })
             .map(|(_, v)| v.as_str())
     }
 
@@ -85,7 +89,11 @@ impl Headers {
     /// Encodes the headers as ABI.md section 4 describes: `Name: value\r\n`
     /// per value, in order. Empty headers encode to no bytes.
     pub fn encode(&self) -> Vec<u8> {
-        let size = self.entries.iter().map(|(k, v)| k.len() + v.len() + 4).sum();
+        let size = self
+            .entries
+            .iter()
+            .map(|(k, v)| k.len() + v.len() + 4)
+            .sum();
         let mut out = Vec::with_capacity(size);
         for (k, v) in &self.entries {
             out.extend_from_slice(k.as_bytes());
@@ -129,7 +137,10 @@ impl Headers {
 impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for Headers {
     fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Headers {
         Headers {
-            entries: iter.into_iter().map(|(k, v)| (k.into(), v.into())).collect(),
+            entries: iter
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
         }
     }
 }
@@ -148,7 +159,10 @@ mod tests {
     #[test]
     fn encode_then_parse_keeps_order_and_repeats() {
         let mut h = Headers::new();
-        h.append("B", "2").append("A", "x: y").append("B", "3").append("Empty", "");
+        h.append("B", "2")
+            .append("A", "x: y")
+            .append("B", "3")
+            .append("Empty", "");
         let wire = h.encode();
         assert_eq!(wire, b"B: 2\r\nA: x: y\r\nB: 3\r\nEmpty: \r\n".to_vec());
         assert_eq!(Headers::parse(&wire).unwrap(), h);
@@ -163,8 +177,20 @@ mod tests {
 
     #[test]
     fn parse_rejects_malformed_lines() {
-        for bad in [&b"A:1"[..], b": v", b"A: 1\nB: 2", b"A: 1\r", b"A: 1\rB: 2", b"\r\n"] {
-            assert_eq!(Headers::parse(bad), Err(Status::InvalidArgument), "{:?}", bad);
+        for bad in [
+            &b"A:1"[..],
+            b": v",
+            b"A: 1\nB: 2",
+            b"A: 1\r",
+            b"A: 1\rB: 2",
+            b"\r\n",
+        ] {
+            assert_eq!(
+                Headers::parse(bad),
+                Err(Status::InvalidArgument),
+                "{:?}",
+                bad
+            );
         }
     }
 
@@ -175,9 +201,13 @@ mod tests {
 
     #[test]
     fn get_prefers_exact_case() {
-        let h: Headers = vec![("content-type", "a"), ("Content-Type", "b"), ("Content-Type", "c")]
-            .into_iter()
-            .collect();
+        let h: Headers = vec![
+            ("content-type", "a"),
+            ("Content-Type", "b"),
+            ("Content-Type", "c"),
+        ]
+        .into_iter()
+        .collect();
         assert_eq!(h.get("Content-Type"), Some("b"));
         assert_eq!(h.get("CONTENT-TYPE"), Some("a"));
         assert_eq!(h.get_all("Content-Type"), vec!["b", "c"]);

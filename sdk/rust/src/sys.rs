@@ -62,7 +62,8 @@ extern "C" {
     /// Copies the operator's config value `key` into `buf`; returns its length.
     pub fn config(key: *const u8, key_len: u32, buf: *mut u8, buf_len: u32) -> i32;
     /// Declares a subject the plugin handles (only inside `trellis_init`).
-    pub fn subscribe(subject: *const u8, subject_len: u32, queue: *const u8, queue_len: u32) -> i32;
+    pub fn subscribe(subject: *const u8, subject_len: u32, queue: *const u8, queue_len: u32)
+        -> i32;
     /// Sets the description of the failure `trellis_handle` is about to return.
     pub fn error(msg: *const u8, msg_len: u32) -> i32;
 }
@@ -72,7 +73,10 @@ mod native {
     #![allow(clippy::missing_safety_doc, unused_variables)]
 
     fn no_host(name: &str) -> ! {
-        panic!("trellis::sys::{}: host functions exist only inside a wasm32 plugin", name)
+        panic!(
+            "trellis::sys::{}: host functions exist only inside a wasm32 plugin",
+            name
+        )
     }
 
     /// See the wasm32 declaration.
@@ -84,7 +88,12 @@ mod native {
         no_host("header")
     }
     /// See the wasm32 declaration.
-    pub unsafe fn reply(headers: *const u8, headers_len: u32, data: *const u8, data_len: u32) -> i32 {
+    pub unsafe fn reply(
+        headers: *const u8,
+        headers_len: u32,
+        data: *const u8,
+        data_len: u32,
+    ) -> i32 {
         no_host("reply")
     }
     /// See the wasm32 declaration.
@@ -119,7 +128,12 @@ mod native {
         no_host("config")
     }
     /// See the wasm32 declaration.
-    pub unsafe fn subscribe(subject: *const u8, subject_len: u32, queue: *const u8, queue_len: u32) -> i32 {
+    pub unsafe fn subscribe(
+        subject: *const u8,
+        subject_len: u32,
+        queue: *const u8,
+        queue_len: u32,
+    ) -> i32 {
         no_host("subscribe")
     }
     /// See the wasm32 declaration.

@@ -1,0 +1,22 @@
+//! echo: answers every request on subject `echo` with its payload, unchanged.
+//!
+//! Build (in this directory):
+//!     RUSTC=/usr/bin/rustc /usr/bin/cargo build --release --target wasm32-wasi --offline
+//! Output: target/wasm32-wasi/release/echo_rust.wasm
+
+use trellis::{Error, Msg};
+
+fn init() -> Result<(), Error> {
+    trellis::subscribe("echo")?;
+    Ok(())
+}
+
+fn handle(msg: &Msg) -> Result<(), Error> {
+    if !msg.has_reply() {
+        return Ok(()); // a plain publish: nobody to answer
+    }
+    trellis::reply(msg.data())?;
+    Ok(())
+}
+
+trellis::plugin! { init: init, handle: handle }

@@ -1,0 +1,78 @@
+package bus_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/trellis-mesh/trellis/host/bus"
+)
+
+func start(t *testing.T, opts bus.Options) *bus.Bus {
+	t.Helper()
+	b, err := bus.Start(context.Background(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	return b
+}
+
+func TestEmbeddedServerServesTCPClientsAndJetStream(t *testing.T) {
+	b := start(t, bus.Options{Listen: "127.0.0.1:0", StoreDir: t.TempDir()})
+	if !b.Embedded() || !strings.HasPrefix(b.ClientURL(), "nats://127.0.0.1:") || strings.HasSuffix(b.ClientURL(), ":4222") {
+		t.Fatalf("ClientURL %q: want an embedded server on a random port", b.ClientURL())
+	}
+	// A TCP client (as any NATS tool would be) reaches the host's in-process connection.
+	sub, err := b.Conn().Subscribe("ping", func(m *nats.Msg) { m.Respond([]byte("pong")) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	b.Conn().Flush()
+	nc, err := nats.Connect(b.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	m, err := nc.Request("ping", nil, 2*time.Second)
+	if err != nil || string(m.Data) != "pong" {
+		t.Fatalf("request over TCP: %v %v", m, err)
+	}
+	if _, err := b.Conn().JetStream(); err != nil {
+		t.Fatal(err)
+	}
+	js, _ := b.Conn().JetStream()
+	if _, err := js.AddStream(&nats.StreamConfig{Name: "T", Subjects: []string{"t.>"}}); err != nil {
+		t.Fatalf("JetStream is not on: %v", err)
+	}
+}
+
+func TestMaxPayloadDefaultAllowsOneMiBMessages(t *testing.T) {
+	b := start(t, bus.Options{Listen: "127.0.0.1:0"})
+	if mp := b.Conn().MaxPayload(); mp < 2<<20 {
+		t.Fatalf("max payload %d, want at least 2 MiB", mp)
+	}
+}
+
+func TestExternalURL(t *testing.T) {
+	a := start(t, bus.Options{Listen: "127.0.0.1:0", DisableJetStream: true})
+	b := start(t, bus.Options{URL: a.ClientURL()})
+	if b.Embedded() {
+		t.Fatal("a bus with URL embedded a server")
+	}
+	if !b.Conn().IsConnected() {
+		t.Fatal("not connected")
+	}
+}
+
+func TestBadListenAddress(t *testing.T) {
+	for _, l := range []string{"nonsense", "127.0.0.1:99999"} {
+		if _, err := bus.Start(context.Background(), bus.Options{Listen: l}); err == nil || !strings.Contains(err.Error(), l) {
+			t.Errorf("Listen %q: error %v does not name it", l, err)
+		}
+	}
+}

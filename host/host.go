@@ -1,0 +1,346 @@
+// Package host is the Trellis runtime: it owns the bus, the loaded plugins and
+// the subscriptions that feed messages to them.
+//
+// A message takes one straight path: its subscription's callback hands it to
+// a goroutine (bounded per plugin, so a flood backs up into NATS's pending
+// buffers rather than into memory), which calls the plugin version current at
+// that moment. Loading a plugin under a name that is already loaded makes the
+// new version, swaps it in with one atomic store, and closes the old one once
+// its calls in flight finish; the subscriptions do not move, so no message is
+// lost or handled twice.
+package host
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/nats-io/nats.go"
+	"github.com/tetratelabs/wazero"
+
+	"github.com/trellis-mesh/trellis/abi"
+	"github.com/trellis-mesh/trellis/host/bus"
+	"github.com/trellis-mesh/trellis/host/plugin"
+)
+
+// Defaults for Options fields left zero.
+const (
+	// DefaultMaxInFlight caps plugin calls running at once across the host.
+	DefaultMaxInFlight = 1024
+	// DefaultQueueDepth is how many messages per plugin may wait for an
+	// instance, each up to its deadline, before the subscription stops taking
+	// more (and NATS buffers them).
+	DefaultQueueDepth = 256
+)
+
+// Options configure a Host.
+type Options struct {
+	// Bus says which NATS to use; the zero value embeds one.
+	Bus bus.Options
+	// DataDir holds the compilation cache (DataDir/cache) and, unless
+	// Bus.StoreDir says otherwise, JetStream's files (DataDir/jetstream).
+	// Empty means no cache on disk and a temporary JetStream directory.
+	DataDir string
+	// Logger is the root logger; each plugin gets a sub-logger named after
+	// it (default: discard).
+	Logger hclog.Logger
+	// MaxInFlight caps plugin calls running at once across all plugins
+	// (default DefaultMaxInFlight). A call that cannot start before its
+	// deadline is answered "busy" (503).
+	MaxInFlight int
+	// QueueDepth is DefaultQueueDepth when zero; see there.
+	QueueDepth int
+}
+
+// Spec says how to run one plugin.
+type Spec struct {
+	// Name identifies the plugin; it is also its default queue group.
+	Name string
+	// Path is the .wasm file to load, unless Wasm is set.
+	Path string
+	// Wasm is the module itself; it takes precedence over Path.
+	Wasm []byte
+	// Subjects, if set, replace the subjects the plugin declares.
+	Subjects []string
+	// Queue is the queue group for all subjects (default: Name). Hosts that
+	// run the same plugin share its messages through the queue group.
+	Queue string
+	// Config is what the plugin reads with the config host function.
+	Config map[string]string
+	// PoolSize, Timeout and MemoryLimit: see plugin.Options.
+	PoolSize    int
+	Timeout     time.Duration
+	MemoryLimit uint64
+	// Grants is what the plugin may do beyond replying.
+	Grants plugin.Grants
+}
+
+// Host runs plugins on a bus. Its methods are safe for concurrent use.
+type Host struct {
+	opts     Options
+	log      hclog.Logger
+	bus      *bus.Bus
+	cache    wazero.CompilationCache
+	inflight chan struct{}
+	outbox   *natsOutbox
+
+	mu      sync.Mutex
+	routes  map[string]*route
+	closing bool
+	serving sync.WaitGroup // message goroutines
+}
+
+// New starts the bus and returns a host with no plugins.
+func New(ctx context.Context, opts Options) (*Host, error) {
+	if opts.Logger == nil {
+		opts.Logger = hclog.NewNullLogger()
+	}
+	if opts.MaxInFlight <= 0 {
+		opts.MaxInFlight = DefaultMaxInFlight
+	}
+	if opts.QueueDepth <= 0 {
+		opts.QueueDepth = DefaultQueueDepth
+	}
+	h := &Host{
+		opts:     opts,
+		log:      opts.Logger,
+		inflight: make(chan struct{}, opts.MaxInFlight),
+		routes:   map[string]*route{},
+	}
+	if opts.DataDir != "" {
+		cacheDir := filepath.Join(opts.DataDir, "cache")
+		if err := os.MkdirAll(cacheDir, 0o755); err != nil {
+			return nil, fmt.Errorf("data dir: %w", err)
+		}
+		cache, err := wazero.NewCompilationCacheWithDir(cacheDir)
+		if err != nil {
+			return nil, fmt.Errorf("compilation cache in %s: %w", cacheDir, err)
+		}
+		h.cache = cache
+		if opts.Bus.StoreDir == "" && opts.Bus.URL == "" {
+			opts.Bus.StoreDir = filepath.Join(opts.DataDir, "jetstream")
+		}
+	} else {
+		h.cache = wazero.NewCompilationCache()
+	}
+	if opts.Bus.Logger == nil {
+		opts.Bus.Logger = h.log
+	}
+	b, err := bus.Start(ctx, opts.Bus)
+	if err != nil {
+		h.cache.Close(context.Background())
+		return nil, err
+	}
+	h.bus = b
+	h.outbox = &natsOutbox{nc: b.Conn()}
+	return h, nil
+}
+
+// Conn returns the host's own NATS connection.
+func (h *Host) Conn() *nats.Conn { return h.bus.Conn() }
+
+// ClientURL is the URL NATS clients use to reach the host's bus.
+func (h *Host) ClientURL() string { return h.bus.ClientURL() }
+
+// Bus returns the host's bus.
+func (h *Host) Bus() *bus.Bus { return h.bus }
+
+// Info describes a loaded plugin.
+type Info struct {
+	Name     string
+	Version  string
+	Subjects []string
+	Queue    string
+	// InUse and Idle count the plugin's instances; PoolSize is their cap.
+	InUse, Idle, PoolSize int
+}
+
+// Plugins lists the loaded plugins, sorted by name.
+func (h *Host) Plugins() []Info {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := make([]Info, 0, len(h.routes))
+	for _, r := range h.routes {
+		p := r.current.Load()
+		inUse, idle, max := p.PoolStats()
+		out = append(out, Info{Name: r.name, Version: p.VersionHash(), Subjects: r.subjects(),
+			Queue: r.queue, InUse: inUse, Idle: idle, PoolSize: max})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// Load loads spec's plugin and starts serving its subjects. If a plugin of
+// that name is loaded, Load replaces it without losing a message: the new
+// version is compiled, checked and primed first, and if any of that fails the
+// old version keeps serving and Load returns the error.
+func (h *Host) Load(ctx context.Context, spec Spec) error {
+	if spec.Name == "" {
+		return errors.New("plugin spec without a name")
+	}
+	wasm := spec.Wasm
+	if wasm == nil {
+		if spec.Path == "" {
+			return fmt.Errorf("plugin %q: neither Path nor Wasm given", spec.Name)
+		}
+		b, err := os.ReadFile(spec.Path)
+		if err != nil {
+			return fmt.Errorf("plugin %q: %w", spec.Name, err)
+		}
+		wasm = b
+	}
+	start := time.Now()
+	version := plugin.Version(wasm)
+	p, err := plugin.Load(ctx, wasm, plugin.Options{
+		Name:        spec.Name,
+		Config:      spec.Config,
+		PoolSize:    spec.PoolSize,
+		Timeout:     spec.Timeout,
+		MemoryLimit: spec.MemoryLimit,
+		Grants:      spec.Grants,
+		Logger:      h.log.Named(spec.Name).With("version", version),
+		Outbox:      h.outbox,
+		Cache:       h.cache,
+	})
+	if err != nil {
+		h.log.Error("plugin refused", "plugin", spec.Name, "version", version, "path", spec.Path, "error", err)
+		return err
+	}
+	loaded := time.Since(start)
+
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closing {
+		p.Close(context.Background())
+		return errors.New("host is closing")
+	}
+	old := h.routes[spec.Name]
+	r := old
+	if r == nil {
+		r = newRoute(h, spec.Name)
+	}
+	subjects := spec.Subjects
+	queue := spec.Queue
+	if len(subjects) == 0 {
+		for _, s := range p.Subscriptions() {
+			subjects = append(subjects, s.Subject)
+			if queue == "" && s.Queue != "" {
+				queue = s.Queue
+			}
+		}
+	}
+	if queue == "" {
+		queue = spec.Name
+	}
+	if len(subjects) == 0 {
+		p.Close(context.Background())
+		err := fmt.Errorf("plugin %q: it subscribes to no subjects; call subscribe in trellis_init or set subjects in the config", spec.Name)
+		h.log.Error("plugin refused", "plugin", spec.Name, "version", version, "error", err)
+		return err
+	}
+	for _, s := range subjects {
+		if err := plugin.ValidSubject(s, true); err != nil {
+			p.Close(context.Background())
+			return fmt.Errorf("plugin %q: subject %q: %w", spec.Name, s, err)
+		}
+	}
+	prev := r.current.Swap(p)
+	if err := r.subscribe(subjects, queue, p.PoolStats); err != nil {
+		if prev != nil {
+			r.current.Store(prev)
+		}
+		p.Close(context.Background())
+		return fmt.Errorf("plugin %q: %w", spec.Name, err)
+	}
+	h.routes[spec.Name] = r
+	if prev != nil {
+		// In-flight calls finish on the old version; Handle retries a call
+		// that raced with the swap on the new one.
+		go func() {
+			if err := prev.Close(context.Background()); err != nil {
+				h.log.Warn("closing old version", "plugin", spec.Name, "version", prev.VersionHash(), "error", err)
+			}
+		}()
+		h.log.Info("plugin reloaded", "plugin", spec.Name, "version", version, "previous", prev.VersionHash(),
+			"subjects", subjects, "load_time", loaded, "swap_time", time.Since(start)-loaded)
+	} else {
+		h.log.Info("plugin loaded", "plugin", spec.Name, "version", version, "subjects", subjects,
+			"queue", queue, "load_time", loaded)
+	}
+	return nil
+}
+
+// Unload stops serving a plugin: its subscriptions are drained, calls in
+// flight finish, and its instances are closed.
+func (h *Host) Unload(ctx context.Context, name string) error {
+	h.mu.Lock()
+	r := h.routes[name]
+	delete(h.routes, name)
+	h.mu.Unlock()
+	if r == nil {
+		return fmt.Errorf("plugin %q is not loaded", name)
+	}
+	err := r.close(ctx)
+	h.log.Info("plugin unloaded", "plugin", name)
+	return err
+}
+
+// Close shuts the host down gracefully: it stops taking messages, lets
+// in-flight calls finish (until ctx ends), closes every plugin and then the
+// bus.
+func (h *Host) Close(ctx context.Context) error {
+	h.mu.Lock()
+	if h.closing {
+		h.mu.Unlock()
+		return nil
+	}
+	h.closing = true
+	routes := make([]*route, 0, len(h.routes))
+	for _, r := range h.routes {
+		routes = append(routes, r)
+	}
+	h.routes = map[string]*route{}
+	h.mu.Unlock()
+
+	var errs []error
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	for _, r := range routes {
+		wg.Add(1)
+		go func(r *route) {
+			defer wg.Done()
+			if err := r.close(ctx); err != nil {
+				mu.Lock()
+				errs = append(errs, fmt.Errorf("plugin %q: %w", r.name, err))
+				mu.Unlock()
+			}
+		}(r)
+	}
+	wg.Wait()
+	if err := h.bus.Close(); err != nil {
+		errs = append(errs, err)
+	}
+	h.cache.Close(context.Background())
+	h.log.Info("host stopped")
+	return errors.Join(errs...)
+}
+
+// errorReply answers a request whose handling failed, with the status and
+// description in the NATS micro-service error headers.
+func (h *Host) errorReply(m *nats.Msg, code int, desc string) {
+	if m.Reply == "" {
+		return
+	}
+	r := nats.NewMsg(m.Reply)
+	r.Header.Set(abi.HeaderErrorCode, fmt.Sprint(code))
+	r.Header.Set(abi.HeaderError, desc)
+	if err := h.bus.Conn().PublishMsg(r); err != nil {
+		h.log.Warn("error reply failed", "subject", m.Subject, "error", err)
+	}
+}

@@ -1,0 +1,615 @@
+// The Trellis SDK for AssemblyScript: plugin ABI v1 (abi/ABI.md).
+//
+// A plugin's entry file registers its functions and re-exports the three
+// exports the host calls:
+//
+//   import { Msg, TrellisError, plugin, reply, subscribe, fail } from "@trellis-mesh/sdk";
+//   export { trellis_abi_v1, trellis_init, trellis_handle } from "@trellis-mesh/sdk";
+//
+//   function init(): TrellisError | null {
+//     const s = subscribe("echo");
+//     return s == Status.OK ? null : failStatus(s);
+//   }
+//   function handle(msg: Msg): TrellisError | null {
+//     if (!msg.hasReply()) return null;
+//     reply(msg.data());
+//     return null;
+//   }
+//   plugin(handle, init);
+//
+// Build with --runtime incremental (see README.md for why). The host never
+// keeps a pointer into the plugin's memory, so every argument only needs to
+// live for the call.
+
+import * as sys from "./sys";
+
+/** The ABI version this SDK implements; the marker export is trellis_abi_v1. */
+export const ABI_VERSION: i32 = 1;
+
+// ---------------------------------------------------------------------------
+// Status and failures
+// ---------------------------------------------------------------------------
+
+/** Status codes, ABI.md section 6. Host functions return their negation; the functions here return them positive. */
+export enum Status {
+  /** Success. */
+  OK = 0,
+  /** No such header or config key. */
+  NOT_FOUND = 1,
+  /** A bad field or level, or malformed headers. */
+  INVALID_ARGUMENT = 2,
+  /** An empty subject, whitespace in it, or a wildcard where none is allowed. */
+  INVALID_SUBJECT = 3,
+  /** The operator has not granted this subject. */
+  DENIED = 4,
+  /** The message has no reply subject. */
+  NO_REPLY = 5,
+  /** reply was already called for this message. */
+  ALREADY_REPLIED = 6,
+  /** The request timed out, or the call deadline passed. */
+  TIMEOUT = 7,
+  /** Nobody is subscribed to the request subject. */
+  NO_RESPONDERS = 8,
+  /** The bus failed or refused the message. */
+  BUS = 9,
+  /** Not allowed now (subscribe outside init). */
+  WRONG_PHASE = 10,
+  /** A value exceeds a host limit. */
+  TOO_LARGE = 11,
+}
+
+/** Returns the name of a status code as ABI.md's Go constants spell it; accepts the code or its negation. */
+export function statusName(status: i32): string {
+  if (status < 0) status = -status;
+  switch (status) {
+    case Status.OK: return "ok";
+    case Status.NOT_FOUND: return "not found";
+    case Status.INVALID_ARGUMENT: return "invalid argument";
+    case Status.INVALID_SUBJECT: return "invalid subject";
+    case Status.DENIED: return "permission denied";
+    case Status.NO_REPLY: return "no reply subject";
+    case Status.ALREADY_REPLIED: return "already replied";
+    case Status.TIMEOUT: return "timeout";
+    case Status.NO_RESPONDERS: return "no responders";
+    case Status.BUS: return "bus error";
+    case Status.WRONG_PHASE: return "not allowed in this phase";
+    case Status.TOO_LARGE: return "too large";
+  }
+  return "unknown status";
+}
+
+/** Turns a host result (>= 0, or -status) into a Status. */
+// @ts-ignore: decorator
+@inline
+function statusOf(result: i32): Status {
+  return result < 0 ? <Status>(-result) : Status.OK;
+}
+
+/**
+ * A handler's failure: an HTTP-like code (400 bad input, 404, 500...) and a
+ * description. When a handler returns one, the SDK passes the description to
+ * the host's `error` function and returns the code, so a requester that got
+ * no reply is answered with `Nats-Service-Error-Code: <code>` and
+ * `Nats-Service-Error: <description>`. A code of 0 or less is sent as 500.
+ */
+export class TrellisError {
+  constructor(public code: i32, public message: string) {}
+}
+
+/** Returns a failure with `code` and `message`, for `return fail(400, "bad input")`. */
+export function fail(code: i32, message: string): TrellisError {
+  return new TrellisError(code, message);
+}
+
+/**
+ * Returns the failure for a host function that failed inside a handler: 504
+ * for TIMEOUT, 503 for NO_RESPONDERS, 500 otherwise, described by the
+ * status's name.
+ */
+export function failStatus(status: Status): TrellisError {
+  let code = 500;
+  if (status == Status.TIMEOUT) code = 504;
+  else if (status == Status.NO_RESPONDERS) code = 503;
+  return new TrellisError(code, statusName(status));
+}
+
+// ---------------------------------------------------------------------------
+// Bytes and strings
+// ---------------------------------------------------------------------------
+
+/** Reads a field whose length is known: one allocation, one copy. */
+function readExact(field: i32, len: u32): Uint8Array {
+  const buf = new Uint8Array(<i32>len);
+  if (len > 0) sys.read(field, 0, buf.dataStart, len);
+  return buf;
+}
+
+/**
+ * Copies bytes of `field` (a `sys.field` number) starting at `offset` into
+ * `buf`; returns the field's total length, or -status. Use it to read a large
+ * field in chunks, or into a buffer you reuse.
+ */
+export function readInto(field: i32, offset: u32, buf: Uint8Array): i32 {
+  return sys.read(field, offset, buf.dataStart, <u32>buf.byteLength);
+}
+
+/** Returns all of `field` (a `sys.field` number), or null if there is no such field. */
+export function readField(field: i32): Uint8Array | null {
+  const n = sys.read(field, 0, 0, 0);
+  if (n < 0) return null;
+  return readExact(field, <u32>n);
+}
+
+function decode(b: Uint8Array): string {
+  return String.UTF8.decodeUnsafe(b.dataStart, <usize>b.byteLength);
+}
+
+/** Returns the UTF-8 bytes of `s`. */
+export function utf8(s: string): Uint8Array {
+  return Uint8Array.wrap(String.UTF8.encode(s));
+}
+
+function asciiEqualFold(a: string, b: string): bool {
+  if (a.length != b.length) return false;
+  for (let i = 0; i < a.length; i++) {
+    let x = a.charCodeAt(i), y = b.charCodeAt(i);
+    if (x >= 65 && x <= 90) x += 32;
+    if (y >= 65 && y <= 90) y += 32;
+    if (x != y) return false;
+  }
+  return true;
+}
+
+// ---------------------------------------------------------------------------
+// Headers
+// ---------------------------------------------------------------------------
+
+/**
+ * Message headers: an ordered list of (name, value) pairs in which a name may
+ * appear several times. Names are case-sensitive, as in NATS; `get` falls back
+ * to a case-insensitive match as the host's `header` function does. On the
+ * wire (ABI.md section 4) each value is one line, `Name: value\r\n`.
+ */
+export class Headers {
+  private names: string[] = [];
+  private values: string[] = [];
+
+  /** The number of values (a name with two values counts twice). */
+  get length(): i32 {
+    return this.names.length;
+  }
+
+  /** The name of the i-th value. */
+  nameAt(i: i32): string {
+    return this.names[i];
+  }
+
+  /** The i-th value. */
+  valueAt(i: i32): string {
+    return this.values[i];
+  }
+
+  /** The first value of `name`: an exact match if there is one, else the first case-insensitive match. */
+  get(name: string): string | null {
+    for (let i = 0; i < this.names.length; i++) {
+      if (this.names[i] == name) return this.values[i];
+    }
+    for (let i = 0; i < this.names.length; i++) {
+      if (asciiEqualFold(this.names[i], name)) return this.values[i];
+    }
+    return null;
+  }
+
+  /** Every value of `name` in order, matching the exact name if present, else case-insensitively. */
+  getAll(name: string): string[] {
+    const out: string[] = [];
+    for (let i = 0; i < this.names.length; i++) {
+      if (this.names[i] == name) out.push(this.values[i]);
+    }
+    if (out.length > 0) return out;
+    for (let i = 0; i < this.names.length; i++) {
+      if (asciiEqualFold(this.names[i], name)) out.push(this.values[i]);
+    }
+    return out;
+  }
+
+  /** Adds a value for `name`, after any it already has. */
+  append(name: string, value: string): Headers {
+    this.names.push(name);
+    this.values.push(value);
+    return this;
+  }
+
+  /** Sets `name` to the single value `value`, replacing the values it had (exact-case match). */
+  set(name: string, value: string): Headers {
+    this.delete(name);
+    return this.append(name, value);
+  }
+
+  /** Removes every value of `name` (exact-case match). */
+  delete(name: string): Headers {
+    const names: string[] = [];
+    const values: string[] = [];
+    for (let i = 0; i < this.names.length; i++) {
+      if (this.names[i] != name) {
+        names.push(this.names[i]);
+        values.push(this.values[i]);
+      }
+    }
+    this.names = names;
+    this.values = values;
+    return this;
+  }
+
+  /** Encodes the headers: `Name: value\r\n` per value, in order. Empty headers encode to no bytes. */
+  encode(): Uint8Array {
+    let s = "";
+    for (let i = 0; i < this.names.length; i++) {
+      s += this.names[i] + ": " + this.values[i] + "\r\n";
+    }
+    return utf8(s);
+  }
+
+  /**
+   * Decodes the encoding of ABI.md section 4; the final `\r\n` may be
+   * missing. Returns null for a line without ": ", an empty name, or a lone
+   * CR or LF, as the host would judge it.
+   */
+  static parse(b: Uint8Array): Headers | null {
+    const h = new Headers();
+    const n = b.length;
+    let start = 0;
+    while (start < n) {
+      let end = start;
+      while (end < n && b[end] != 13 && b[end] != 10) end++;
+      let next = end;
+      if (end < n) {
+        if (b[end] != 13 || end + 1 >= n || b[end + 1] != 10) return null;
+        next = end + 2;
+      }
+      let colon = -1;
+      for (let i = start; i + 1 < end; i++) {
+        if (b[i] == 58 && b[i + 1] == 32) {
+          colon = i;
+          break;
+        }
+      }
+      if (colon <= start) return null;
+      const base = b.dataStart;
+      h.append(
+        String.UTF8.decodeUnsafe(base + <usize>start, <usize>(colon - start)),
+        String.UTF8.decodeUnsafe(base + <usize>(colon + 2), <usize>(end - colon - 2)),
+      );
+      start = next;
+    }
+    return h;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// The message
+// ---------------------------------------------------------------------------
+
+/**
+ * The message being handled. Fields are read from the host the first time
+ * they are asked for and then kept, so a handler pays only for what it uses.
+ */
+export class Msg {
+  private _subject: string | null = null;
+  private _reply: string | null = null;
+  private _headers: Headers | null = null;
+  private _data: Uint8Array | null = null;
+
+  /** The message the host announced with these field lengths (the arguments of trellis_handle). */
+  constructor(
+    public readonly subjectLen: u32,
+    public readonly replyLen: u32,
+    public readonly headersLen: u32,
+    public readonly dataLen: u32,
+  ) {}
+
+  /** The subject the message arrived on. */
+  subject(): string {
+    let s = this._subject;
+    if (s === null) {
+      s = decode(readExact(sys.field.SUBJECT, this.subjectLen));
+      this._subject = s;
+    }
+    return s;
+  }
+
+  /** The reply subject, or "" if the message expects no reply. */
+  reply(): string {
+    let s = this._reply;
+    if (s === null) {
+      s = decode(readExact(sys.field.REPLY, this.replyLen));
+      this._reply = s;
+    }
+    return s;
+  }
+
+  /** Whether the message expects a reply (costs no host call). */
+  hasReply(): bool {
+    return this.replyLen != 0;
+  }
+
+  /** All the headers. */
+  headers(): Headers {
+    let h = this._headers;
+    if (h === null) {
+      const parsed = Headers.parse(readExact(sys.field.HEADERS, this.headersLen));
+      h = parsed === null ? new Headers() : parsed;
+      this._headers = h;
+    }
+    return h;
+  }
+
+  /**
+   * The first value of header `name` (exact match first, then
+   * case-insensitive), or null. Asks the host for that one value, without
+   * decoding all the headers.
+   */
+  header(name: string): string | null {
+    const key = String.UTF8.encode(name);
+    const k = changetype<usize>(key), kl = <u32>key.byteLength;
+    const n = sys.header(k, kl, 0, 0);
+    if (n < 0) return null;
+    const buf = new Uint8Array(n);
+    sys.header(k, kl, buf.dataStart, <u32>n);
+    return decode(buf);
+  }
+
+  /** The payload. */
+  data(): Uint8Array {
+    let d = this._data;
+    if (d === null) {
+      d = readExact(sys.field.DATA, this.dataLen);
+      this._data = d;
+    }
+    return d;
+  }
+
+  /** The payload decoded as UTF-8. */
+  dataString(): string {
+    return decode(this.data());
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Answering and sending
+// ---------------------------------------------------------------------------
+
+/**
+ * Replies to the message being handled with `data` and no headers. At most
+ * one reply per message. Returns OK, NO_REPLY (the message expects none),
+ * ALREADY_REPLIED or BUS.
+ */
+export function reply(data: Uint8Array): Status {
+  return statusOf(sys.reply(0, 0, data.dataStart, <u32>data.byteLength));
+}
+
+/** Replies with the UTF-8 bytes of `text`; as `reply`. */
+export function replyString(text: string): Status {
+  return reply(utf8(text));
+}
+
+/** Replies with `headers` and `data`; as `reply`, and INVALID_ARGUMENT for malformed headers. */
+export function replyWithHeaders(headers: Headers, data: Uint8Array): Status {
+  const h = headers.encode();
+  return statusOf(sys.reply(h.dataStart, <u32>h.byteLength, data.dataStart, <u32>data.byteLength));
+}
+
+/**
+ * Publishes `data` on `subject`, which the operator must have granted.
+ * Returns OK, INVALID_SUBJECT, DENIED or BUS.
+ */
+export function publish(subject: string, data: Uint8Array): Status {
+  return publishWithHeaders(subject, new Headers(), data);
+}
+
+/** Publishes with headers; as `publish`, and INVALID_ARGUMENT for malformed headers. */
+export function publishWithHeaders(subject: string, headers: Headers, data: Uint8Array): Status {
+  const s = utf8(subject);
+  const h = headers.encode();
+  return statusOf(sys.publish(
+    s.dataStart, <u32>s.byteLength,
+    h.dataStart, <u32>h.byteLength,
+    data.dataStart, <u32>data.byteLength,
+  ));
+}
+
+/** The outcome of a request: a status and, when it is OK, the response. */
+export class Response {
+  constructor(
+    /** OK, or why the request failed (INVALID_SUBJECT, DENIED, TIMEOUT, NO_RESPONDERS, BUS...). */
+    public status: Status,
+    /** The response's headers (empty on failure). */
+    public headers: Headers,
+    /** The response's payload (empty on failure). */
+    public data: Uint8Array,
+  ) {}
+
+  /** Whether the request got a response. */
+  get ok(): bool {
+    return this.status == Status.OK;
+  }
+
+  /** The payload decoded as UTF-8. */
+  dataString(): string {
+    return decode(this.data);
+  }
+
+  /** The first value of header `name`, as `Headers.get`. */
+  header(name: string): string | null {
+    return this.headers.get(name);
+  }
+
+  /**
+   * The code of a NATS service error response (header
+   * Nats-Service-Error-Code), which the host reports as a successful
+   * request; 0 for a normal response. The text is header Nats-Service-Error.
+   */
+  serviceErrorCode(): i32 {
+    const c = this.headers.get("Nats-Service-Error-Code");
+    if (c === null) return 0;
+    const n = I32.parseInt(c);
+    return n > 0 ? n : 500;
+  }
+}
+
+/**
+ * Sends `data` as a request on `subject` and waits for the first response, at
+ * most `timeoutMs` milliseconds and never past the current call's deadline (0:
+ * until the deadline). The operator must have granted `subject` for requests.
+ * Check `response.ok` (or `status`) before using the response. A response
+ * carrying Nats-Service-Error-Code is still OK: see `serviceErrorCode`.
+ */
+export function request(subject: string, data: Uint8Array, timeoutMs: u32 = 0): Response {
+  return requestWithHeaders(subject, new Headers(), data, timeoutMs);
+}
+
+/** Sends a request with headers; as `request`, and INVALID_ARGUMENT for malformed headers. */
+export function requestWithHeaders(subject: string, headers: Headers, data: Uint8Array, timeoutMs: u32 = 0): Response {
+  const s = utf8(subject);
+  const h = headers.encode();
+  // The ABI passes timeout_ms as an i32: keep it non-negative.
+  if (timeoutMs > <u32>i32.MAX_VALUE) timeoutMs = <u32>i32.MAX_VALUE;
+  const n = sys.request(
+    s.dataStart, <u32>s.byteLength,
+    h.dataStart, <u32>h.byteLength,
+    data.dataStart, <u32>data.byteLength,
+    timeoutMs,
+  );
+  if (n < 0) return new Response(statusOf(n), new Headers(), new Uint8Array(0));
+  const body = readExact(sys.field.RESULT_DATA, <u32>n);
+  let h = new Headers();
+  const raw = readField(sys.field.RESULT_HEADERS);
+  if (raw !== null) {
+    const parsed = Headers.parse(raw);
+    if (parsed !== null) h = parsed;
+  }
+  return new Response(Status.OK, h, body);
+}
+
+// ---------------------------------------------------------------------------
+// Logging, configuration, subscriptions, failure text
+// ---------------------------------------------------------------------------
+
+/** Log levels, ABI.md section 5 (go-hclog's values). */
+export enum Level {
+  TRACE = 1,
+  DEBUG = 2,
+  INFO = 3,
+  WARN = 4,
+  ERROR = 5,
+}
+
+/** Writing to the plugin's logger on the host. Messages are cut at 64 KiB. */
+export namespace log {
+  /** Logs `msg` at `level`. */
+  export function write(level: Level, msg: string): void {
+    const b = String.UTF8.encode(msg);
+    sys.log(level, changetype<usize>(b), <u32>b.byteLength);
+  }
+  /** Logs `msg` at trace level. */
+  export function trace(msg: string): void { write(Level.TRACE, msg); }
+  /** Logs `msg` at debug level. */
+  export function debug(msg: string): void { write(Level.DEBUG, msg); }
+  /** Logs `msg` at info level. */
+  export function info(msg: string): void { write(Level.INFO, msg); }
+  /** Logs `msg` at warn level. */
+  export function warn(msg: string): void { write(Level.WARN, msg); }
+  /** Logs `msg` at error level. */
+  export function error(msg: string): void { write(Level.ERROR, msg); }
+}
+
+/** Returns the operator's config value `key` as bytes, or null if it is not set. */
+export function configBytes(key: string): Uint8Array | null {
+  const k = String.UTF8.encode(key);
+  const kp = changetype<usize>(k), kl = <u32>k.byteLength;
+  const n = sys.config(kp, kl, 0, 0);
+  if (n < 0) return null;
+  const buf = new Uint8Array(n);
+  sys.config(kp, kl, buf.dataStart, <u32>n);
+  return buf;
+}
+
+/** Returns the operator's config value `key`, or null if it is not set. */
+export function config(key: string): string | null {
+  const b = configBytes(key);
+  return b === null ? null : decode(b);
+}
+
+/**
+ * Declares that the plugin handles `subject` (NATS wildcards `*` and `>`
+ * allowed) in queue group `queue` ("": the default group, the plugin's name).
+ * Only allowed during init. Returns OK, INVALID_SUBJECT or WRONG_PHASE.
+ */
+export function subscribe(subject: string, queue: string = ""): Status {
+  const s = utf8(subject);
+  const q = utf8(queue);
+  return statusOf(sys.subscribe(s.dataStart, <u32>s.byteLength, q.dataStart, <u32>q.byteLength));
+}
+
+/**
+ * Sets the description of the failure the handler is about to return (the
+ * Nats-Service-Error header). Returning a TrellisError from a handler does
+ * this for you; the last call wins.
+ */
+export function setError(msg: string): void {
+  const b = String.UTF8.encode(msg);
+  sys.error(changetype<usize>(b), <u32>b.byteLength);
+}
+
+// ---------------------------------------------------------------------------
+// Exports
+// ---------------------------------------------------------------------------
+
+/** A plugin's per-instance initialisation: subscribe, read config. null is success. */
+export type InitFn = () => TrellisError | null;
+
+/** A plugin's message handler. null is success. */
+export type HandleFn = (msg: Msg) => TrellisError | null;
+
+let registeredInit: InitFn | null = null;
+let registeredHandle: HandleFn | null = null;
+
+/**
+ * Registers the plugin's handler and, optionally, its init function. Call it
+ * once at the top level of the entry file, which must also re-export
+ * `trellis_abi_v1`, `trellis_init` and `trellis_handle` from this module.
+ */
+export function plugin(handle: HandleFn, init: InitFn | null = null): void {
+  registeredHandle = handle;
+  registeredInit = init;
+}
+
+function codeOf(e: TrellisError): i32 {
+  return e.code > 0 ? e.code : 500;
+}
+
+/** The ABI version marker (ABI.md section 2). Never called. */
+export function trellis_abi_v1(): void {}
+
+/** Runs the registered init function once per instance; a failure is logged and refuses the instance. */
+export function trellis_init(): i32 {
+  const init = registeredInit;
+  if (init === null) return 0;
+  const e = init();
+  if (e === null) return 0;
+  log.error("init failed: " + e.message);
+  return codeOf(e);
+}
+
+/** Runs the registered handler for one message. */
+export function trellis_handle(subjectLen: u32, replyLen: u32, headersLen: u32, dataLen: u32): i32 {
+  const handle = registeredHandle;
+  if (handle === null) {
+    setError("no handler: call plugin(handle) in the entry file");
+    return 500;
+  }
+  const e = handle(new Msg(subjectLen, replyLen, headersLen, dataLen));
+  if (e === null) return 0;
+  setError(e.message);
+  return codeOf(e);
+}
