@@ -47,6 +47,9 @@ type Options struct {
 	// Bus.StoreDir says otherwise, JetStream's files (DataDir/jetstream).
 	// Empty means no cache on disk and a temporary JetStream directory.
 	DataDir string
+	// CacheDir, if set, holds the compilation cache instead of DataDir/cache.
+	// Compiled code is keyed by content and wazero version, so hosts may share one.
+	CacheDir string
 	// Logger is the root logger; each plugin gets a sub-logger named after
 	// it (default: discard).
 	Logger hclog.Logger
@@ -113,19 +116,22 @@ func New(ctx context.Context, opts Options) (*Host, error) {
 		inflight: make(chan struct{}, opts.MaxInFlight),
 		routes:   map[string]*route{},
 	}
-	if opts.DataDir != "" {
-		cacheDir := filepath.Join(opts.DataDir, "cache")
+	cacheDir := opts.CacheDir
+	if cacheDir == "" && opts.DataDir != "" {
+		cacheDir = filepath.Join(opts.DataDir, "cache")
+	}
+	if opts.DataDir != "" && opts.Bus.StoreDir == "" && opts.Bus.URL == "" {
+		opts.Bus.StoreDir = filepath.Join(opts.DataDir, "jetstream")
+	}
+	if cacheDir != "" {
 		if err := os.MkdirAll(cacheDir, 0o755); err != nil {
-			return nil, fmt.Errorf("data dir: %w", err)
+			return nil, fmt.Errorf("cache dir: %w", err)
 		}
 		cache, err := wazero.NewCompilationCacheWithDir(cacheDir)
 		if err != nil {
 			return nil, fmt.Errorf("compilation cache in %s: %w", cacheDir, err)
 		}
 		h.cache = cache
-		if opts.Bus.StoreDir == "" && opts.Bus.URL == "" {
-			opts.Bus.StoreDir = filepath.Join(opts.DataDir, "jetstream")
-		}
 	} else {
 		h.cache = wazero.NewCompilationCache()
 	}

@@ -1,0 +1,46 @@
+//go:build wasip1
+
+package trellis
+
+import "unsafe"
+
+// The host functions of ABI v1 (abi/ABI.md section 5). Pointers are 32-bit
+// offsets into this module's memory.
+
+//go:wasmimport trellis read
+func hostRead(field int32, offset uint32, buf unsafe.Pointer, bufLen uint32) int32
+
+//go:wasmimport trellis header
+func hostHeader(name unsafe.Pointer, nameLen uint32, buf unsafe.Pointer, bufLen uint32) int32
+
+//go:wasmimport trellis reply
+func hostReply(hdr unsafe.Pointer, hdrLen uint32, data unsafe.Pointer, dataLen uint32) int32
+
+//go:wasmimport trellis publish
+func hostPublish(subj unsafe.Pointer, subjLen uint32, hdr unsafe.Pointer, hdrLen uint32, data unsafe.Pointer, dataLen uint32) int32
+
+//go:wasmimport trellis request
+func hostRequest(subj unsafe.Pointer, subjLen uint32, hdr unsafe.Pointer, hdrLen uint32, data unsafe.Pointer, dataLen uint32, timeoutMS uint32) int32
+
+//go:wasmimport trellis log
+func hostLog(level int32, msg unsafe.Pointer, msgLen uint32) int32
+
+//go:wasmimport trellis config
+func hostConfig(key unsafe.Pointer, keyLen uint32, buf unsafe.Pointer, bufLen uint32) int32
+
+//go:wasmimport trellis subscribe
+func hostSubscribe(subj unsafe.Pointer, subjLen uint32, queue unsafe.Pointer, queueLen uint32) int32
+
+//go:wasmimport trellis error
+func hostError(msg unsafe.Pointer, msgLen uint32) int32
+
+//go:wasmexport trellis_abi_v1
+func abiV1() {}
+
+//go:wasmexport trellis_init
+func exportInit() int32 { return runInit() }
+
+//go:wasmexport trellis_handle
+func exportHandle(subjectLen, replyLen, headersLen, dataLen uint32) int32 {
+	return runHandle(subjectLen, replyLen, headersLen, dataLen)
+}

@@ -1,0 +1,334 @@
+// Package trellis is the Go SDK for Trellis plugins: handlers that run inside
+// the Trellis host as WebAssembly, get messages from its NATS bus, and reply,
+// publish, request and log through the host.
+//
+// A plugin is a package main that registers handlers in init and is built as
+// a WASI reactor:
+//
+//	package main
+//
+//	import trellis "github.com/trellis-mesh/trellis/sdk/go"
+//
+//	func init() {
+//		trellis.Handle("greet", func(m *trellis.Msg) ([]byte, error) {
+//			return []byte("Hello, " + string(m.Data) + "!"), nil
+//		})
+//	}
+//
+//	func main() {}
+//
+//	GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -o greet.wasm .
+//
+// (or `trellis build DIR`). The package is a thin layer over ABI v1
+// (abi/ABI.md); it needs no TinyGo. A plugin instance runs one message at a
+// time, so handlers need no locks, but the host may run several instances:
+// keep shared state in the host, not in globals.
+package trellis
+
+import (
+	"errors"
+	"fmt"
+	"time"
+	"unsafe"
+
+	"github.com/trellis-mesh/trellis/abi"
+)
+
+// Header holds message headers. Names are case-sensitive, as in NATS.
+type Header map[string][]string
+
+// Get returns the first value of name, or "".
+func (h Header) Get(name string) string {
+	if vs := h[name]; len(vs) > 0 {
+		return vs[0]
+	}
+	return ""
+}
+
+// Set replaces the values of name with value.
+func (h Header) Set(name, value string) { h[name] = []string{value} }
+
+// Add appends value to name's values.
+func (h Header) Add(name, value string) { h[name] = append(h[name], value) }
+
+// Msg is a message a handler receives, or a response to Request.
+type Msg struct {
+	Subject string
+	// Reply is the subject to answer on; empty for events.
+	Reply  string
+	Header Header
+	Data   []byte
+
+	replied bool
+}
+
+// HandlerFunc handles one message. For a request, the returned bytes are
+// the reply (unless the handler already called Respond); a returned error
+// becomes an error reply: a *StatusError keeps its code, any other error is 500.
+// For an event (no reply subject) the bytes are ignored.
+type HandlerFunc func(m *Msg) ([]byte, error)
+
+type route struct {
+	subject, queue string
+	fn             HandlerFunc
+}
+
+var (
+	routes []route
+	inits  []func() error
+)
+
+// Handle registers fn for subject, which may hold NATS wildcards. Call it
+// from init. The first registered pattern that matches a message's subject
+// handles it. The operator's config may replace the subjects a plugin
+// declares; messages on subjects no pattern matches go to the last handler
+// registered.
+func Handle(subject string, fn HandlerFunc) { routes = append(routes, route{subject: subject, fn: fn}) }
+
+// HandleQueue is Handle with an explicit queue group instead of the
+// default (the plugin's name).
+func HandleQueue(subject, queue string, fn HandlerFunc) {
+	routes = append(routes, route{subject: subject, queue: queue, fn: fn})
+}
+
+// OnInit registers fn to run once per instance, when the host starts it. An
+// error refuses the instance; at load time it refuses the plugin, and the
+// host logs the error. Use it to read and check config.
+func OnInit(fn func() error) { inits = append(inits, fn) }
+
+// StatusError is a handler failure with a status code (use HTTP-like codes: 400,
+// 404, 422, 500...). The host sends it as the Nats-Service-Error-Code and
+// Nats-Service-Error headers of the error reply.
+type StatusError struct {
+	Code    int
+	Message string
+}
+
+func (e *StatusError) Error() string { return fmt.Sprintf("%d %s", e.Code, e.Message) }
+
+// Errorf returns a *StatusError with code and a formatted message.
+func Errorf(code int, format string, args ...any) error {
+	return &StatusError{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// Errors the host functions return; compare with errors.Is.
+var (
+	ErrNotFound       error = abi.StatusNotFound
+	ErrDenied         error = abi.StatusDenied
+	ErrTimeout        error = abi.StatusTimeout
+	ErrNoResponders   error = abi.StatusNoResponders
+	ErrInvalidSubject error = abi.StatusInvalidSubject
+	ErrNoReply        error = abi.StatusNoReply
+	ErrAlreadyReplied error = abi.StatusAlreadyReplied
+)
+
+func statusErr(r int32) error {
+	if r >= 0 {
+		return nil
+	}
+	return abi.Status(-r)
+}
+
+// ptr returns the address of b's first byte (nil for an empty b).
+func ptr(b []byte) unsafe.Pointer { return unsafe.Pointer(unsafe.SliceData(b)) }
+
+func sptr(s string) unsafe.Pointer { return unsafe.Pointer(unsafe.StringData(s)) }
+
+// Respond replies to m at once with data. At most one reply per message.
+func (m *Msg) Respond(data []byte) error { return m.RespondMsg(nil, data) }
+
+// RespondMsg replies to m with headers and data.
+func (m *Msg) RespondMsg(h Header, data []byte) error {
+	hdr := abi.AppendHeaders(nil, h)
+	err := statusErr(hostReply(ptr(hdr), uint32(len(hdr)), ptr(data), uint32(len(data))))
+	if err == nil {
+		m.replied = true
+	}
+	return err
+}
+
+// Publish sends data to subject. The operator must have granted the plugin
+// the subject; otherwise the error is ErrDenied.
+func Publish(subject string, data []byte) error { return PublishMsg(subject, nil, data) }
+
+// PublishMsg sends data with headers to subject.
+func PublishMsg(subject string, h Header, data []byte) error {
+	hdr := abi.AppendHeaders(nil, h)
+	return statusErr(hostPublish(sptr(subject), uint32(len(subject)), ptr(hdr), uint32(len(hdr)),
+		ptr(data), uint32(len(data))))
+}
+
+// Request sends data to subject and waits up to timeout (bounded by the
+// call's own deadline) for the first response. Errors: ErrTimeout,
+// ErrNoResponders, ErrDenied. A response that is an error reply is returned
+// as a Msg: check its Nats-Service-Error-Code header.
+func Request(subject string, data []byte, timeout time.Duration) (*Msg, error) {
+	return RequestMsg(subject, nil, data, timeout)
+}
+
+// RequestMsg is Request with headers.
+func RequestMsg(subject string, h Header, data []byte, timeout time.Duration) (*Msg, error) {
+	hdr := abi.AppendHeaders(nil, h)
+	ms := timeout.Milliseconds()
+	if ms <= 0 && timeout > 0 {
+		ms = 1
+	}
+	if ms > 1<<31 {
+		ms = 1 << 31
+	}
+	n := hostRequest(sptr(subject), uint32(len(subject)), ptr(hdr), uint32(len(hdr)),
+		ptr(data), uint32(len(data)), uint32(ms))
+	if err := statusErr(n); err != nil {
+		return nil, err
+	}
+	resp := &Msg{Subject: subject, Data: readField(abi.FieldResultData, uint32(n))}
+	rh := readField(abi.FieldResultHeaders, 0)
+	if len(rh) > 0 {
+		h, err := abi.ParseHeaders(rh)
+		if err != nil {
+			return nil, err
+		}
+		resp.Header = h
+	}
+	return resp, nil
+}
+
+// readField reads a whole message field; size is a hint (0: ask the host).
+func readField(f abi.Field, size uint32) []byte {
+	if size == 0 {
+		n := hostRead(int32(f), 0, nil, 0)
+		if n <= 0 {
+			return nil
+		}
+		size = uint32(n)
+	}
+	b := make([]byte, size)
+	hostRead(int32(f), 0, ptr(b), size)
+	return b
+}
+
+// Config returns the operator's config value for key.
+func Config(key string) (string, bool) {
+	n := hostConfig(sptr(key), uint32(len(key)), nil, 0)
+	if n < 0 {
+		return "", false
+	}
+	b := make([]byte, n)
+	hostConfig(sptr(key), uint32(len(key)), ptr(b), uint32(n))
+	return string(b), true
+}
+
+// ConfigOr returns the config value for key, or def when it is not set.
+func ConfigOr(key, def string) string {
+	if v, ok := Config(key); ok {
+		return v
+	}
+	return def
+}
+
+// Log levels for Log.
+const (
+	LevelTrace = abi.LevelTrace
+	LevelDebug = abi.LevelDebug
+	LevelInfo  = abi.LevelInfo
+	LevelWarn  = abi.LevelWarn
+	LevelError = abi.LevelError
+)
+
+// Log writes msg to the plugin's logger in the host.
+func Log(level abi.Level, msg string) { hostLog(int32(level), sptr(msg), uint32(len(msg))) }
+
+// Logf formats and logs.
+func Logf(level abi.Level, format string, args ...any) { Log(level, fmt.Sprintf(format, args...)) }
+
+// Trace logs msg at trace level.
+func Trace(msg string) { Log(LevelTrace, msg) }
+
+// Debug logs msg at debug level.
+func Debug(msg string) { Log(LevelDebug, msg) }
+
+// Info logs msg at info level.
+func Info(msg string) { Log(LevelInfo, msg) }
+
+// Warn logs msg at warn level.
+func Warn(msg string) { Log(LevelWarn, msg) }
+
+// Error logs msg at error level. (To fail a message, return an error from
+// the handler instead.)
+func Error(msg string) { Log(LevelError, msg) }
+
+func runInit() int32 {
+	for _, r := range routes {
+		if st := statusErr(hostSubscribe(sptr(r.subject), uint32(len(r.subject)), sptr(r.queue), uint32(len(r.queue)))); st != nil {
+			setError(fmt.Sprintf("subscribe %q: %v", r.subject, st))
+			return 1
+		}
+	}
+	for _, fn := range inits {
+		if err := fn(); err != nil {
+			setError(err.Error())
+			return 1
+		}
+	}
+	return 0
+}
+
+func setError(s string) { hostError(sptr(s), uint32(len(s))) }
+
+func runHandle(subjectLen, replyLen, headersLen, dataLen uint32) (status int32) {
+	m := &Msg{
+		Subject: string(readField(abi.FieldSubject, subjectLen)),
+		Reply:   string(readField(abi.FieldReply, replyLen)),
+	}
+	if dataLen > 0 {
+		m.Data = readField(abi.FieldData, dataLen)
+	}
+	if headersLen > 0 {
+		h, err := abi.ParseHeaders(readField(abi.FieldHeaders, headersLen))
+		if err != nil {
+			setError("malformed headers from host")
+			return 500
+		}
+		m.Header = h
+	}
+	if m.Header == nil {
+		m.Header = Header{}
+	}
+	fn := lookup(m.Subject)
+	if fn == nil {
+		setError("no handler registered for " + m.Subject)
+		return 404
+	}
+	out, err := fn(m)
+	if err != nil {
+		var e *StatusError
+		if errors.As(err, &e) {
+			setError(e.Message)
+			if e.Code == 0 {
+				return 500
+			}
+			return int32(e.Code)
+		}
+		setError(err.Error())
+		return 500
+	}
+	if m.Reply != "" && !m.replied {
+		if err := m.Respond(out); err != nil && !errors.Is(err, ErrAlreadyReplied) {
+			setError("reply: " + err.Error())
+			return 500
+		}
+	}
+	return 0
+}
+
+func lookup(subject string) HandlerFunc {
+	for _, r := range routes {
+		if abi.SubjectMatches(r.subject, subject) {
+			return r.fn
+		}
+	}
+	if len(routes) > 0 {
+		return routes[len(routes)-1].fn
+	}
+	return nil
+}
