@@ -64,6 +64,22 @@ func Detect(path string) (Lang, error) {
 	return "", fmt.Errorf("%s: %w (a Go package main, or one .wat file)", path, ErrNoSource)
 }
 
+// Recognise reports whether dir looks like plugin source in a language this
+// version cannot build yet, and which.
+func Recognise(dir string) (string, bool) {
+	for _, probe := range []struct{ file, lang string }{
+		{"Cargo.toml", "Rust"}, {"asconfig.json", "AssemblyScript"},
+	} {
+		if fileExists(filepath.Join(dir, probe.file)) {
+			return probe.lang, true
+		}
+	}
+	if cs, _ := filepath.Glob(filepath.Join(dir, "*.c")); len(cs) > 0 {
+		return "C", true
+	}
+	return "", false
+}
+
 // isGoMain reports whether dir holds a Go package main.
 func isGoMain(dir string) bool {
 	files, _ := filepath.Glob(filepath.Join(dir, "*.go"))

@@ -1,0 +1,396 @@
+// Command trellis runs WebAssembly plugins on a NATS event bus.
+//
+//	trellis dev DIR               serve every plugin under DIR, no config needed
+//	trellis run --config FILE     serve what an HCL config file says
+//	trellis build DIR -o FILE     build a plugin source directory into a .wasm
+//	trellis req SUBJECT [DATA]    send a request and print the reply
+//	trellis pub SUBJECT [DATA]    publish a message
+//	trellis version               print the version and the ABI version
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime/debug"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/nats-io/nats.go"
+
+	"github.com/trellis-mesh/trellis/abi"
+	"github.com/trellis-mesh/trellis/host"
+	"github.com/trellis-mesh/trellis/host/build"
+	"github.com/trellis-mesh/trellis/host/bus"
+	"github.com/trellis-mesh/trellis/host/config"
+	"github.com/trellis-mesh/trellis/host/dev"
+)
+
+// version is set at release time with -ldflags "-X main.version=v1.2.3".
+var version = ""
+
+const usage = `trellis runs WebAssembly plugins on a NATS event bus.
+
+Usage:
+  trellis dev [flags] DIR            serve every plugin under DIR (no config needed)
+  trellis run --config FILE [flags]  serve the plugins an HCL config file lists
+  trellis build DIR -o FILE.wasm     build a plugin source directory
+  trellis req [flags] SUBJECT [DATA] send a request, print the reply
+  trellis pub [flags] SUBJECT [DATA] publish a message
+  trellis version                    print versions
+
+Run "trellis VERB --help" for a verb's flags.
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	verbs := map[string]func([]string, io.Writer, io.Writer) int{
+		"dev": cmdDev, "run": cmdRun, "build": cmdBuild, "req": cmdReq, "pub": cmdPub, "version": cmdVersion,
+	}
+	switch args[0] {
+	case "-h", "--help", "help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	verb, ok := verbs[args[0]]
+	if !ok {
+		fmt.Fprintf(stderr, "trellis: unknown verb %q\n\n%s", args[0], usage)
+		return 2
+	}
+	return verb(args[1:], stdout, stderr)
+}
+
+func newFlags(name, synopsis string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "%s\n\nFlags:\n", synopsis)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// parse parses flags that may come before or after positional arguments.
+func parse(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return pos, nil
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+}
+
+// busFlags are the NATS flags dev and run share.
+type busFlags struct {
+	listen, url, natsConfig string
+}
+
+func (b *busFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&b.listen, "nats-listen", "", "embedded NATS client address HOST:PORT; port 0 picks a free one (default "+bus.DefaultListen+")")
+	fs.StringVar(&b.url, "nats-url", "", "connect to this NATS instead of embedding one (nats://host:4222)")
+	fs.StringVar(&b.natsConfig, "nats-config", "", "nats-server config file for the embedded server (cluster, leaf nodes, TLS)")
+}
+
+func (b *busFlags) apply(o *bus.Options) error {
+	if b.url != "" && b.listen != "" {
+		return errors.New("--nats-url and --nats-listen exclude each other")
+	}
+	if b.url != "" {
+		o.URL, o.Listen = b.url, ""
+	}
+	if b.listen != "" {
+		o.Listen = b.listen
+	}
+	if b.natsConfig != "" {
+		o.ConfigFile = b.natsConfig
+	}
+	return nil
+}
+
+func newLogger(level, format string, w io.Writer) hclog.Logger {
+	return hclog.New(&hclog.LoggerOptions{
+		Name:       "trellis",
+		Level:      hclog.LevelFromString(level),
+		Output:     w,
+		JSONFormat: format == "json",
+		Color:      hclog.AutoColor,
+	})
+}
+
+// signalContext ends on SIGINT or SIGTERM.
+func signalContext() (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+}
+
+func shutdown(h *host.Host, log hclog.Logger) int {
+	log.Info("shutting down: finishing in-flight calls")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := h.Close(ctx); err != nil {
+		log.Error("shutdown", "error", err)
+		return 1
+	}
+	return 0
+}
+
+func cmdDev(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("dev", "Usage: trellis dev [flags] DIR\n\nFinds .wasm files and plugin sources (Go, WAT) under DIR, builds the sources,\nand serves them all on an embedded NATS server. No config file is needed.", stderr)
+	var bf busFlags
+	bf.register(fs)
+	dataDir := fs.String("data-dir", ".trellis", "directory for built plugins, the compilation cache and JetStream")
+	logLevel := fs.String("log-level", "info", "trace, debug, info, warn or error")
+	strict := fs.Bool("strict", false, "grant plugins nothing beyond replying, as in production")
+	timeout := fs.Duration("timeout", 0, "deadline per call (default 5s)")
+	poolSize := fs.Int("pool-size", 0, "instances per plugin (default: 2 per CPU, at least 4)")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return flagExit(err)
+	}
+	if len(pos) != 1 {
+		fs.Usage()
+		return 2
+	}
+	log := newLogger(*logLevel, "text", stderr)
+	opts := host.Options{DataDir: *dataDir, Logger: log}
+	if err := bf.apply(&opts.Bus); err != nil {
+		fmt.Fprintln(stderr, "trellis dev:", err)
+		return 2
+	}
+	ctx, stop := signalContext()
+	defer stop()
+	h, err := host.New(ctx, opts)
+	if err != nil {
+		log.Error("start", "error", err)
+		return 1
+	}
+	res, err := dev.Load(ctx, h, pos[0], dev.Options{
+		BuildDir: filepath.Join(*dataDir, "build"),
+		Strict:   *strict,
+		Spec:     host.Spec{Timeout: *timeout, PoolSize: *poolSize},
+		Logger:   log,
+	})
+	if err != nil {
+		log.Error("dev", "error", err)
+		h.Close(context.Background())
+		return 1
+	}
+	log.Info("serving", "plugins", strings.Join(res.Loaded, ","), "failed", len(res.Failed), "nats", h.ClientURL())
+	<-ctx.Done()
+	return shutdown(h, log)
+}
+
+func cmdRun(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("run", "Usage: trellis run --config FILE [flags]\n\nServes the plugins an HCL config file lists. A config with any error is\nrefused whole, with file:line:col for each problem.", stderr)
+	file := fs.String("config", "trellis.hcl", "HCL config file")
+	var bf busFlags
+	bf.register(fs)
+	logLevel := fs.String("log-level", "", "override the config's log_level")
+	check := fs.Bool("check", false, "validate the config and exit")
+	if _, err := parse(fs, args); err != nil {
+		return flagExit(err)
+	}
+	cfg, err := config.Load(*file)
+	if err != nil {
+		fmt.Fprintf(stderr, "trellis run: config refused:\n%v\n", err)
+		return 2
+	}
+	if *check {
+		fmt.Fprintf(stdout, "%s: ok, %d plugins\n", *file, len(cfg.Plugins))
+		return 0
+	}
+	if *logLevel != "" {
+		cfg.LogLevel = *logLevel
+	}
+	log := newLogger(cfg.LogLevel, cfg.LogFormat, stderr)
+	opts := host.Options{DataDir: cfg.DataDir, Logger: log, MaxInFlight: cfg.MaxInFlight, Bus: cfg.NATS}
+	if err := bf.apply(&opts.Bus); err != nil {
+		fmt.Fprintln(stderr, "trellis run:", err)
+		return 2
+	}
+	ctx, stop := signalContext()
+	defer stop()
+	h, err := host.New(ctx, opts)
+	if err != nil {
+		log.Error("start", "error", err)
+		return 1
+	}
+	for _, p := range cfg.Plugins {
+		if p.Source != "" {
+			if err := build.Build(ctx, p.Source, p.Path); err != nil {
+				log.Error("build failed", "plugin", p.Name, "source", p.Source, "error", err)
+				h.Close(context.Background())
+				return 1
+			}
+		}
+		if err := h.Load(ctx, p.Spec); err != nil {
+			h.Close(context.Background())
+			return 1
+		}
+	}
+	log.Info("serving", "config", *file, "plugins", len(cfg.Plugins), "nats", h.ClientURL())
+	<-ctx.Done()
+	return shutdown(h, log)
+}
+
+func cmdBuild(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("build", "Usage: trellis build DIR -o FILE.wasm\n\nBuilds a plugin source directory (a Go package main, or a .wat file) into a module.", stderr)
+	out := fs.String("o", "", "output .wasm file (default: DIR's name + .wasm)")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return flagExit(err)
+	}
+	if len(pos) != 1 {
+		fs.Usage()
+		return 2
+	}
+	if *out == "" {
+		abs, _ := filepath.Abs(pos[0])
+		*out = strings.TrimSuffix(filepath.Base(abs), ".wat") + ".wasm"
+	}
+	start := time.Now()
+	if err := build.Build(context.Background(), pos[0], *out); err != nil {
+		fmt.Fprintln(stderr, "trellis build:", err)
+		return 1
+	}
+	st, _ := os.Stat(*out)
+	fmt.Fprintf(stdout, "built %s (%d bytes) in %s\n", *out, st.Size(), time.Since(start).Round(time.Millisecond))
+	return 0
+}
+
+func clientFlags(name, synopsis string, stderr io.Writer) (*flag.FlagSet, *string, *time.Duration, *[]string) {
+	fs := newFlags(name, synopsis, stderr)
+	url := fs.String("s", "nats://"+bus.DefaultListen, "NATS server URL")
+	timeout := fs.Duration("timeout", 5*time.Second, "how long to wait")
+	var headers []string
+	fs.Func("H", "header NAME:VALUE (repeatable)", func(v string) error {
+		if !strings.Contains(v, ":") {
+			return errors.New("want NAME:VALUE")
+		}
+		headers = append(headers, v)
+		return nil
+	})
+	return fs, url, timeout, &headers
+}
+
+func clientMsg(subject string, data []byte, headers []string) *nats.Msg {
+	m := nats.NewMsg(subject)
+	m.Data = data
+	for _, h := range headers {
+		k, v, _ := strings.Cut(h, ":")
+		m.Header.Add(strings.TrimSpace(k), strings.TrimSpace(v))
+	}
+	return m
+}
+
+func payload(pos []string) []byte {
+	if len(pos) > 1 {
+		return []byte(pos[1])
+	}
+	return nil
+}
+
+func cmdReq(args []string, stdout, stderr io.Writer) int {
+	fs, url, timeout, headers := clientFlags("req", "Usage: trellis req [flags] SUBJECT [DATA]\n\nSends a request and prints the reply (error replies show their status).", stderr)
+	pos, err := parse(fs, args)
+	if err != nil {
+		return flagExit(err)
+	}
+	if len(pos) < 1 || len(pos) > 2 {
+		fs.Usage()
+		return 2
+	}
+	nc, err := nats.Connect(*url, nats.Timeout(*timeout))
+	if err != nil {
+		fmt.Fprintf(stderr, "trellis req: connect %s: %v\n", *url, err)
+		return 1
+	}
+	defer nc.Close()
+	m, err := nc.RequestMsg(clientMsg(pos[0], payload(pos), *headers), *timeout)
+	if err != nil {
+		fmt.Fprintf(stderr, "trellis req %s: %v\n", pos[0], err)
+		return 1
+	}
+	if code := m.Header.Get(abi.HeaderErrorCode); code != "" {
+		fmt.Fprintf(stderr, "error %s: %s\n", code, m.Header.Get(abi.HeaderError))
+		stdout.Write(m.Data)
+		return 1
+	}
+	stdout.Write(m.Data)
+	if len(m.Data) > 0 && m.Data[len(m.Data)-1] != '\n' {
+		fmt.Fprintln(stdout)
+	}
+	return 0
+}
+
+func cmdPub(args []string, stdout, stderr io.Writer) int {
+	fs, url, timeout, headers := clientFlags("pub", "Usage: trellis pub [flags] SUBJECT [DATA]\n\nPublishes one message.", stderr)
+	pos, err := parse(fs, args)
+	if err != nil {
+		return flagExit(err)
+	}
+	if len(pos) < 1 || len(pos) > 2 {
+		fs.Usage()
+		return 2
+	}
+	nc, err := nats.Connect(*url, nats.Timeout(*timeout))
+	if err != nil {
+		fmt.Fprintf(stderr, "trellis pub: connect %s: %v\n", *url, err)
+		return 1
+	}
+	defer nc.Close()
+	if err := nc.PublishMsg(clientMsg(pos[0], payload(pos), *headers)); err != nil {
+		fmt.Fprintf(stderr, "trellis pub: %v\n", err)
+		return 1
+	}
+	if err := nc.FlushTimeout(*timeout); err != nil {
+		fmt.Fprintf(stderr, "trellis pub: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+func cmdVersion(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("version", "Usage: trellis version\n\nPrints the trellis version, the plugin ABI version and the Go version.", stderr)
+	if _, err := parse(fs, args); err != nil {
+		return flagExit(err)
+	}
+	v, goVersion := version, ""
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		if v == "" {
+			v = bi.Main.Version
+		}
+		goVersion = bi.GoVersion
+	}
+	if v == "" || v == "(devel)" {
+		v = "devel"
+	}
+	fmt.Fprintf(stdout, "trellis %s (plugin ABI v%d, %s)\n", v, abi.Version, goVersion)
+	return 0
+}
+
+func flagExit(err error) int {
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	return 2
+}

@@ -1,0 +1,144 @@
+package config
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+const full = `
+data_dir      = "state"
+log_level     = "debug"
+max_in_flight = 64
+
+nats {
+  listen      = "127.0.0.1:0"
+  max_payload = "4MiB"
+}
+
+plugin "greet" {
+  path         = "plugins/greet.wasm"
+  subjects     = ["greet", "hello.*"]
+  queue        = "greeters"
+  pool_size    = 3
+  timeout      = "250ms"
+  memory_limit = "16MiB"
+  config       = { greeting = "Bonjour" }
+  publish      = ["audit.>"]
+  request      = ["users.lookup"]
+  env          = { TZ = "UTC" }
+  dir "/data" {
+    host_path = "data"
+  }
+}
+
+plugin "enrich" {
+  source = "../examples/orders-enrich"
+}
+`
+
+func TestParseFullConfig(t *testing.T) {
+	c, err := Parse([]byte(full), "/etc/trellis/trellis.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.DataDir != "/etc/trellis/state" || c.LogLevel != "debug" || c.MaxInFlight != 64 {
+		t.Fatalf("top level: %+v", c)
+	}
+	if c.NATS.Listen != "127.0.0.1:0" || c.NATS.MaxPayload != 4<<20 {
+		t.Fatalf("nats: %+v", c.NATS)
+	}
+	if len(c.Plugins) != 2 {
+		t.Fatalf("%d plugins", len(c.Plugins))
+	}
+	g := c.Plugins[0]
+	if g.Name != "greet" || g.Path != "/etc/trellis/plugins/greet.wasm" || g.Queue != "greeters" ||
+		len(g.Subjects) != 2 || g.Subjects[1] != "hello.*" || g.PoolSize != 3 ||
+		g.Timeout != 250*time.Millisecond || g.MemoryLimit != 16<<20 || g.Config["greeting"] != "Bonjour" ||
+		g.Grants.Publish[0] != "audit.>" || g.Grants.Request[0] != "users.lookup" || g.Grants.Env["TZ"] != "UTC" {
+		t.Fatalf("greet: %+v", g)
+	}
+	if d := g.Grants.Dirs; len(d) != 1 || d[0].GuestPath != "/data" || d[0].HostPath != "/etc/trellis/data" || !d[0].ReadOnly {
+		t.Fatalf("dirs: %+v", d)
+	}
+	e := c.Plugins[1]
+	if e.Source != "/etc/examples/orders-enrich" || e.Path != filepath.Join("/etc/trellis/state", "build", "enrich.wasm") {
+		t.Fatalf("enrich: %+v", e)
+	}
+}
+
+func TestParseEmptyConfigHasDefaults(t *testing.T) {
+	c, err := Parse(nil, "t.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.DataDir != ".trellis" || c.LogLevel != "info" || len(c.Plugins) != 0 {
+		t.Fatalf("%+v", c)
+	}
+}
+
+func TestParseErrorsNameFileLineAndColumn(t *testing.T) {
+	cases := []struct {
+		name, src, want string
+	}{
+		{"syntax", "plugin \"a\" {\n  path = \n}\n", "t.hcl:2:"},
+		{"unknown attribute", "plugin \"a\" {\n  path = \"a.wasm\"\n  colour = \"red\"\n}\n", "t.hcl:3:3: Unsupported argument"},
+		{"bad duration", "plugin \"a\" {\n  path = \"a.wasm\"\n  timeout = \"soon\"\n}\n", `t.hcl:3:13: Invalid timeout: "soon" is not a positive duration`},
+		{"bad size", "plugin \"a\" {\n  path = \"a.wasm\"\n  memory_limit = \"lots\"\n}\n", `t.hcl:3:18: Invalid memory_limit`},
+		{"bad subject", "plugin \"a\" {\n  path = \"a.wasm\"\n  subjects = [\"a b\"]\n}\n", `t.hcl:3:14: Invalid subject: "a b"`},
+		{"bad grant", "plugin \"a\" {\n  path = \"a.wasm\"\n  publish = [\"x..y\"]\n}\n", `t.hcl:3:13: Invalid subject`},
+		{"no path", "plugin \"a\" {\n}\n", `t.hcl:1:1: Missing plugin file`},
+		{"both path and source", "plugin \"a\" {\n path = \"x\"\n source = \"y\"\n}\n", `t.hcl:1:1: Conflicting plugin settings`},
+		{"duplicate", "plugin \"a\" {\n path = \"x\"\n}\nplugin \"a\" {\n path = \"y\"\n}\n", `t.hcl:4:1: Duplicate plugin: plugin "a" is already defined at t.hcl:1`},
+		{"bad level", "log_level = \"loud\"\n", `t.hcl:1:1: Invalid log level`},
+		{"pool size", "plugin \"a\" {\n  path = \"a.wasm\"\n  pool_size = 0\n}\n", `t.hcl:3:15: Invalid pool_size`},
+		{"url and listen", "nats {\n  url = \"nats://x\"\n  listen = \"127.0.0.1:1\"\n}\n", `Conflicting NATS settings`},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := Parse([]byte(c.src), "t.hcl")
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			if !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("error %q does not contain %q", err, c.want)
+			}
+		})
+	}
+}
+
+func TestParseReportsEveryProblem(t *testing.T) {
+	src := "plugin \"a\" {\n  path = \"a.wasm\"\n  timeout = \"x\"\n  pool_size = -1\n}\n"
+	_, err := Parse([]byte(src), "t.hcl")
+	if err == nil || strings.Count(err.Error(), "\n") != 1 {
+		t.Fatalf("want two problems, one per line: %v", err)
+	}
+}
+
+func TestParseSize(t *testing.T) {
+	for in, want := range map[string]uint64{"1": 1, "64KiB": 64 << 10, "16MiB": 16 << 20, "1GiB": 1 << 30, "2MB": 2e6} {
+		if got, err := ParseSize(in); err != nil || got != want {
+			t.Errorf("ParseSize(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "0", "-1", "MiB", "1.5MiB", "12 apples"} {
+		if _, err := ParseSize(in); err == nil {
+			t.Errorf("ParseSize(%q) accepted", in)
+		}
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add([]byte(full))
+	f.Add([]byte("plugin \"a\" { path = \"x\" }"))
+	f.Fuzz(func(t *testing.T, src []byte) {
+		c, err := Parse(src, "fuzz.hcl")
+		if err == nil && c == nil {
+			t.Fatal("nil config without error")
+		}
+		if err != nil && c != nil {
+			t.Fatal("config returned with an error")
+		}
+	})
+}
