@@ -1,10 +1,11 @@
 // Package host is the Trellis runtime: it owns the bus, the loaded plugins and
 // the subscriptions that feed messages to them.
 //
-// A message takes one straight path: its subscription's callback hands it to
-// a goroutine (bounded per plugin, so a flood backs up into NATS's pending
-// buffers rather than into memory), which calls the plugin version current at
-// that moment. Loading a plugin under a name that is already loaded makes the
+// A message takes one straight path: its subscription's callback puts it in
+// the plugin's bounded inbox (when the inbox is full the callback waits, so a
+// flood backs up into NATS's pending buffers rather than into memory), and
+// one of the plugin's workers, one per pool instance, calls the plugin
+// version current at that moment. Loading a plugin under a name that is already loaded makes the
 // new version, swaps it in with one atomic store, and closes the old one once
 // its calls in flight finish; the subscriptions do not move, so no message is
 // lost or handled twice.
@@ -96,7 +97,6 @@ type Host struct {
 	mu      sync.Mutex
 	routes  map[string]*route
 	closing bool
-	serving sync.WaitGroup // message goroutines
 }
 
 // New starts the bus and returns a host with no plugins.

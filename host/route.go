@@ -20,14 +20,42 @@ type route struct {
 	name    string
 	current atomic.Pointer[plugin.Plugin]
 
-	mu    sync.Mutex // guards subs and queue; held by Load, not per message
-	subs  map[string]*nats.Subscription
-	queue string
-	slots chan struct{} // messages of this route being served or waiting
+	mu      sync.Mutex // guards subs, queue and workers; held by Load, not per message
+	subs    map[string]*nats.Subscription
+	queue   string
+	workers int
+
+	// inbox carries messages from the subscriptions' callbacks to the
+	// workers. Workers live as long as the route, so their stacks, grown
+	// once by the first call into wazero, are not grown again per message.
+	inbox   chan arrival
+	working sync.WaitGroup
+}
+
+// arrival is a message and when it arrived: its deadline counts from then,
+// so time spent waiting for a worker counts against it.
+type arrival struct {
+	m  *nats.Msg
+	at time.Time
 }
 
 func newRoute(h *Host, name string) *route {
-	return &route{h: h, name: name, subs: map[string]*nats.Subscription{}}
+	return &route{h: h, name: name, subs: map[string]*nats.Subscription{},
+		inbox: make(chan arrival, h.opts.QueueDepth)}
+}
+
+// ensureWorkers starts workers until there are n: one per instance the
+// current version may have, so every instance can be busy at once.
+func (r *route) ensureWorkers(n int) {
+	for ; r.workers < n; r.workers++ {
+		r.working.Add(1)
+		go func() {
+			defer r.working.Done()
+			for a := range r.inbox {
+				r.serve(a)
+			}
+		}()
+	}
 }
 
 func (r *route) subjects() []string {
@@ -47,11 +75,7 @@ func (r *route) subscribe(subjects []string, queue string, stats func() (int, in
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	_, _, poolSize := stats()
-	if want := poolSize + r.h.opts.QueueDepth; r.slots == nil || cap(r.slots) != want {
-		// A resized channel only affects messages that arrive from now on;
-		// each message returns the slot it took to the channel it took it from.
-		r.slots = make(chan struct{}, want)
-	}
+	r.ensureWorkers(poolSize)
 	if queue != r.queue {
 		// A new queue group means new subscriptions for every subject.
 		for s, sub := range r.subs {
@@ -87,29 +111,26 @@ func (r *route) subscribe(subjects []string, queue string, stats func() (int, in
 	return nil
 }
 
-// onMsg runs on the subscription's goroutine. It blocks when the route
-// already has its fill of messages in hand: that is the backpressure.
+// onMsg runs on the subscription's goroutine. It blocks when the route's
+// inbox is full: that is the backpressure, and NATS buffers what waits.
 func (r *route) onMsg(m *nats.Msg) {
-	r.mu.Lock()
-	slots := r.slots
-	r.mu.Unlock()
-	slots <- struct{}{}
-	r.h.serving.Add(1)
-	go func() {
-		defer r.h.serving.Done()
-		defer func() { <-slots }()
-		r.serve(m)
-	}()
+	r.inbox <- arrival{m: m, at: time.Now()}
 }
 
-func (r *route) serve(m *nats.Msg) {
-	h := r.h
+func (r *route) serve(a arrival) {
+	h, m := r.h, a.m
 	p := r.current.Load()
 	timeout := p.Timeout()
 	ctx := context.Background()
 	if timeout > 0 {
+		deadline := a.at.Add(timeout)
+		if time.Now().After(deadline) {
+			h.log.Warn("busy: message waited past its deadline", "plugin", r.name, "subject", m.Subject)
+			h.errorReply(m, 503, "busy: no instance free before the deadline")
+			return
+		}
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, timeout)
+		ctx, cancel = context.WithDeadline(ctx, deadline)
 		defer cancel()
 	}
 	select {
@@ -183,19 +204,15 @@ func (r *route) close(ctx context.Context) error {
 			}
 		}
 	}
-	// onMsg has taken every message; wait until the route's slots are empty.
-	r.mu.Lock()
-	slots := r.slots
-	r.mu.Unlock()
-	for slots != nil {
-		if len(slots) == 0 {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(2 * time.Millisecond):
-		}
+	// onMsg has put every message in the inbox; the workers serve what is
+	// there and stop.
+	close(r.inbox)
+	done := make(chan struct{})
+	go func() { r.working.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 	if p := r.current.Load(); p != nil {
 		return p.Close(ctx)

@@ -55,7 +55,8 @@ func (h Header) Add(name, value string) { h[name] = append(h[name], value) }
 type Msg struct {
 	Subject string
 	// Reply is the subject to answer on; empty for events.
-	Reply  string
+	Reply string
+	// Header is nil when the message has none (Get still works).
 	Header Header
 	Data   []byte
 
@@ -276,9 +277,16 @@ func runInit() int32 {
 func setError(s string) { hostError(sptr(s), uint32(len(s))) }
 
 func runHandle(subjectLen, replyLen, headersLen, dataLen uint32) (status int32) {
+	// Subject and reply share one allocation; the strings point into it and
+	// it is never written again.
+	names := make([]byte, subjectLen+replyLen)
+	hostRead(int32(abi.FieldSubject), 0, ptr(names), subjectLen)
+	if replyLen > 0 {
+		hostRead(int32(abi.FieldReply), 0, ptr(names[subjectLen:]), replyLen)
+	}
 	m := &Msg{
-		Subject: string(readField(abi.FieldSubject, subjectLen)),
-		Reply:   string(readField(abi.FieldReply, replyLen)),
+		Subject: unsafe.String(unsafe.SliceData(names), subjectLen),
+		Reply:   unsafe.String(unsafe.SliceData(names[subjectLen:]), replyLen),
 	}
 	if dataLen > 0 {
 		m.Data = readField(abi.FieldData, dataLen)
@@ -290,9 +298,6 @@ func runHandle(subjectLen, replyLen, headersLen, dataLen uint32) (status int32) 
 			return 500
 		}
 		m.Header = h
-	}
-	if m.Header == nil {
-		m.Header = Header{}
 	}
 	fn := lookup(m.Subject)
 	if fn == nil {

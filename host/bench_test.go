@@ -1,0 +1,65 @@
+package host_test
+
+import (
+	"bytes"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/trellis-mesh/trellis/host"
+	"github.com/trellis-mesh/trellis/host/trellistest"
+)
+
+// BenchmarkRequestReply compares request/reply through a Wasm echo plugin
+// with a native Go responder on the same embedded server, in one run. The
+// client is a nats.go client over TCP, as any outside program would be.
+// "seq" is one requester; "par16" is 16 concurrent requesters.
+func BenchmarkRequestReply(b *testing.B) {
+	h := trellistest.NewHost(b)
+	h.Load("echo-wat", trellistest.Wasm(b, "../abi/echo.wat"), func(s *host.Spec) { s.Subjects = []string{"bench.wat"} })
+	h.Load("echo-go", trellistest.Wasm(b, echoSrc), func(s *host.Spec) { s.Subjects = []string{"bench.go"} })
+	native, err := h.Conn().QueueSubscribe("bench.native", "native", func(m *nats.Msg) { m.Respond(m.Data) })
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer native.Unsubscribe()
+	h.Conn().Flush()
+	payload := bytes.Repeat([]byte("x"), 100)
+
+	for _, target := range []string{"native", "wat", "go"} {
+		subject := "bench." + target
+		b.Run(target+"/seq", func(b *testing.B) {
+			nc := h.Client()
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				m, err := nc.Request(subject, payload, 5*time.Second)
+				if err != nil || len(m.Data) != len(payload) {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+		})
+		b.Run(target+"/par16", func(b *testing.B) {
+			nc := h.Client()
+			var failed atomic.Int64
+			b.SetParallelism(max(1, 16/nprocs())) // 16 goroutines in all
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					m, err := nc.Request(subject, payload, 5*time.Second)
+					if err != nil || len(m.Data) != len(payload) {
+						failed.Add(1)
+					}
+				}
+			})
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+			if n := failed.Load(); n > 0 {
+				b.Fatalf("%d requests failed", n)
+			}
+		})
+	}
+}
