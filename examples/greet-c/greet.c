@@ -1,13 +1,11 @@
 /*
  * greet: answers every request on subject "greet" with "Hello, <payload>!".
+ * The operator may change the greeting word with the config key "greeting".
  *
  * Build (in this directory):
  *     clang --target=wasm32-wasi -O2 -mexec-model=reactor -s -I../../sdk/c -o greet-c.wasm greet.c
  */
 #include "trellis.h"
-
-static const char prefix[] = "Hello, ";
-static const char suffix[] = "!";
 
 static int32_t init(void) {
     return trellis_status_of(trellis_subscribe("greet", NULL));
@@ -16,15 +14,25 @@ static int32_t init(void) {
 static int32_t handle(const trellis_msg *msg) {
     if (msg->reply_len == 0) return 0; /* a plain publish: nobody to answer */
 
-    /* Read the name straight into its place in the answer: one copy. */
-    size_t pre = sizeof prefix - 1, suf = sizeof suffix - 1, n = msg->data_len;
-    char *out = malloc(pre + n + suf);
-    if (!out) return trellis_fail(500, "out of memory");
-    memcpy(out, prefix, pre);
-    trellis_read(TRELLIS_FIELD_DATA, 0, out + pre, n);
-    memcpy(out + pre + n, suffix, suf);
+    size_t word_len;
+    char *word = trellis_config_alloc("greeting", &word_len);
+    const char *greeting = word ? word : "Hello";
+    if (!word) word_len = 5;
 
-    int32_t r = trellis_reply(NULL, 0, out, pre + n + suf);
+    /* "<greeting>, <payload>!": the payload is read straight into its place. */
+    size_t n = msg->data_len, total = word_len + 2 + n + 1;
+    char *out = malloc(total);
+    if (!out) {
+        free(word);
+        return trellis_fail(500, "out of memory");
+    }
+    memcpy(out, greeting, word_len);
+    memcpy(out + word_len, ", ", 2);
+    trellis_read(TRELLIS_FIELD_DATA, 0, out + word_len + 2, n);
+    out[total - 1] = '!';
+    free(word);
+
+    int32_t r = trellis_reply(NULL, 0, out, total);
     free(out);
     if (TRELLIS_FAILED(r)) return trellis_fail(500, trellis_status_name(r));
     return 0;

@@ -285,16 +285,22 @@ func TestCloseWaitsForInFlightCalls(t *testing.T) {
 	}()
 	<-started
 	time.Sleep(20 * time.Millisecond)
+	start := time.Now()
 	if err := p.Close(context.Background()); err != nil {
 		t.Fatal(err)
+	}
+	// The call holds its instance until its 200 ms deadline; Close must
+	// have waited for that.
+	if waited := time.Since(start); waited < 100*time.Millisecond {
+		t.Fatalf("Close returned after %v, before the in-flight call ended", waited)
 	}
 	select {
 	case err := <-done:
 		if faultOf(t, err).Kind != plugin.FaultTimeout {
 			t.Fatalf("in-flight call ended with %v", err)
 		}
-	default:
-		t.Fatal("Close returned before the in-flight call ended")
+	case <-time.After(5 * time.Second):
+		t.Fatal("in-flight call never returned")
 	}
 	if _, err := p.Handle(context.Background(), &plugin.Message{Subject: "s"}); faultOf(t, err).Kind != plugin.FaultClosed {
 		t.Fatalf("Handle after Close: %v", err)

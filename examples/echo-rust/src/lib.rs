@@ -2,7 +2,7 @@
 //!
 //! Build (in this directory):
 //!     RUSTC=/usr/bin/rustc /usr/bin/cargo build --release --target wasm32-wasi --offline
-//! Output: target/wasm32-wasi/release/echo_rust.wasm
+//!     cp target/wasm32-wasi/release/echo_rust.wasm echo-rust.wasm
 
 use trellis::{Error, Msg};
 

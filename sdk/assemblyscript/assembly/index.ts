@@ -3,7 +3,7 @@
 // A plugin's entry file registers its functions and re-exports the three
 // exports the host calls:
 //
-//   import { Msg, TrellisError, plugin, reply, subscribe, fail } from "@trellis-mesh/sdk";
+//   import { Msg, Status, TrellisError, failStatus, plugin, reply, subscribe } from "@trellis-mesh/sdk";
 //   export { trellis_abi_v1, trellis_init, trellis_handle } from "@trellis-mesh/sdk";
 //
 //   function init(): TrellisError | null {
@@ -12,14 +12,14 @@
 //   }
 //   function handle(msg: Msg): TrellisError | null {
 //     if (!msg.hasReply()) return null;
-//     reply(msg.data());
-//     return null;
+//     const s = reply(msg.data());
+//     return s == Status.OK ? null : failStatus(s);
 //   }
 //   plugin(handle, init);
 //
-// Build with --runtime incremental (see README.md for why). The host never
-// keeps a pointer into the plugin's memory, so every argument only needs to
-// live for the call.
+// Build with --runtime incremental (README.md says why). The host never keeps
+// a pointer into the plugin's memory, so every argument only needs to live
+// for the call.
 
 import * as sys from "./sys";
 
@@ -335,12 +335,11 @@ export class Msg {
 
   /** All the headers. */
   headers(): Headers {
-    let h = this._headers;
-    if (h === null) {
-      const parsed = Headers.parse(readExact(sys.field.HEADERS, this.headersLen));
-      h = parsed === null ? new Headers() : parsed;
-      this._headers = h;
-    }
+    const cached = this._headers;
+    if (cached !== null) return cached;
+    let h = Headers.parse(readExact(sys.field.HEADERS, this.headersLen));
+    if (h === null) h = new Headers();
+    this._headers = h;
     return h;
   }
 
@@ -482,13 +481,13 @@ export function requestWithHeaders(subject: string, headers: Headers, data: Uint
   );
   if (n < 0) return new Response(statusOf(n), new Headers(), new Uint8Array(0));
   const body = readExact(sys.field.RESULT_DATA, <u32>n);
-  let h = new Headers();
+  let resultHeaders = new Headers();
   const raw = readField(sys.field.RESULT_HEADERS);
   if (raw !== null) {
     const parsed = Headers.parse(raw);
-    if (parsed !== null) h = parsed;
+    if (parsed !== null) resultHeaders = parsed;
   }
-  return new Response(Status.OK, h, body);
+  return new Response(Status.OK, resultHeaders, body);
 }
 
 // ---------------------------------------------------------------------------
