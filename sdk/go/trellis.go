@@ -174,8 +174,8 @@ func RequestMsg(subject string, h Header, data []byte, timeout time.Duration) (*
 	if ms <= 0 && timeout > 0 {
 		ms = 1
 	}
-	if ms > 1<<31 {
-		ms = 1 << 31
+	if ms > 1<<31-1 {
+		ms = 1<<31 - 1 // the ABI's timeout is an i32
 	}
 	n := hostRequest(sptr(subject), uint32(len(subject)), ptr(hdr), uint32(len(hdr)),
 		ptr(data), uint32(len(data)), uint32(ms))
