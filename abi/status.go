@@ -8,7 +8,7 @@ type Status int32
 // The status codes. The list is the one in ABI.md; codes are never reused.
 const (
 	StatusOK              Status = 0  // success
-	StatusNotFound        Status = 1  // no such header, config key or field content
+	StatusNotFound        Status = 1  // no such header or config key
 	StatusInvalidArgument Status = 2  // a bad field, level, or malformed headers
 	StatusInvalidSubject  Status = 3  // an empty subject, or one with spaces or bad wildcards
 	StatusDenied          Status = 4  // the operator did not grant this subject

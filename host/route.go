@@ -176,7 +176,11 @@ func (r *route) serve(a arrival) {
 			h.log.Warn("handler failed", "plugin", r.name, "version", p.VersionHash(), "subject", m.Subject,
 				"status", res.Status, "error", res.Error)
 			if !res.Replied {
-				h.errorReply(m, int(res.Status), res.Error)
+				code := int(res.Status)
+				if code < 0 {
+					code = 500
+				}
+				h.errorReply(m, code, res.Error)
 			}
 		}
 		return
