@@ -31,6 +31,7 @@ import (
 	"github.com/trellis-mesh/trellis/host/bus"
 	"github.com/trellis-mesh/trellis/host/config"
 	"github.com/trellis-mesh/trellis/host/dev"
+	"github.com/trellis-mesh/trellis/host/reload"
 )
 
 // version is set at release time with -ldflags "-X main.version=v1.2.3".
@@ -183,19 +184,21 @@ func cmdDev(args []string, stdout, stderr io.Writer) int {
 		log.Error("start", "error", err)
 		return 1
 	}
-	res, err := dev.Load(ctx, h, pos[0], dev.Options{
+	d := dev.New(h, pos[0], dev.Options{
 		BuildDir: filepath.Join(*dataDir, "build"),
 		Strict:   *strict,
 		Spec:     host.Spec{Timeout: *timeout, PoolSize: *poolSize},
 		Logger:   log,
+	})
+	err = d.Run(ctx, func(res reload.Result) {
+		log.Info("serving; watching for changes", "dir", pos[0], "plugins", strings.Join(res.Loaded, ","),
+			"failed", len(res.Failed), "nats", h.ClientURL())
 	})
 	if err != nil {
 		log.Error("dev", "error", err)
 		h.Close(context.Background())
 		return 1
 	}
-	log.Info("serving", "plugins", strings.Join(res.Loaded, ","), "failed", len(res.Failed), "nats", h.ClientURL())
-	<-ctx.Done()
 	return shutdown(h, log)
 }
 
@@ -234,21 +237,30 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		log.Error("start", "error", err)
 		return 1
 	}
-	for _, p := range cfg.Plugins {
-		if p.Source != "" {
-			if err := build.Build(ctx, p.Source, p.Path); err != nil {
-				log.Error("build failed", "plugin", p.Name, "source", p.Source, "error", err)
-				h.Close(context.Background())
-				return 1
-			}
+	// Every plugin must load at startup; later changes that fail leave the
+	// running version serving.
+	loop := reload.NewConfigLoop(h, *file, 0, log)
+	first := loop.Apply(ctx, cfg)
+	if len(first.Failed) > 0 {
+		for name, err := range first.Failed {
+			log.Error("plugin failed to start", "plugin", name, "error", err)
 		}
-		if err := h.Load(ctx, p.Spec); err != nil {
-			h.Close(context.Background())
-			return 1
-		}
+		h.Close(context.Background())
+		return 1
 	}
-	log.Info("serving", "config", *file, "plugins", len(cfg.Plugins), "nats", h.ClientURL())
-	<-ctx.Done()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for range hup {
+			loop.Trigger()
+		}
+	}()
+	log.Info("serving; watching the config and its plugins (SIGHUP reloads)", "config", *file,
+		"plugins", len(cfg.Plugins), "nats", h.ClientURL())
+	if err := loop.Run(ctx, cfg, nil); err != nil {
+		log.Error("config watch", "error", err)
+	}
 	return shutdown(h, log)
 }
 

@@ -1,5 +1,6 @@
 // Package dev is `trellis dev`: serve every plugin found under a directory,
-// building sources first, with no configuration.
+// building sources first, with no configuration, and keep serving what is
+// there as files are saved, built, copied or deleted.
 package dev
 
 import (
@@ -11,9 +12,10 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/trellis-mesh/trellis/host"
-	"github.com/trellis-mesh/trellis/host/build"
 	"github.com/trellis-mesh/trellis/host/plugin"
+	"github.com/trellis-mesh/trellis/host/reload"
 	"github.com/trellis-mesh/trellis/host/scan"
+	"github.com/trellis-mesh/trellis/host/watch"
 )
 
 // Options configure dev mode.
@@ -26,63 +28,92 @@ type Options struct {
 	Strict bool
 	// Spec is applied to every plugin: pool size, timeout, memory limit.
 	Spec host.Spec
+	// Debounce is how long file events must pause before a rescan
+	// (default watch.DefaultDebounce).
+	Debounce time.Duration
 	// Logger (default: discard).
 	Logger hclog.Logger
 }
 
-// Result lists what Load did.
-type Result struct {
-	Loaded  []string
-	Failed  map[string]error
-	Skipped []scan.Skipped
+// Dev serves a directory's plugins on a host.
+type Dev struct {
+	h    *host.Host
+	dir  string
+	opts Options
+	log  hclog.Logger
+	rec  *reload.Reconciler
+	skip map[string]string // skipped path -> reason, to log each once
 }
 
-// Load scans dir, builds every source plugin into opts.BuildDir, and loads
-// every plugin into h. A plugin that fails to build or load is logged and
-// reported in Result.Failed; the others still load. The error is for a dir
-// that cannot be scanned.
-func Load(ctx context.Context, h *host.Host, dir string, opts Options) (Result, error) {
+// New prepares dev mode for dir on h. Nothing is loaded until Sync or Run.
+func New(h *host.Host, dir string, opts Options) *Dev {
 	log := opts.Logger
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
-	res := Result{Failed: map[string]error{}}
-	found, skipped, err := scan.Dir(dir)
+	return &Dev{h: h, dir: dir, opts: opts, log: log, rec: reload.New(h, log), skip: map[string]string{}}
+}
+
+// Sync scans the directory once and makes the host serve what it finds:
+// new plugins are built and loaded, changed ones rebuilt and reloaded,
+// vanished ones unloaded. A plugin that fails keeps its last good version.
+func (d *Dev) Sync(ctx context.Context) (reload.Result, error) {
+	found, skipped, err := scan.Dir(d.dir)
 	if err != nil {
-		return res, err
+		return reload.Result{}, err
 	}
-	res.Skipped = skipped
 	for _, s := range skipped {
-		log.Warn("skipped", "path", s.Path, "reason", s.Reason)
+		if d.skip[s.Path] != s.Reason {
+			d.skip[s.Path] = s.Reason
+			d.log.Warn("skipped", "path", s.Path, "reason", s.Reason)
+		}
 	}
-	if !opts.Strict {
-		log.Warn("dev mode: plugins may publish and request on any subject; use `trellis run --config` for least privilege")
-	}
+	wants := make([]reload.Want, 0, len(found))
 	for _, p := range found {
-		spec := opts.Spec
+		spec := d.opts.Spec
 		spec.Name = p.Name
 		spec.Path = p.Wasm
-		if !opts.Strict {
+		if !d.opts.Strict {
 			spec.Grants = plugin.Grants{Publish: []string{">"}, Request: []string{">"}}
 		}
+		w := reload.Want{Spec: spec}
 		if p.Source != "" {
-			spec.Path = filepath.Join(opts.BuildDir, p.Name+".wasm")
-			start := time.Now()
-			if err := build.Build(ctx, p.Source, spec.Path); err != nil {
-				log.Error("build failed", "plugin", p.Name, "source", p.Source, "error", err)
-				res.Failed[p.Name] = err
-				continue
-			}
-			log.Info("built", "plugin", p.Name, "lang", p.Lang, "source", p.Source, "time", time.Since(start).Round(time.Millisecond))
+			w.Source = p.Source
+			w.Spec.Path = filepath.Join(d.opts.BuildDir, p.Name+".wasm")
 		}
-		if err := h.Load(ctx, spec); err != nil {
-			res.Failed[p.Name] = err
-			continue
-		}
-		res.Loaded = append(res.Loaded, p.Name)
+		wants = append(wants, w)
 	}
-	warnSharedSubjects(h, log)
+	res := d.rec.Apply(ctx, wants)
+	warnSharedSubjects(d.h, d.log)
 	return res, nil
+}
+
+// Run syncs, then watches the directory and syncs again after every
+// settled change, until ctx ends. started is called after the first sync.
+func (d *Dev) Run(ctx context.Context, started func(reload.Result)) error {
+	if !d.opts.Strict {
+		d.log.Warn("dev mode: plugins may publish and request on any subject; use `trellis run --config` for least privilege")
+	}
+	w, err := watch.New(watch.Options{Paths: []string{d.dir}, Recursive: true, Debounce: d.opts.Debounce, Logger: d.log})
+	if err != nil {
+		return err
+	}
+	res, err := d.Sync(ctx)
+	if err != nil {
+		return err
+	}
+	if started != nil {
+		started(res)
+	}
+	err = w.Run(ctx, func(ctx context.Context) {
+		if _, err := d.Sync(ctx); err != nil {
+			d.log.Error("rescan failed", "dir", d.dir, "error", err)
+		}
+	})
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
 }
 
 // warnSharedSubjects says when two plugins serve one subject: each has its
@@ -97,7 +128,7 @@ func warnSharedSubjects(h *host.Host, log hclog.Logger) {
 	}
 	for s, names := range by {
 		if len(names) > 1 {
-			log.Warn("several plugins serve one subject; each gets every message", "subject", s, "plugins", strings.Join(names, ","))
+			log.Debug("several plugins serve one subject; each gets every message", "subject", s, "plugins", strings.Join(names, ","))
 		}
 	}
 }

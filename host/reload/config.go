@@ -1,0 +1,140 @@
+package reload
+
+import (
+	"context"
+	"reflect"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/trellis-mesh/trellis/host/config"
+	"github.com/trellis-mesh/trellis/host/watch"
+)
+
+// ConfigLoop keeps a host serving what a config file says: it reapplies the
+// file when it, or any plugin file or source it names, changes, and when
+// Trigger is called (SIGHUP). A config with errors is refused whole, with
+// file:line:col for each problem, and the running setup stays.
+type ConfigLoop struct {
+	file     string
+	rec      *Reconciler
+	log      hclog.Logger
+	debounce time.Duration
+	trigger  chan struct{}
+
+	mu      sync.Mutex // serialises reloads
+	current *config.Config
+}
+
+// NewConfigLoop returns a loop for file on h. debounce 0 means the default.
+func NewConfigLoop(h Host, file string, debounce time.Duration, log hclog.Logger) *ConfigLoop {
+	if log == nil {
+		log = hclog.NewNullLogger()
+	}
+	return &ConfigLoop{file: file, rec: New(h, log), log: log, debounce: debounce, trigger: make(chan struct{}, 1)}
+}
+
+// Wants turns a config into the list of plugins to run.
+func Wants(c *config.Config) []Want {
+	wants := make([]Want, 0, len(c.Plugins))
+	for _, p := range c.Plugins {
+		wants = append(wants, Want{Spec: p.Spec, Source: p.Source})
+	}
+	return wants
+}
+
+// Apply applies c now and remembers it as the running config.
+func (l *ConfigLoop) Apply(ctx context.Context, c *config.Config) Result {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.apply(ctx, c)
+}
+
+func (l *ConfigLoop) apply(ctx context.Context, c *config.Config) Result {
+	l.current = c
+	return l.rec.Apply(ctx, Wants(c))
+}
+
+// Trigger asks for a reload at the next opportunity.
+func (l *ConfigLoop) Trigger() {
+	select {
+	case l.trigger <- struct{}{}:
+	default:
+	}
+}
+
+// reloadFile reads the file again and applies it if it is valid.
+func (l *ConfigLoop) reloadFile(ctx context.Context) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	c, err := config.Load(l.file)
+	if err != nil {
+		l.log.Error("config refused; the running setup stays", "file", l.file, "error", err)
+		return
+	}
+	if l.current != nil {
+		if !reflect.DeepEqual(c.NATS, l.current.NATS) || c.DataDir != l.current.DataDir ||
+			c.MaxInFlight != l.current.MaxInFlight || c.LogLevel != l.current.LogLevel || c.LogFormat != l.current.LogFormat {
+			l.log.Warn("config: nats, data_dir, max_in_flight and log settings apply at the next start", "file", l.file)
+		}
+	}
+	res := l.apply(ctx, c)
+	if len(res.Loaded)+len(res.Reloaded)+len(res.Unloaded)+len(res.Failed) > 0 {
+		l.log.Info("config applied", "file", l.file, "loaded", res.Loaded, "reloaded", res.Reloaded,
+			"unloaded", res.Unloaded, "failed", len(res.Failed))
+	}
+}
+
+// paths lists what the loop watches for c: the config file, every plugin
+// file, and every source directory.
+func paths(file string, c *config.Config) []string {
+	out := []string{file}
+	for _, p := range c.Plugins {
+		if p.Source != "" {
+			out = append(out, p.Source)
+		} else {
+			out = append(out, p.Path)
+		}
+	}
+	return out
+}
+
+// Run applies c, the config already loaded from the file, then watches
+// until ctx ends.
+func (l *ConfigLoop) Run(ctx context.Context, c *config.Config, started func(Result)) error {
+	res := l.Apply(ctx, c)
+	if started != nil {
+		started(res)
+	}
+	for ctx.Err() == nil {
+		l.mu.Lock()
+		watched := paths(l.file, l.current)
+		l.mu.Unlock()
+		w, err := watch.New(watch.Options{Paths: watched, Recursive: true, Debounce: l.debounce, Logger: l.log})
+		if err != nil {
+			return err
+		}
+		wctx, cancel := context.WithCancel(ctx)
+		go func() {
+			select {
+			case <-l.trigger:
+				l.log.Info("reload requested", "file", l.file)
+				l.reloadFile(wctx)
+			case <-wctx.Done():
+			}
+			cancel() // rebuild the watcher: the config may name other paths now
+		}()
+		_ = w.Run(wctx, func(ctx context.Context) {
+			l.reloadFile(ctx)
+			l.mu.Lock()
+			now := paths(l.file, l.current)
+			l.mu.Unlock()
+			if !reflect.DeepEqual(now, watched) {
+				cancel()
+			}
+		})
+		cancel()
+	}
+	return nil
+}

@@ -1,0 +1,326 @@
+package reload_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/trellis-mesh/trellis/abi"
+	"github.com/trellis-mesh/trellis/host/dev"
+	"github.com/trellis-mesh/trellis/host/reload"
+	"github.com/trellis-mesh/trellis/host/trellistest"
+)
+
+// fixture holds the bytes of the two versions.
+type fixture struct{ v1, v2 []byte }
+
+func versions(t *testing.T) fixture {
+	return fixture{
+		v1: trellistest.WasmBytes(t, "testdata/v1.wat"),
+		v2: trellistest.WasmBytes(t, "testdata/v2.wat"),
+	}
+}
+
+// serveDir runs dev mode on dir, as `trellis dev` does, until the test ends.
+func serveDir(t *testing.T, h *trellistest.Host, dir string) {
+	t.Helper()
+	d := dev.New(h.Host, dir, dev.Options{BuildDir: t.TempDir(), Debounce: 30 * time.Millisecond, Logger: nil})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := d.Run(ctx, nil); err != nil {
+			t.Errorf("dev.Run: %v", err)
+		}
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+}
+
+// writeInPlace overwrites the file's bytes, as cp and most editors' plain
+// saves do; writeByRename writes a temporary file and renames it over, as
+// go build -o, rsync and careful editors do.
+func writeInPlace(t *testing.T, path string, b []byte) {
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func writeByRename(t *testing.T, path string, b []byte) {
+	tmp := filepath.Join(filepath.Dir(path), ".tmp-"+filepath.Base(path))
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitAnswer polls until a request is answered with prefix.
+func waitAnswer(t *testing.T, nc *nats.Conn, prefix string) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		m, err := nc.Request("versioned", []byte("probe"), time.Second)
+		if err == nil && strings.HasPrefix(string(m.Data), prefix) {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Fatalf("never answered with %q", prefix)
+}
+
+func TestReloadUnderLoadLosesNothing(t *testing.T) {
+	fx := versions(t)
+	h := trellistest.NewHost(t)
+	dir := t.TempDir()
+	path := filepath.Join(dir, "versioned.wasm")
+	writeByRename(t, path, fx.v1)
+	serveDir(t, h, dir)
+	waitAnswer(t, h.Client(), "v1:")
+
+	const requesters = 4
+	var stop atomic.Bool
+	var sent, answered, failures atomic.Int64
+	type seen struct {
+		switches int
+		last     string
+	}
+	results := make([]seen, requesters)
+	var wg sync.WaitGroup
+	for g := 0; g < requesters; g++ {
+		nc, err := nats.Connect(h.ClientURL())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nc.Close()
+		inbox := nats.NewInbox()
+		sub, err := nc.SubscribeSync(inbox)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			for i := 0; !stop.Load(); i++ {
+				id := fmt.Sprintf("r%d-%d", g, i)
+				sent.Add(1)
+				if err := nc.PublishRequest("versioned", inbox, []byte(id)); err != nil {
+					failures.Add(1)
+					t.Errorf("publish %s: %v", id, err)
+					return
+				}
+				m, err := sub.NextMsg(5 * time.Second)
+				if err != nil {
+					failures.Add(1)
+					t.Errorf("request %s: no answer: %v", id, err)
+					return
+				}
+				ver, body, _ := strings.Cut(string(m.Data), ":")
+				if code := m.Header.Get(abi.HeaderErrorCode); code != "" || body != id || (ver != "v1" && ver != "v2") {
+					failures.Add(1)
+					t.Errorf("request %s: answer %q (error %s %s)", id, m.Data, code, m.Header.Get(abi.HeaderError))
+					return
+				}
+				answered.Add(1)
+				if ver != results[g].last {
+					if results[g].last != "" {
+						results[g].switches++
+					}
+					results[g].last = ver
+				}
+			}
+			// Nothing more may arrive: one answer per request.
+			if m, err := sub.NextMsg(300 * time.Millisecond); err == nil {
+				failures.Add(1)
+				t.Errorf("requester %d got a duplicate answer %q", g, m.Data)
+			}
+		}(g)
+	}
+
+	start := time.Now()
+	good, corrupt := 0, 0
+	current := "v1"
+	for i := 0; i < 24; i++ {
+		if i%6 == 5 {
+			// A broken file: the serving version must not change.
+			bad := fx.v2[:len(fx.v2)/2]
+			if i%12 == 11 {
+				bad = []byte("this is not wasm")
+			}
+			writeInPlace(t, path, bad)
+			corrupt++
+			time.Sleep(150 * time.Millisecond)
+			waitAnswer(t, h.Client(), current+":")
+			continue
+		}
+		next, b := "v2", fx.v2
+		if current == "v2" {
+			next, b = "v1", fx.v1
+		}
+		if i%2 == 0 {
+			writeInPlace(t, path, b)
+		} else {
+			writeByRename(t, path, b)
+		}
+		waitAnswer(t, h.Client(), next+":")
+		current = next
+		good++
+		time.Sleep(40 * time.Millisecond) // let traffic flow on this version
+	}
+	// Restore a good file so the last state is known.
+	stop.Store(true)
+	wg.Wait()
+	elapsed := time.Since(start)
+
+	if failures.Load() > 0 {
+		t.Fatalf("%d failures", failures.Load())
+	}
+	if sent.Load() != answered.Load() {
+		t.Fatalf("sent %d requests, %d answered", sent.Load(), answered.Load())
+	}
+	for g, r := range results {
+		if r.switches > good {
+			t.Errorf("requester %d saw %d version switches for %d reloads: answers went back and forth", g, r.switches, good)
+		}
+		if r.last != current {
+			t.Errorf("requester %d last saw %s, want %s", g, r.last, current)
+		}
+	}
+	t.Logf("%d good reloads, %d corrupt files, %d requests in %v (%.0f/s), all answered once",
+		good, corrupt, answered.Load(), elapsed.Round(time.Millisecond), float64(answered.Load())/elapsed.Seconds())
+	if good < 20 || answered.Load() < 1000 {
+		t.Fatalf("too little exercised: %d reloads, %d requests", good, answered.Load())
+	}
+	if !h.WaitLog(time.Second, "plugin refused", "plugin=versioned") {
+		t.Fatal("the corrupt files were not logged as refused")
+	}
+}
+
+func TestReloadUnderLoadHandlesEveryEventOnce(t *testing.T) {
+	fx := versions(t)
+	h := trellistest.NewHost(t)
+	dir := t.TempDir()
+	path := filepath.Join(dir, "versioned.wasm")
+	writeByRename(t, path, fx.v1)
+	serveDir(t, h, dir)
+	waitAnswer(t, h.Client(), "v1:")
+
+	nc := h.Client()
+	out, err := nc.SubscribeSync("versioned.out")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out.SetPendingLimits(-1, -1)
+	nc.Flush()
+
+	pub, err := nats.Connect(h.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+	var stop atomic.Bool
+	var published atomic.Int64
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(500 * time.Microsecond) // about 2000 events a second
+		defer tick.Stop()
+		for i := 0; !stop.Load(); i++ {
+			<-tick.C
+			if err := pub.Publish("versioned", []byte(fmt.Sprintf("e%d", i))); err != nil {
+				t.Errorf("publish: %v", err)
+				return
+			}
+			published.Add(1)
+		}
+		pub.Flush()
+	}()
+	current := "v1"
+	for i := 0; i < 20; i++ {
+		next, b := "v2", fx.v2
+		if current == "v2" {
+			next, b = "v1", fx.v1
+		}
+		if i%2 == 0 {
+			writeInPlace(t, path, b)
+		} else {
+			writeByRename(t, path, b)
+		}
+		waitAnswer(t, h.Client(), next+":")
+		current = next
+		time.Sleep(30 * time.Millisecond)
+	}
+	stop.Store(true)
+	<-done
+	n := int(published.Load())
+	got := map[string]int{}
+	for len(got) < n {
+		m, err := out.NextMsg(5 * time.Second)
+		if err != nil {
+			t.Fatalf("%d of %d events handled: %v", len(got), n, err)
+		}
+		_, id, _ := bytes.Cut(m.Data, []byte(":"))
+		got[string(id)]++
+	}
+	if m, err := out.NextMsg(300 * time.Millisecond); err == nil {
+		t.Fatalf("an event was handled twice: %q", m.Data)
+	}
+	for id, c := range got {
+		if c != 1 {
+			t.Fatalf("event %s handled %d times", id, c)
+		}
+	}
+	t.Logf("%d events, 20 reloads, each event handled once", n)
+}
+
+// The reconciler on its own: a new file loads, a changed spec reloads, a
+// removed want unloads, a broken file is refused once and not retried.
+func TestReconcilerAppliesOnlyDifferences(t *testing.T) {
+	fx := versions(t)
+	h := trellistest.NewHost(t)
+	dir := t.TempDir()
+	path := filepath.Join(dir, "v.wasm")
+	writeByRename(t, path, fx.v1)
+	rec := reload.New(h.Host, nil)
+	want := reload.Want{}
+	want.Spec.Name = "versioned"
+	want.Spec.Path = path
+	ctx := context.Background()
+
+	if res := rec.Apply(ctx, []reload.Want{want}); len(res.Loaded) != 1 {
+		t.Fatalf("first apply: %+v", res)
+	}
+	if res := rec.Apply(ctx, []reload.Want{want}); len(res.Unchanged) != 1 {
+		t.Fatalf("same apply: %+v", res)
+	}
+	want.Spec.Config = map[string]string{"k": "v"}
+	if res := rec.Apply(ctx, []reload.Want{want}); len(res.Reloaded) != 1 {
+		t.Fatalf("spec change: %+v", res)
+	}
+	writeByRename(t, path, []byte("garbage"))
+	if res := rec.Apply(ctx, []reload.Want{want}); res.Failed["versioned"] == nil {
+		t.Fatalf("garbage: %+v", res)
+	}
+	res := rec.Apply(ctx, []reload.Want{want})
+	if err := res.Failed["versioned"]; err == nil || !strings.Contains(err.Error(), "refused before") {
+		t.Fatalf("garbage again: %+v", res)
+	}
+	if n := strings.Count(h.Logs(), "plugin refused"); n != 1 {
+		t.Fatalf("refusal logged %d times, want once", n)
+	}
+	if m := h.Request("versioned", []byte("x"), 5*time.Second); string(m.Data) != "v1:x" {
+		t.Fatalf("after refusals the old version should serve: %q", m.Data)
+	}
+	if res := rec.Apply(ctx, nil); len(res.Unloaded) != 1 || len(h.Plugins()) != 0 {
+		t.Fatalf("unload: %+v, %d plugins", res, len(h.Plugins()))
+	}
+}

@@ -1,0 +1,25 @@
+;; Version 2 of a plugin for the reload tests: on "versioned", replies
+;; "v2:" + payload to a request, or publishes it to "versioned.out" when
+;; the message is an event.
+(module
+  (import "trellis" "read"      (func $read (param i32 i32 i32 i32) (result i32)))
+  (import "trellis" "reply"     (func $reply (param i32 i32 i32 i32) (result i32)))
+  (import "trellis" "publish"   (func $publish (param i32 i32 i32 i32 i32 i32) (result i32)))
+  (import "trellis" "subscribe" (func $subscribe (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 16) "versioned")
+  (data (i32.const 32) "versioned.out")
+  (data (i32.const 1024) "v2:")
+  (func (export "trellis_abi_v1"))
+  (func (export "trellis_init") (result i32)
+    (i32.sub (i32.const 0) (call $subscribe (i32.const 16) (i32.const 9) (i32.const 0) (i32.const 0))))
+  (func (export "trellis_handle") (param i32 i32 i32 i32) (result i32)
+    (local $r i32)
+    (if (i32.gt_u (local.get 3) (i32.const 60000)) (then (return (i32.const 413))))
+    (drop (call $read (i32.const 3) (i32.const 0) (i32.const 1027) (local.get 3)))
+    (local.set $r (call $reply (i32.const 0) (i32.const 0) (i32.const 1024) (i32.add (local.get 3) (i32.const 3))))
+    (if (i32.eq (local.get $r) (i32.const -5))
+      (then (local.set $r (call $publish (i32.const 32) (i32.const 13) (i32.const 0) (i32.const 0)
+                                          (i32.const 1024) (i32.add (local.get 3) (i32.const 3))))))
+    (if (i32.lt_s (local.get $r) (i32.const 0)) (then (return (i32.const 500))))
+    (i32.const 0)))

@@ -1,0 +1,186 @@
+// Package watch tells when anything under a set of paths has changed, after
+// the changes have settled.
+//
+// It does not say what changed: callers rescan and compare contents, which
+// is what makes every way of replacing a file look the same — written in
+// place, renamed over, deleted, a whole directory swapped, or a symlink
+// re-pointed as Kubernetes does for ConfigMap volumes. A change is reported
+// once no event has arrived for the debounce interval, so a file still being
+// written is not read half-done (and callers check what they read anyway).
+package watch
+
+import (
+	"context"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+	"github.com/hashicorp/go-hclog"
+)
+
+// DefaultDebounce is how long events must pause before a change is reported.
+const DefaultDebounce = 150 * time.Millisecond
+
+// Options configure a Watcher.
+type Options struct {
+	// Paths are files or directories to watch. A directory is watched with
+	// everything below it when Recursive is set.
+	Paths []string
+	// Recursive watches every directory below a watched directory, skipping
+	// those Skip names.
+	Recursive bool
+	// Skip reports directories not to descend into (default: hidden ones,
+	// node_modules, target).
+	Skip func(name string) bool
+	// Debounce is DefaultDebounce when zero.
+	Debounce time.Duration
+	// Poll, if positive, reports a change every Poll interval even without
+	// events: a safety net for file systems that do not deliver them
+	// (some network and overlay mounts).
+	Poll time.Duration
+	// Logger (default: discard).
+	Logger hclog.Logger
+}
+
+// Watcher watches paths with fsnotify.
+type Watcher struct {
+	opts  Options
+	fsw   *fsnotify.Watcher
+	log   hclog.Logger
+	dirs  map[string]bool // directories watched now
+	roots []string        // directories that must be watched, and their parents
+}
+
+// New starts watching. Close it, or end Run's context, to stop.
+func New(opts Options) (*Watcher, error) {
+	if opts.Debounce <= 0 {
+		opts.Debounce = DefaultDebounce
+	}
+	if opts.Skip == nil {
+		opts.Skip = DefaultSkip
+	}
+	log := opts.Logger
+	if log == nil {
+		log = hclog.NewNullLogger()
+	}
+	fsw, err := fsnotify.NewWatcher()
+	if err != nil {
+		return nil, err
+	}
+	w := &Watcher{opts: opts, fsw: fsw, log: log, dirs: map[string]bool{}}
+	for _, p := range opts.Paths {
+		abs, err := filepath.Abs(p)
+		if err != nil {
+			fsw.Close()
+			return nil, err
+		}
+		dir := abs
+		if st, err := os.Stat(abs); err != nil || !st.IsDir() {
+			// A file is watched through its directory: editors and tools
+			// replace files by renaming, which a watch on the file would lose.
+			dir = filepath.Dir(abs)
+		}
+		// The parent too, so that a directory removed and made again (or
+		// swapped by rename) is noticed and watched afresh.
+		w.roots = append(w.roots, dir, filepath.Dir(dir))
+	}
+	w.sync()
+	return w, nil
+}
+
+// DefaultSkip skips hidden directories and build or dependency folders.
+func DefaultSkip(name string) bool {
+	return strings.HasPrefix(name, ".") || name == "node_modules" || name == "target"
+}
+
+// sync adds watches for every directory that should have one and exists,
+// and forgets those that are gone.
+func (w *Watcher) sync() {
+	want := map[string]bool{}
+	for i, root := range w.roots {
+		isParent := i%2 == 1
+		if isParent || !w.opts.Recursive {
+			if st, err := os.Stat(root); err == nil && st.IsDir() {
+				want[root] = true
+			}
+			continue
+		}
+		_ = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return nil
+			}
+			if d.IsDir() {
+				if p != root && w.opts.Skip(d.Name()) {
+					return filepath.SkipDir
+				}
+				want[p] = true
+			}
+			return nil
+		})
+	}
+	for d := range w.dirs {
+		if !want[d] {
+			_ = w.fsw.Remove(d)
+			delete(w.dirs, d)
+		}
+	}
+	for d := range want {
+		if !w.dirs[d] {
+			if err := w.fsw.Add(d); err != nil {
+				w.log.Warn("cannot watch", "dir", d, "error", err)
+				continue
+			}
+			w.dirs[d] = true
+		}
+	}
+}
+
+// Run calls onChange, on Run's goroutine, each time changes settle, until
+// ctx ends or the watcher is closed. onChange may take its time: events
+// that arrive meanwhile make one more call afterwards.
+func (w *Watcher) Run(ctx context.Context, onChange func(context.Context)) error {
+	defer w.fsw.Close()
+	var settle *time.Timer
+	var settled <-chan time.Time
+	var poll <-chan time.Time
+	if w.opts.Poll > 0 {
+		t := time.NewTicker(w.opts.Poll)
+		defer t.Stop()
+		poll = t.C
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case ev, ok := <-w.fsw.Events:
+			if !ok {
+				return errors.New("watcher closed")
+			}
+			if ev.Op == fsnotify.Chmod {
+				continue
+			}
+			if settle == nil {
+				settle = time.NewTimer(w.opts.Debounce)
+			} else {
+				settle.Reset(w.opts.Debounce)
+			}
+			settled = settle.C
+		case err, ok := <-w.fsw.Errors:
+			if !ok {
+				return errors.New("watcher closed")
+			}
+			w.log.Warn("watch error", "error", err)
+		case <-settled:
+			settled = nil
+			w.sync()
+			onChange(ctx)
+		case <-poll:
+			w.sync()
+			onChange(ctx)
+		}
+	}
+}
