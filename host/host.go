@@ -292,8 +292,13 @@ func (h *Host) Unload(ctx context.Context, name string) error {
 	if r == nil {
 		return fmt.Errorf("plugin %q is not loaded", name)
 	}
+	version := ""
+	if p := r.current.Load(); p != nil {
+		version = p.VersionHash()
+	}
+	start := time.Now()
 	err := r.close(ctx)
-	h.log.Info("plugin unloaded", "plugin", name)
+	h.log.Info("plugin unloaded", "plugin", name, "version", version, "drain_time", time.Since(start))
 	return err
 }
 

@@ -293,3 +293,38 @@ func TestBusyAnswer(t *testing.T) {
 		t.Fatalf("reply codes %v, want both 503 (busy) and 504 (deadline)", codes)
 	}
 }
+
+func TestCompilationCacheOnDiskIsReusedAfterRestart(t *testing.T) {
+	cacheDir := t.TempDir()
+	path := trellistest.Wasm(t, echoSrc)
+	count := func() int {
+		n := 0
+		filepath.Walk(cacheDir, func(_ string, info os.FileInfo, err error) error {
+			if err == nil && !info.IsDir() {
+				n++
+			}
+			return nil
+		})
+		return n
+	}
+	start := func() *trellistest.Host {
+		return trellistest.NewHost(t, func(o *host.Options) { o.CacheDir = cacheDir })
+	}
+	h1 := start()
+	h1.Load("echo", path)
+	if err := h1.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	first := count()
+	if first == 0 {
+		t.Fatal("nothing was written to the compilation cache")
+	}
+	h2 := start()
+	h2.Load("echo", path)
+	if got := count(); got != first {
+		t.Fatalf("cache went from %d to %d files on a restart with the same plugin: it was compiled again", first, got)
+	}
+	if m := h2.Request("echo", []byte("cached"), 5*time.Second); string(m.Data) != "cached" {
+		t.Fatalf("echo = %q", m.Data)
+	}
+}

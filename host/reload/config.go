@@ -107,13 +107,17 @@ func (l *ConfigLoop) Run(ctx context.Context, c *config.Config, started func(Res
 	if started != nil {
 		started(res)
 	}
-	for ctx.Err() == nil {
+	for rebuilt := false; ctx.Err() == nil; rebuilt = true {
 		l.mu.Lock()
 		watched := paths(l.file, l.current)
 		l.mu.Unlock()
 		w, err := watch.New(watch.Options{Paths: watched, Recursive: true, Debounce: l.debounce, Logger: l.log})
 		if err != nil {
 			return err
+		}
+		if rebuilt {
+			// Changes made while no watcher was running would go unseen.
+			l.reloadFile(ctx)
 		}
 		wctx, cancel := context.WithCancel(ctx)
 		go func() {

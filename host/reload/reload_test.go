@@ -31,9 +31,13 @@ func versions(t *testing.T) fixture {
 }
 
 // serveDir runs dev mode on dir, as `trellis dev` does, until the test ends.
-func serveDir(t *testing.T, h *trellistest.Host, dir string) {
+func serveDir(t *testing.T, h *trellistest.Host, dir string) { serveDirB(t, h, dir) }
+
+func serveDirB(t testing.TB, h *trellistest.Host, dir string, subjects ...string) {
 	t.Helper()
-	d := dev.New(h.Host, dir, dev.Options{BuildDir: t.TempDir(), Debounce: 30 * time.Millisecond, Logger: nil})
+	opts := dev.Options{BuildDir: t.TempDir(), Debounce: 20 * time.Millisecond, Logger: h.Logger()}
+	opts.Spec.Subjects = subjects
+	d := dev.New(h.Host, dir, opts)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
@@ -322,5 +326,220 @@ func TestReconcilerAppliesOnlyDifferences(t *testing.T) {
 	}
 	if res := rec.Apply(ctx, nil); len(res.Unloaded) != 1 || len(h.Plugins()) != 0 {
 		t.Fatalf("unload: %+v, %d plugins", res, len(h.Plugins()))
+	}
+}
+
+func TestChangedSubjectsMoveWithoutAGapOnSharedOnes(t *testing.T) {
+	fx := versions(t)
+	h := trellistest.NewHost(t)
+	dir := t.TempDir()
+	path := filepath.Join(dir, "v.wasm")
+	writeByRename(t, path, fx.v1)
+	rec := reload.New(h.Host, nil)
+	want := reload.Want{}
+	want.Spec.Name = "versioned"
+	want.Spec.Path = path
+	want.Spec.Subjects = []string{"versioned", "only.a"}
+	ctx := context.Background()
+	if res := rec.Apply(ctx, []reload.Want{want}); len(res.Loaded) != 1 {
+		t.Fatalf("%+v", res)
+	}
+	var stop atomic.Bool
+	var failed atomic.Int64
+	var n atomic.Int64
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		nc, err := nats.Connect(h.ClientURL())
+		if err != nil {
+			failed.Add(1)
+			return
+		}
+		defer nc.Close()
+		for !stop.Load() {
+			m, err := nc.Request("versioned", []byte("x"), 5*time.Second)
+			if err != nil || m.Header.Get(abi.HeaderErrorCode) != "" {
+				failed.Add(1)
+			}
+			n.Add(1)
+		}
+	}()
+	for i := 0; i < 10; i++ {
+		if i%2 == 0 {
+			want.Spec.Subjects = []string{"versioned", "only.b"}
+		} else {
+			want.Spec.Subjects = []string{"versioned", "only.a"}
+		}
+		if res := rec.Apply(ctx, []reload.Want{want}); len(res.Reloaded) != 1 {
+			t.Fatalf("%+v", res)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	stop.Store(true)
+	<-done
+	if failed.Load() > 0 {
+		t.Fatalf("%d of %d requests on the shared subject failed during subject changes", failed.Load(), n.Load())
+	}
+	// The last apply had only.a.
+	if m := h.Request("only.a", []byte("y"), 5*time.Second); string(m.Data) != "v1:y" {
+		t.Fatalf("only.a: %q", m.Data)
+	}
+	if _, err := h.Client().Request("only.b", []byte("y"), 300*time.Millisecond); err == nil {
+		t.Fatal("only.b is still served after the subjects changed")
+	}
+}
+
+func TestConfigLoopAppliesEditsAndRefusesBadConfigs(t *testing.T) {
+	fx := versions(t)
+	h := trellistest.NewHost(t)
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "v1.wasm"), fx.v1, 0o644)
+	os.WriteFile(filepath.Join(dir, "v2.wasm"), fx.v2, 0o644)
+	file := filepath.Join(dir, "trellis.hcl")
+	write := func(src string) {
+		t.Helper()
+		writeByRename(t, file, []byte(src))
+	}
+	write(`plugin "a" {
+  path = "v1.wasm"
+  subjects = ["a"]
+}
+`)
+	loop := reload.NewConfigLoop(h.Host, file, 30*time.Millisecond, h.Logger())
+	c, err := configLoad(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); loop.Run(ctx, c, nil) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	waitFor := func(subject, want string) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for time.Now().Before(deadline) {
+			m, err := h.Client().Request(subject, []byte("x"), 500*time.Millisecond)
+			if err == nil && string(m.Data) == want {
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		t.Fatalf("%s never answered %q\n%s", subject, want, h.Logs())
+	}
+	waitFor("a", "v1:x")
+
+	// Edit: a switches to v2, and b appears.
+	write(`plugin "a" {
+  path = "v2.wasm"
+  subjects = ["a"]
+}
+plugin "b" {
+  path = "v1.wasm"
+  subjects = ["b"]
+}
+`)
+	waitFor("a", "v2:x")
+	waitFor("b", "v1:x")
+
+	// A config with an error is refused whole: b is not removed.
+	write(`plugin "a" {
+  path = "v2.wasm"
+  subjects = ["a"]
+  timeout = "soon"
+}
+`)
+	if !h.WaitLog(10*time.Second, "config refused", "trellis.hcl:4:") {
+		t.Fatalf("no refusal with file:line:\n%s", h.Logs())
+	}
+	waitFor("b", "v1:x")
+
+	// Remove b; SIGHUP-style trigger also works.
+	write(`plugin "a" {
+  path = "v1.wasm"
+  subjects = ["a"]
+}
+`)
+	loop.Trigger()
+	waitFor("a", "v1:x")
+	deadline := time.Now().Add(10 * time.Second)
+	for len(h.Plugins()) != 1 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if len(h.Plugins()) != 1 {
+		t.Fatalf("plugins %+v, want only a", h.Plugins())
+	}
+}
+
+func TestSymlinkSwapAsKubernetesConfigMapsDo(t *testing.T) {
+	fx := versions(t)
+	h := trellistest.NewHost(t)
+	dir := t.TempDir()
+	// The layout kubelet writes: versioned.wasm -> ..data/versioned.wasm,
+	// ..data -> ..<timestamp>/, replaced by renaming a new ..data symlink.
+	mk := func(stamp string, b []byte) {
+		os.MkdirAll(filepath.Join(dir, stamp), 0o755)
+		os.WriteFile(filepath.Join(dir, stamp, "versioned.wasm"), b, 0o644)
+	}
+	mk("..2026_11_25_01", fx.v1)
+	if err := os.Symlink("..2026_11_25_01", filepath.Join(dir, "..data")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join("..data", "versioned.wasm"), filepath.Join(dir, "versioned.wasm")); err != nil {
+		t.Fatal(err)
+	}
+	serveDir(t, h, dir)
+	waitAnswer(t, h.Client(), "v1:")
+
+	mk("..2026_11_25_02", fx.v2)
+	if err := os.Symlink("..2026_11_25_02", filepath.Join(dir, "..data_tmp")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(filepath.Join(dir, "..data_tmp"), filepath.Join(dir, "..data")); err != nil {
+		t.Fatal(err)
+	}
+	os.RemoveAll(filepath.Join(dir, "..2026_11_25_01"))
+	waitAnswer(t, h.Client(), "v2:")
+}
+
+func TestWatchedDirectoryReplacedByRename(t *testing.T) {
+	fx := versions(t)
+	h := trellistest.NewHost(t)
+	parent := t.TempDir()
+	dir := filepath.Join(parent, "plugins")
+	os.MkdirAll(dir, 0o755)
+	writeByRename(t, filepath.Join(dir, "versioned.wasm"), fx.v1)
+	serveDir(t, h, dir)
+	waitAnswer(t, h.Client(), "v1:")
+
+	next := filepath.Join(parent, "plugins.new")
+	os.MkdirAll(next, 0o755)
+	writeByRename(t, filepath.Join(next, "versioned.wasm"), fx.v2)
+	if err := os.Rename(dir, filepath.Join(parent, "plugins.old")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(next, dir); err != nil {
+		t.Fatal(err)
+	}
+	waitAnswer(t, h.Client(), "v2:")
+	// And the new directory is watched: a further change is seen.
+	writeByRename(t, filepath.Join(dir, "versioned.wasm"), fx.v1)
+	waitAnswer(t, h.Client(), "v1:")
+}
+
+func TestDeletedFileUnloadsThePlugin(t *testing.T) {
+	fx := versions(t)
+	h := trellistest.NewHost(t)
+	dir := t.TempDir()
+	path := filepath.Join(dir, "versioned.wasm")
+	writeByRename(t, path, fx.v1)
+	serveDir(t, h, dir)
+	waitAnswer(t, h.Client(), "v1:")
+	os.Remove(path)
+	if !h.WaitLog(10*time.Second, "plugin unloaded", "plugin=versioned", "version=") {
+		t.Fatalf("not unloaded:\n%s", h.Logs())
+	}
+	if _, err := h.Client().Request("versioned", nil, 300*time.Millisecond); err == nil {
+		t.Fatal("still answering after the file was deleted")
 	}
 }

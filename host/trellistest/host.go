@@ -22,6 +22,7 @@ import (
 type Host struct {
 	*host.Host
 	tb     testing.TB
+	log    hclog.Logger
 	logs   *syncBuffer
 	client *nats.Conn
 }
@@ -46,7 +47,7 @@ func NewHost(tb testing.TB, configure ...func(*host.Options)) *Host {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	th := &Host{Host: h, tb: tb, logs: logs}
+	th := &Host{Host: h, tb: tb, log: opts.Logger, logs: logs}
 	tb.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
@@ -100,6 +101,10 @@ func (h *Host) Request(subject string, data []byte, timeout time.Duration) *nats
 	}
 	return m
 }
+
+// Logger returns the host's logger, for components a test runs beside the
+// host (a reload loop, say), so that their lines land in Logs too.
+func (h *Host) Logger() hclog.Logger { return h.log }
 
 // Logs returns everything the host has logged so far.
 func (h *Host) Logs() string { return h.logs.String() }

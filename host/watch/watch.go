@@ -51,7 +51,7 @@ type Watcher struct {
 	opts  Options
 	fsw   *fsnotify.Watcher
 	log   hclog.Logger
-	dirs  map[string]bool // directories watched now
+	dirs  map[string]os.FileInfo // directories watched now, and which ones they were
 	roots []string        // directories that must be watched, and their parents
 }
 
@@ -71,7 +71,7 @@ func New(opts Options) (*Watcher, error) {
 	if err != nil {
 		return nil, err
 	}
-	w := &Watcher{opts: opts, fsw: fsw, log: log, dirs: map[string]bool{}}
+	w := &Watcher{opts: opts, fsw: fsw, log: log, dirs: map[string]os.FileInfo{}}
 	for _, p := range opts.Paths {
 		abs, err := filepath.Abs(p)
 		if err != nil {
@@ -98,14 +98,16 @@ func DefaultSkip(name string) bool {
 }
 
 // sync adds watches for every directory that should have one and exists,
-// and forgets those that are gone.
+// forgets those that are gone, and watches afresh a path that now names
+// another directory (one renamed over the old, say): inotify follows the
+// directory, not the name.
 func (w *Watcher) sync() {
-	want := map[string]bool{}
+	want := map[string]os.FileInfo{}
 	for i, root := range w.roots {
 		isParent := i%2 == 1
 		if isParent || !w.opts.Recursive {
 			if st, err := os.Stat(root); err == nil && st.IsDir() {
-				want[root] = true
+				want[root] = st
 			}
 			continue
 		}
@@ -117,24 +119,26 @@ func (w *Watcher) sync() {
 				if p != root && w.opts.Skip(d.Name()) {
 					return filepath.SkipDir
 				}
-				want[p] = true
+				if st, err := os.Stat(p); err == nil {
+					want[p] = st
+				}
 			}
 			return nil
 		})
 	}
-	for d := range w.dirs {
-		if !want[d] {
+	for d, was := range w.dirs {
+		if now, ok := want[d]; !ok || !os.SameFile(was, now) {
 			_ = w.fsw.Remove(d)
 			delete(w.dirs, d)
 		}
 	}
-	for d := range want {
-		if !w.dirs[d] {
+	for d, st := range want {
+		if _, ok := w.dirs[d]; !ok {
 			if err := w.fsw.Add(d); err != nil {
 				w.log.Warn("cannot watch", "dir", d, "error", err)
 				continue
 			}
-			w.dirs[d] = true
+			w.dirs[d] = st
 		}
 	}
 }

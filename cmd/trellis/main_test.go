@@ -1,0 +1,120 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+func runCLI(args ...string) (int, string, string) {
+	var out, errb bytes.Buffer
+	code := run(args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestVersion(t *testing.T) {
+	code, out, _ := runCLI("version")
+	if code != 0 || !strings.Contains(out, "plugin ABI v1") {
+		t.Fatalf("version: %d %q", code, out)
+	}
+}
+
+func TestEveryVerbHasHelp(t *testing.T) {
+	for _, verb := range []string{"dev", "run", "build", "req", "pub", "version"} {
+		code, _, errOut := runCLI(verb, "--help")
+		if code != 0 || !strings.Contains(errOut, "Usage: trellis "+verb) {
+			t.Errorf("%s --help: exit %d, output %q", verb, code, errOut)
+		}
+	}
+	if code, out, _ := runCLI("--help"); code != 0 || !strings.Contains(out, "trellis dev") {
+		t.Errorf("--help: %d %q", code, out)
+	}
+	if code, _, errOut := runCLI("frobnicate"); code != 2 || !strings.Contains(errOut, "unknown verb") {
+		t.Errorf("unknown verb: %d %q", code, errOut)
+	}
+}
+
+func TestRunRefusesABadConfigWithFileLineColumn(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "bad.hcl")
+	os.WriteFile(file, []byte("plugin \"a\" {\n  path = \"a.wasm\"\n  timeout = \"soon\"\n}\n"), 0o644)
+	code, _, errOut := runCLI("run", "--config", file)
+	if code != 2 || !strings.Contains(errOut, file+":3:13: Invalid timeout") {
+		t.Fatalf("exit %d, stderr %q", code, errOut)
+	}
+	if code, out, _ := runCLI("run", "--config", "../../examples/trellis.hcl", "--check"); code != 0 || !strings.Contains(out, "ok, 4 plugins") {
+		t.Fatalf("--check on the example config: %d %q", code, out)
+	}
+}
+
+func TestBuildAGoPlugin(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "echo.wasm")
+	code, stdout, errOut := runCLI("build", "../../examples/echo", "-o", out)
+	if code != 0 {
+		t.Fatalf("build: %d %s", code, errOut)
+	}
+	b, err := os.ReadFile(out)
+	if err != nil || !bytes.HasPrefix(b, []byte("\x00asm")) || !strings.Contains(stdout, "built") {
+		t.Fatalf("output %d bytes, err %v, stdout %q", len(b), err, stdout)
+	}
+	code, _, errOut = runCLI("build", t.TempDir())
+	if code != 1 || !strings.Contains(errOut, "no plugin source") {
+		t.Fatalf("empty dir: %d %q", code, errOut)
+	}
+}
+
+// TestDevServesAndShutsDownOnSignal runs `trellis dev` on the echo example
+// with the embedded NATS on a free port, asks it through `trellis req`,
+// then sends SIGINT and expects a clean exit.
+func TestDevServesAndShutsDownOnSignal(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts the whole CLI")
+	}
+	dir := t.TempDir()
+	logs := &syncBuf{}
+	done := make(chan int, 1)
+	go func() {
+		done <- run([]string{"dev", "--nats-listen", "127.0.0.1:0", "--data-dir", filepath.Join(dir, "data"), "../../examples/echo"}, logs, logs)
+	}()
+	re := regexp.MustCompile(`serving; watching for changes.*nats=(nats://127\.0\.0\.1:\d+)`)
+	var url string
+	deadline := time.Now().Add(60 * time.Second)
+	for url == "" && time.Now().Before(deadline) {
+		if m := re.FindStringSubmatch(logs.String()); m != nil {
+			url = m[1]
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if url == "" {
+		t.Fatalf("dev never said it was serving:\n%s", logs.String())
+	}
+	code, out, errOut := runCLI("req", "-s", url, "echo", "through the CLI")
+	if code != 0 || out != "through the CLI\n" {
+		t.Fatalf("req: %d %q %q", code, out, errOut)
+	}
+	code, _, errOut = runCLI("pub", "-s", url, "echo", "event")
+	if code != 0 {
+		t.Fatalf("pub: %d %q", code, errOut)
+	}
+	syscall.Kill(os.Getpid(), syscall.SIGINT)
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Fatalf("dev exited %d:\n%s", code, logs.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("dev did not stop on SIGINT")
+	}
+	if !strings.Contains(logs.String(), "host stopped") {
+		t.Fatalf("no clean shutdown in log:\n%s", logs.String())
+	}
+	if _, err := nats.Connect(url, nats.Timeout(500*time.Millisecond)); err == nil {
+		t.Fatal("the embedded NATS still accepts connections after shutdown")
+	}
+}
