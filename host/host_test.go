@@ -296,7 +296,7 @@ func TestBusyAnswer(t *testing.T) {
 
 func TestCompilationCacheOnDiskIsReusedAfterRestart(t *testing.T) {
 	cacheDir := t.TempDir()
-	path := trellistest.Wasm(t, echoSrc)
+	path := trellistest.Wasm(t, "../abi/echo.wat")
 	count := func() int {
 		n := 0
 		filepath.Walk(cacheDir, func(_ string, info os.FileInfo, err error) error {
