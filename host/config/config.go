@@ -68,6 +68,7 @@ type Plugin struct {
 // problem, "file:line:col: summary: detail".
 type Error struct{ Diags hcl.Diagnostics }
 
+// Error lists the problems, one per line.
 func (e *Error) Error() string {
 	var lines []string
 	for _, d := range e.Diags {

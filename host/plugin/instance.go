@@ -251,6 +251,7 @@ func (k FaultKind) Code() int {
 	return 500
 }
 
+// String names the kind as error replies say it.
 func (k FaultKind) String() string {
 	switch k {
 	case FaultTimeout:
@@ -277,6 +278,7 @@ type Fault struct {
 	Err     error
 }
 
+// Error names the plugin, its version and the fault.
 func (f *Fault) Error() string {
 	return fmt.Sprintf("plugin %q (version %s): %s: %s", f.Plugin, f.Version, f.Kind, f.Summary())
 }
@@ -291,6 +293,7 @@ func (f *Fault) Summary() string {
 	return strings.TrimSuffix(s, " (recovered by wazero)")
 }
 
+// Unwrap returns the underlying error.
 func (f *Fault) Unwrap() error { return f.Err }
 
 // memoryFault is what a host function panics with when a guest pointer and

@@ -105,6 +105,7 @@ type StatusError struct {
 	Message string
 }
 
+// Error returns the code and message.
 func (e *StatusError) Error() string { return fmt.Sprintf("%d %s", e.Code, e.Message) }
 
 // Errorf returns a *StatusError with code and a formatted message.
