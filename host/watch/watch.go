@@ -52,7 +52,7 @@ type Watcher struct {
 	fsw   *fsnotify.Watcher
 	log   hclog.Logger
 	dirs  map[string]os.FileInfo // directories watched now, and which ones they were
-	roots []string        // directories that must be watched, and their parents
+	roots []string               // directories that must be watched, and their parents
 }
 
 // New starts watching. Close it, or end Run's context, to stop.
