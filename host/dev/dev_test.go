@@ -1,0 +1,78 @@
+package dev_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/trellis-mesh/trellis/host/dev"
+	"github.com/trellis-mesh/trellis/host/trellistest"
+)
+
+const source = `package main
+
+import trellis "github.com/trellis-mesh/trellis/sdk/go"
+
+func init() {
+	trellis.Handle("devloop", func(m *trellis.Msg) ([]byte, error) {
+		return []byte("VERSION " + string(m.Data)), nil
+	})
+}
+
+func main() {}
+`
+
+// TestSourceIsRebuiltOnSaveAndABrokenBuildKeepsTheLastGoodVersion edits a
+// Go plugin's source under a served directory, as a developer would.
+func TestSourceIsRebuiltOnSaveAndABrokenBuildKeepsTheLastGoodVersion(t *testing.T) {
+	// The source must sit inside this module to import the SDK.
+	root, err := os.MkdirTemp("testdata", "devloop-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(root) })
+	src := filepath.Join(root, "devloop")
+	os.MkdirAll(src, 0o755)
+	save := func(content string) {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(src, "main.go"), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	save(strings.Replace(source, "VERSION", "one", 1))
+
+	h := trellistest.NewHost(t)
+	d := dev.New(h.Host, root, dev.Options{BuildDir: t.TempDir(), Debounce: 50 * time.Millisecond, Logger: h.Logger()})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx, nil) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	expect := func(want string) {
+		t.Helper()
+		deadline := time.Now().Add(60 * time.Second)
+		for time.Now().Before(deadline) {
+			if m, err := h.Client().Request("devloop", []byte("x"), time.Second); err == nil && string(m.Data) == want {
+				return
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		t.Fatalf("never answered %q\n%s", want, h.Logs())
+	}
+	expect("one x")
+
+	save(strings.Replace(source, "VERSION", "two", 1))
+	expect("two x")
+
+	save(strings.Replace(source, "VERSION", "three", 1) + "\nthis does not compile\n")
+	if !h.WaitLog(60*time.Second, "build failed; the last good version keeps serving", "plugin=devloop") {
+		t.Fatalf("no build failure logged:\n%s", h.Logs())
+	}
+	expect("two x")
+
+	save(strings.Replace(source, "VERSION", "four", 1))
+	expect("four x")
+}
