@@ -25,6 +25,14 @@ const (
 	// ExportHandle is called once per message:
 	// (subject_len, reply_len, headers_len, data_len i32) -> status i32.
 	ExportHandle = "trellis_handle"
+	// ExportPolicy makes a module a traffic policy. It is called once per
+	// message before the handler:
+	// (subject_len, reply_len, headers_len, data_len i32) -> decision i32,
+	// 0 to let the message go on, or a status to reject it with.
+	ExportPolicy = "trellis_policy"
+	// ExportPolicyResponse is optional for a policy and sees the response on
+	// its way back: (status, headers_len, data_len i32) -> decision i32.
+	ExportPolicyResponse = "trellis_policy_response"
 	// ExportInit is optional and called once per instance after
 	// ExportInitialize: () -> status i32. Non-zero refuses the instance.
 	ExportInit = "trellis_init"
@@ -57,6 +65,22 @@ const (
 	FuncSubscribe = "subscribe"
 	// FuncError (msg, msg_len) -> 0 | -status
 	FuncError = "error"
+	// FuncSetHeader (name, name_len, value, value_len) -> 0 | -status; policies only
+	FuncSetHeader = "set_header"
+	// FuncSetData (data, data_len) -> 0 | -status; policies only
+	FuncSetData = "set_data"
+	// FuncSetSubject (subject, subject_len) -> 0 | -status; policies only
+	FuncSetSubject = "set_subject"
+	// FuncResponseHeader (name, name_len, value, value_len) -> 0 | -status
+	FuncResponseHeader = "response_header"
+	// FuncKVGet (key, key_len, buf, buf_len) -> value_len | -status
+	FuncKVGet = "kv_get"
+	// FuncKVSet (key, key_len, value, value_len, ttl_ms) -> 0 | -status
+	FuncKVSet = "kv_set"
+	// FuncKVIncr (key, key_len, delta i64, ttl_ms, out) -> 0 | -status; writes the new value (i64, little-endian) at out
+	FuncKVIncr = "kv_incr"
+	// FuncKVDelete (key, key_len) -> 0 | -status
+	FuncKVDelete = "kv_delete"
 )
 
 // Field names a part of the message being handled, or of the response to the
@@ -70,8 +94,12 @@ const (
 	FieldHeaders       Field = 2 // headers, encoded as described in ABI.md
 	FieldData          Field = 3 // payload
 	FieldResultHeaders Field = 4 // headers of the last request's response
-	FieldResultData    Field = 5 // payload of the last request's response
-	fieldCount               = 6
+	FieldResultData    Field = 5 // payload of the last request's response, or the response a policy sees
+	FieldMethod        Field = 6 // HTTP method, empty for NATS messages
+	FieldPath          Field = 7 // HTTP path, empty for NATS messages
+	FieldQuery         Field = 8 // HTTP query string without "?", empty for NATS messages
+	FieldRemoteAddr    Field = 9 // HTTP client address host:port, empty for NATS messages
+	fieldCount               = 10
 )
 
 // Valid reports whether f names a field.

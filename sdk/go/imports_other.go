@@ -19,7 +19,15 @@ func hostPublish(unsafe.Pointer, uint32, unsafe.Pointer, uint32, unsafe.Pointer,
 func hostRequest(unsafe.Pointer, uint32, unsafe.Pointer, uint32, unsafe.Pointer, uint32, uint32) int32 {
 	panic(notWasm)
 }
-func hostLog(int32, unsafe.Pointer, uint32) int32                        { panic(notWasm) }
-func hostConfig(unsafe.Pointer, uint32, unsafe.Pointer, uint32) int32    { panic(notWasm) }
-func hostSubscribe(unsafe.Pointer, uint32, unsafe.Pointer, uint32) int32 { panic(notWasm) }
-func hostError(unsafe.Pointer, uint32) int32                             { panic(notWasm) }
+func hostLog(int32, unsafe.Pointer, uint32) int32                             { panic(notWasm) }
+func hostConfig(unsafe.Pointer, uint32, unsafe.Pointer, uint32) int32         { panic(notWasm) }
+func hostSubscribe(unsafe.Pointer, uint32, unsafe.Pointer, uint32) int32      { panic(notWasm) }
+func hostError(unsafe.Pointer, uint32) int32                                  { panic(notWasm) }
+func hostSetHeader(unsafe.Pointer, uint32, unsafe.Pointer, uint32) int32      { panic(notWasm) }
+func hostSetData(unsafe.Pointer, uint32) int32                                { panic(notWasm) }
+func hostSetSubject(unsafe.Pointer, uint32) int32                             { panic(notWasm) }
+func hostResponseHeader(unsafe.Pointer, uint32, unsafe.Pointer, uint32) int32 { panic(notWasm) }
+func hostKVGet(unsafe.Pointer, uint32, unsafe.Pointer, uint32) int32          { panic(notWasm) }
+func hostKVSet(unsafe.Pointer, uint32, unsafe.Pointer, uint32, uint32) int32  { panic(notWasm) }
+func hostKVIncr(unsafe.Pointer, uint32, int64, uint32, unsafe.Pointer) int32  { panic(notWasm) }
+func hostKVDelete(unsafe.Pointer, uint32) int32                               { panic(notWasm) }

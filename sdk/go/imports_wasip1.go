@@ -34,6 +34,30 @@ func hostSubscribe(subj unsafe.Pointer, subjLen uint32, queue unsafe.Pointer, qu
 //go:wasmimport trellis error
 func hostError(msg unsafe.Pointer, msgLen uint32) int32
 
+//go:wasmimport trellis set_header
+func hostSetHeader(name unsafe.Pointer, nameLen uint32, value unsafe.Pointer, valueLen uint32) int32
+
+//go:wasmimport trellis set_data
+func hostSetData(data unsafe.Pointer, dataLen uint32) int32
+
+//go:wasmimport trellis set_subject
+func hostSetSubject(subj unsafe.Pointer, subjLen uint32) int32
+
+//go:wasmimport trellis response_header
+func hostResponseHeader(name unsafe.Pointer, nameLen uint32, value unsafe.Pointer, valueLen uint32) int32
+
+//go:wasmimport trellis kv_get
+func hostKVGet(key unsafe.Pointer, keyLen uint32, buf unsafe.Pointer, bufLen uint32) int32
+
+//go:wasmimport trellis kv_set
+func hostKVSet(key unsafe.Pointer, keyLen uint32, value unsafe.Pointer, valueLen uint32, ttlMS uint32) int32
+
+//go:wasmimport trellis kv_incr
+func hostKVIncr(key unsafe.Pointer, keyLen uint32, delta int64, ttlMS uint32, out unsafe.Pointer) int32
+
+//go:wasmimport trellis kv_delete
+func hostKVDelete(key unsafe.Pointer, keyLen uint32) int32
+
 //go:wasmexport trellis_abi_v1
 func abiV1() {}
 
@@ -43,4 +67,14 @@ func exportInit() int32 { return runInit() }
 //go:wasmexport trellis_handle
 func exportHandle(subjectLen, replyLen, headersLen, dataLen uint32) int32 {
 	return runHandle(subjectLen, replyLen, headersLen, dataLen)
+}
+
+//go:wasmexport trellis_policy
+func exportPolicy(subjectLen, replyLen, headersLen, dataLen uint32) int32 {
+	return runPolicy(subjectLen, replyLen, headersLen, dataLen)
+}
+
+//go:wasmexport trellis_policy_response
+func exportPolicyResponse(status int32, headersLen, dataLen uint32) int32 {
+	return runPolicyResponse(status, headersLen, dataLen)
 }

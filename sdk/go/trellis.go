@@ -278,27 +278,9 @@ func runInit() int32 {
 func setError(s string) { hostError(sptr(s), uint32(len(s))) }
 
 func runHandle(subjectLen, replyLen, headersLen, dataLen uint32) (status int32) {
-	// Subject and reply share one allocation; the strings point into it and
-	// it is never written again.
-	names := make([]byte, subjectLen+replyLen)
-	hostRead(int32(abi.FieldSubject), 0, ptr(names), subjectLen)
-	if replyLen > 0 {
-		hostRead(int32(abi.FieldReply), 0, ptr(names[subjectLen:]), replyLen)
-	}
-	m := &Msg{
-		Subject: unsafe.String(unsafe.SliceData(names), subjectLen),
-		Reply:   unsafe.String(unsafe.SliceData(names[subjectLen:]), replyLen),
-	}
-	if dataLen > 0 {
-		m.Data = readField(abi.FieldData, dataLen)
-	}
-	if headersLen > 0 {
-		h, err := abi.ParseHeaders(readField(abi.FieldHeaders, headersLen))
-		if err != nil {
-			setError("malformed headers from host")
-			return 500
-		}
-		m.Header = h
+	m := &Msg{}
+	if st := fillMsg(m, subjectLen, replyLen, headersLen, dataLen); st != 0 {
+		return st
 	}
 	fn := lookup(m.Subject)
 	if fn == nil {
@@ -323,6 +305,31 @@ func runHandle(subjectLen, replyLen, headersLen, dataLen uint32) (status int32) 
 			setError("reply: " + err.Error())
 			return 500
 		}
+	}
+	return 0
+}
+
+// fillMsg reads the message being handled into m.
+func fillMsg(m *Msg, subjectLen, replyLen, headersLen, dataLen uint32) int32 {
+	// Subject and reply share one allocation; the strings point into it and
+	// it is never written again.
+	names := make([]byte, subjectLen+replyLen)
+	hostRead(int32(abi.FieldSubject), 0, ptr(names), subjectLen)
+	if replyLen > 0 {
+		hostRead(int32(abi.FieldReply), 0, ptr(names[subjectLen:]), replyLen)
+	}
+	m.Subject = unsafe.String(unsafe.SliceData(names), subjectLen)
+	m.Reply = unsafe.String(unsafe.SliceData(names[subjectLen:]), replyLen)
+	if dataLen > 0 {
+		m.Data = readField(abi.FieldData, dataLen)
+	}
+	if headersLen > 0 {
+		h, err := abi.ParseHeaders(readField(abi.FieldHeaders, headersLen))
+		if err != nil {
+			setError("malformed headers from host")
+			return 500
+		}
+		m.Header = h
 	}
 	return 0
 }
