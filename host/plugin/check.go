@@ -28,6 +28,7 @@ var (
 	i32       = api.ValueTypeI32
 	sigHandle = sig{params: []api.ValueType{i32, i32, i32, i32}, results: []api.ValueType{i32}}
 	sigInit   = sig{results: []api.ValueType{i32}}
+	sigResp   = sig{params: []api.ValueType{i32, i32, i32}, results: []api.ValueType{i32}}
 	sigVoid   = sig{}
 )
 
@@ -94,7 +95,9 @@ func (p *Plugin) check() error {
 		required bool
 	}{
 		{abi.ExportVersion, sigVoid, true},
-		{abi.ExportHandle, sigHandle, true},
+		{abi.ExportHandle, sigHandle, false},
+		{abi.ExportPolicy, sigHandle, false},
+		{abi.ExportPolicyResponse, sigResp, false},
 		{abi.ExportInit, sigInit, false},
 		{abi.ExportInitialize, sigVoid, false},
 	}
@@ -109,6 +112,13 @@ func (p *Plugin) check() error {
 		if got := sigOf(d); !got.equal(w.sig) {
 			return fmt.Errorf("%w: export %s has type %s, want %s", ErrBadModule, w.name, got, w.sig)
 		}
+	}
+	_, p.hasHandle = exports[abi.ExportHandle]
+	_, p.hasPolicy = exports[abi.ExportPolicy]
+	_, p.hasResponse = exports[abi.ExportPolicyResponse]
+	if !p.hasHandle && !p.hasPolicy {
+		return fmt.Errorf("%w: missing export %s %s (a handler) or %s (a policy)",
+			ErrBadModule, abi.ExportHandle, sigHandle, abi.ExportPolicy)
 	}
 	_, p.hasInit = exports[abi.ExportInit]
 	_, p.hasStart = exports[abi.ExportInitialize]

@@ -1,6 +1,7 @@
 package plugin
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"strings"
@@ -41,6 +42,13 @@ func (p *Plugin) instantiateHostModule(ctx context.Context) error {
 		{abi.FuncConfig, 4, p.hostConfig},
 		{abi.FuncSubscribe, 4, p.hostSubscribe},
 		{abi.FuncError, 2, p.hostError},
+		{abi.FuncSetHeader, 4, p.hostSetHeader},
+		{abi.FuncSetData, 2, p.hostSetData},
+		{abi.FuncSetSubject, 2, p.hostSetSubject},
+		{abi.FuncResponseHeader, 4, p.hostResponseHeader},
+		{abi.FuncKVGet, 4, p.hostKVGet},
+		{abi.FuncKVSet, 5, p.hostKVSet},
+		{abi.FuncKVDelete, 2, p.hostKVDelete},
 	}
 	for _, f := range fns {
 		b.NewFunctionBuilder().
@@ -48,6 +56,13 @@ func (p *Plugin) instantiateHostModule(ctx context.Context) error {
 			WithParameterNames(). // names are in ABI.md
 			Export(f.name)
 	}
+	// kv_incr takes an i64 delta.
+	b.NewFunctionBuilder().
+		WithGoModuleFunction(api.GoModuleFunc(p.hostKVIncr),
+			[]api.ValueType{api.ValueTypeI32, api.ValueTypeI32, api.ValueTypeI64, api.ValueTypeI32, api.ValueTypeI32},
+			i32x(1)).
+		WithParameterNames().
+		Export(abi.FuncKVIncr)
 	_, err := b.Instantiate(ctx)
 	return err
 }
@@ -107,7 +122,22 @@ func (in *instance) field(f abi.Field) []byte {
 	case abi.FieldResultHeaders:
 		return in.resHdr
 	case abi.FieldResultData:
+		if in.resp != nil {
+			return in.resp.Data
+		}
 		return in.resData
+	}
+	if h := in.msg.HTTP; h != nil {
+		switch f {
+		case abi.FieldMethod:
+			return bytesOf(h.Method)
+		case abi.FieldPath:
+			return bytesOf(h.Path)
+		case abi.FieldQuery:
+			return bytesOf(h.Query)
+		case abi.FieldRemoteAddr:
+			return bytesOf(h.RemoteAddr)
+		}
 	}
 	return nil
 }
@@ -172,14 +202,21 @@ func (p *Plugin) hostReply(ctx context.Context, _ api.Module, stack []uint64) {
 	switch {
 	case !hok:
 		fail(stack, abi.StatusInvalidArgument)
-	case in.msg == nil || in.msg.Reply == "":
+	case in.msg == nil || !in.msg.expectsReply():
 		fail(stack, abi.StatusNoReply)
 	case in.replied:
 		fail(stack, abi.StatusAlreadyReplied)
-	case p.outbox == nil:
+	case in.msg.Respond == nil && p.outbox == nil:
 		fail(stack, abi.StatusBus)
 	default:
-		if err := p.outbox.Publish(ctx, in.msg.Reply, hdr, data); err != nil {
+		hdr = mergeHeaders(hdr, in.msg.RespHeader)
+		var err error
+		if in.msg.Respond != nil {
+			err = in.msg.Respond(hdr, data)
+		} else {
+			err = p.outbox.Publish(ctx, in.msg.Reply, hdr, data)
+		}
+		if err != nil {
 			p.log.Warn("reply failed", "subject", in.msg.Subject, "error", err)
 			fail(stack, abi.StatusBus)
 			return
@@ -333,4 +370,101 @@ func (p *Plugin) hostError(ctx context.Context, _ api.Module, stack []uint64) {
 	}
 	in.errText = append(in.errText[:0], msg...)
 	ok(stack, 0)
+}
+
+// mergeHeaders adds extra to h (which may be nil), keeping h's values first.
+func mergeHeaders(h, extra map[string][]string) map[string][]string {
+	if len(extra) == 0 {
+		return h
+	}
+	if h == nil {
+		h = make(map[string][]string, len(extra))
+	}
+	for k, vs := range extra {
+		h[k] = append(h[k], vs...)
+	}
+	return h
+}
+
+// validHeader reports whether name and value can travel as a header.
+func validHeader(name, value []byte) bool {
+	if len(name) == 0 || bytes.ContainsAny(name, ":\r\n") || bytes.ContainsAny(value, "\r\n") {
+		return false
+	}
+	return true
+}
+
+func (p *Plugin) hostSetHeader(ctx context.Context, _ api.Module, stack []uint64) {
+	in := instanceOf(ctx)
+	name := in.view(abi.FuncSetHeader, u32(stack, 0), u32(stack, 1))
+	value := in.view(abi.FuncSetHeader, u32(stack, 2), u32(stack, 3))
+	switch {
+	case in.phase != phasePolicy:
+		fail(stack, abi.StatusWrongPhase)
+	case !validHeader(name, value):
+		fail(stack, abi.StatusInvalidArgument)
+	default:
+		if in.msg.Header == nil {
+			in.msg.Header = map[string][]string{}
+		}
+		if len(value) == 0 {
+			delete(in.msg.Header, string(name))
+		} else {
+			in.msg.Header[string(name)] = []string{string(value)}
+		}
+		in.headers = abi.AppendHeaders(in.headers[:0], in.msg.Header)
+		ok(stack, 0)
+	}
+}
+
+func (p *Plugin) hostSetData(ctx context.Context, _ api.Module, stack []uint64) {
+	in := instanceOf(ctx)
+	data := in.view(abi.FuncSetData, u32(stack, 0), u32(stack, 1))
+	switch in.phase {
+	case phasePolicy:
+		in.msg.Data = bytes.Clone(data)
+		ok(stack, 0)
+	case phaseResponse:
+		in.resp.Data = bytes.Clone(data)
+		ok(stack, 0)
+	default:
+		fail(stack, abi.StatusWrongPhase)
+	}
+}
+
+func (p *Plugin) hostSetSubject(ctx context.Context, _ api.Module, stack []uint64) {
+	in := instanceOf(ctx)
+	grant := p.grants.Publish
+	if in.msg != nil && in.msg.expectsReply() {
+		grant = p.grants.Request
+	}
+	subject, st := p.outboundSubject(in, abi.FuncSetSubject, u32(stack, 0), u32(stack, 1), grant)
+	switch {
+	case in.phase != phasePolicy:
+		fail(stack, abi.StatusWrongPhase)
+	case st != abi.StatusOK:
+		fail(stack, st)
+	default:
+		in.target = subject
+		ok(stack, 0)
+	}
+}
+
+func (p *Plugin) hostResponseHeader(ctx context.Context, _ api.Module, stack []uint64) {
+	in := instanceOf(ctx)
+	name := in.view(abi.FuncResponseHeader, u32(stack, 0), u32(stack, 1))
+	value := in.view(abi.FuncResponseHeader, u32(stack, 2), u32(stack, 3))
+	switch {
+	case in.msg == nil:
+		fail(stack, abi.StatusWrongPhase)
+	case !validHeader(name, value):
+		fail(stack, abi.StatusInvalidArgument)
+	default:
+		if in.msg.RespHeader == nil {
+			in.msg.RespHeader = map[string][]string{}
+		}
+		k := string(name)
+		in.msg.RespHeader[k] = append(in.msg.RespHeader[k], string(value))
+		ok(stack, 0)
+	}
 }

@@ -14,13 +14,33 @@ import (
 	"github.com/trellis-mesh/trellis/host/pool"
 )
 
-// Message is what a handler gets: a NATS message, or anything shaped like one.
+// Message is what a handler or policy gets: a NATS message, or an HTTP
+// request shaped like one. Policies may change Header and Data in place.
 type Message struct {
 	Subject string
 	Reply   string
 	Header  map[string][]string
 	Data    []byte
+
+	// HTTP holds the request line of a message that came through the HTTP
+	// ingress; nil for NATS messages.
+	HTTP *HTTPInfo
+	// RespHeader collects headers to add to whatever response the message
+	// gets (response_header).
+	RespHeader map[string][]string
+	// Respond, if set, receives the plugin's reply instead of a publish to
+	// Reply: the HTTP ingress answers with it, a policy chain captures it.
+	// It runs during the host call; it must copy what it keeps.
+	Respond func(header map[string][]string, data []byte) error
 }
+
+// HTTPInfo is what a policy can read of an HTTP request besides headers and body.
+type HTTPInfo struct {
+	Method, Path, Query, RemoteAddr string
+}
+
+// expectsReply reports whether anybody waits for an answer to m.
+func (m *Message) expectsReply() bool { return m.Reply != "" || m.Respond != nil }
 
 // Result says how a call that did not fault ended.
 type Result struct {
@@ -38,18 +58,22 @@ const (
 	phaseIdle phase = iota
 	phaseInit
 	phaseHandle
+	phasePolicy
+	phaseResponse
 )
 
 // instance is one wazero module instance with the state of the call it is
 // serving. Only the goroutine that acquired it from the pool touches it.
 type instance struct {
-	p      *Plugin
-	mod    api.Module
-	mem    api.Memory
-	handle api.Function
-	stack  [4]uint64
-	cctx   callContext
-	first  bool
+	p       *Plugin
+	mod     api.Module
+	mem     api.Memory
+	handle  api.Function
+	policy  api.Function
+	respond api.Function
+	stack   [4]uint64
+	cctx    callContext
+	first   bool
 
 	// State of the current call, reset by endCall.
 	phase   phase
@@ -59,6 +83,8 @@ type instance struct {
 	resData []byte
 	replied bool
 	errText []byte
+	target  string    // set_subject
+	resp    *Response // the response a policy's response phase sees
 }
 
 // callContext is the context of every call into an instance: the caller's
@@ -101,10 +127,12 @@ func (p *Plugin) newInstance(ctx context.Context) (*instance, error) {
 		return nil, fmt.Errorf("instantiate: %w", err)
 	}
 	in := &instance{
-		p:      p,
-		mod:    mod,
-		mem:    mod.ExportedMemory(abi.ExportMemory),
-		handle: mod.ExportedFunction(abi.ExportHandle),
+		p:       p,
+		mod:     mod,
+		mem:     mod.ExportedMemory(abi.ExportMemory),
+		handle:  mod.ExportedFunction(abi.ExportHandle),
+		policy:  mod.ExportedFunction(abi.ExportPolicy),
+		respond: mod.ExportedFunction(abi.ExportPolicyResponse),
 	}
 	in.cctx.inst = in
 	p.subsMu.Lock()
@@ -160,11 +188,41 @@ func (in *instance) close() {
 // Handle runs one message through the plugin: it waits for a free instance,
 // calls trellis_handle, and returns how the call ended. The whole invocation,
 // wait included, has one deadline: ctx's, or Options.Timeout from now when
-// ctx has none. A call that faults
-// returns a *Fault and its instance is discarded; a plugin that answers with
-// an error status is not a fault. Handle allocates nothing of its own when
-// deadlines are off and the message has no headers.
+// ctx has none. A call that faults returns a *Fault and its instance is
+// discarded; a plugin that answers with an error status is not a fault.
 func (p *Plugin) Handle(ctx context.Context, msg *Message) (Result, error) {
+	if !p.hasHandle {
+		return Result{}, fmt.Errorf("plugin %q does not export %s", p.name, abi.ExportHandle)
+	}
+	var res Result
+	err := p.call(ctx, msg, phaseHandle, func(in *instance) api.Function {
+		in.headers = abi.AppendHeaders(in.headers[:0], msg.Header)
+		in.stack[0] = uint64(len(msg.Subject))
+		in.stack[1] = uint64(len(msg.Reply))
+		in.stack[2] = uint64(len(in.headers))
+		in.stack[3] = uint64(len(msg.Data))
+		return in.handle
+	}, func(in *instance) {
+		res = Result{Replied: in.replied, Status: api.DecodeI32(in.stack[0])}
+		if res.Status != 0 {
+			if len(in.errText) > 0 {
+				res.Error = string(in.errText)
+			} else {
+				res.Error = fmt.Sprintf("handler returned %d", res.Status)
+			}
+		}
+	})
+	if err != nil {
+		res.Status = 0
+	}
+	return res, err
+}
+
+// call runs one export of a pooled instance: prepare sets the stack and picks
+// the function, done reads the outcome before the instance's call state is
+// cleared. The whole invocation, wait included, has one deadline: ctx's, or
+// Options.Timeout from now when ctx has none.
+func (p *Plugin) call(ctx context.Context, msg *Message, ph phase, prepare func(*instance) api.Function, done func(*instance)) error {
 	if _, has := ctx.Deadline(); !has && p.timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, p.timeout)
@@ -178,28 +236,14 @@ func (p *Plugin) Handle(ctx context.Context, msg *Message) (Result, error) {
 		} else if !errors.Is(err, pool.ErrBusy) {
 			kind = FaultTrap // making a new instance failed
 		}
-		return Result{}, &Fault{Plugin: p.name, Version: p.version, Subject: msg.Subject, Kind: kind, Err: err}
+		return &Fault{Plugin: p.name, Version: p.version, Subject: msg.Subject, Kind: kind, Err: err}
 	}
-
-	in.phase = phaseHandle
+	in.phase = ph
 	in.msg = msg
-	in.headers = abi.AppendHeaders(in.headers[:0], msg.Header)
-	in.stack[0] = uint64(len(msg.Subject))
-	in.stack[1] = uint64(len(msg.Reply))
-	in.stack[2] = uint64(len(in.headers))
-	in.stack[3] = uint64(len(msg.Data))
-	callErr := in.handle.CallWithStack(in.callCtx(ctx), in.stack[:])
-
-	res := Result{Replied: in.replied}
+	fn := prepare(in)
+	callErr := fn.CallWithStack(in.callCtx(ctx), in.stack[:])
 	if callErr == nil {
-		res.Status = api.DecodeI32(in.stack[0])
-		if res.Status != 0 {
-			if len(in.errText) > 0 {
-				res.Error = string(in.errText)
-			} else {
-				res.Error = fmt.Sprintf("handler returned %d", res.Status)
-			}
-		}
+		done(in)
 	}
 	in.endCall()
 	if callErr != nil || in.mod.IsClosed() {
@@ -207,10 +251,22 @@ func (p *Plugin) Handle(ctx context.Context, msg *Message) (Result, error) {
 		if callErr == nil {
 			callErr = errors.New("instance closed itself")
 		}
-		return res, p.fault(callErr, msg.Subject, "handle")
+		return p.fault(callErr, msg.Subject, ph.String())
 	}
 	p.pool.Release(in)
-	return res, nil
+	return nil
+}
+
+func (ph phase) String() string {
+	switch ph {
+	case phaseInit:
+		return "init"
+	case phasePolicy:
+		return "policy"
+	case phaseResponse:
+		return "policy response"
+	}
+	return "handle"
 }
 
 func (in *instance) endCall() {
@@ -220,6 +276,8 @@ func (in *instance) endCall() {
 	in.resData = nil
 	in.replied = false
 	in.errText = in.errText[:0]
+	in.target = ""
+	in.resp = nil
 	// Keep reusable buffers from pinning a large message's memory.
 	if cap(in.headers) > 64<<10 {
 		in.headers = nil

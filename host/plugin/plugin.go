@@ -74,6 +74,9 @@ type Options struct {
 	// Outbox carries the plugin's replies, publishes and requests. Without
 	// one, those calls fail with StatusBus.
 	Outbox Outbox
+	// KV backs the kv_* host functions, already scoped to this plugin's
+	// namespace. Without one, they fail with StatusBus.
+	KV KV
 	// Cache, if set, is a wazero compilation cache shared between plugins and
 	// versions (for example on disk), so that unchanged code is not compiled again.
 	Cache wazero.CompilationCache
@@ -90,14 +93,18 @@ type Plugin struct {
 	log     hclog.Logger
 	outbox  Outbox
 
-	rt       wazero.Runtime
-	compiled wazero.CompiledModule
-	modCfg   wazero.ModuleConfig
-	hasInit  bool
-	hasStart bool // _initialize
-	pool     *pool.Pool[*instance]
-	stdout   *lineWriter
-	stderr   *lineWriter
+	rt          wazero.Runtime
+	compiled    wazero.CompiledModule
+	modCfg      wazero.ModuleConfig
+	hasInit     bool
+	hasStart    bool // _initialize
+	hasHandle   bool
+	hasPolicy   bool
+	hasResponse bool
+	kv          KV
+	pool        *pool.Pool[*instance]
+	stdout      *lineWriter
+	stderr      *lineWriter
 
 	subsMu   sync.Mutex
 	subs     []Subscription
@@ -145,6 +152,7 @@ func load(ctx context.Context, wasm []byte, opts Options) (*Plugin, error) {
 		grants:  opts.Grants,
 		log:     opts.Logger,
 		outbox:  opts.Outbox,
+		kv:      opts.KV,
 	}
 	if p.timeout == 0 {
 		p.timeout = DefaultTimeout
