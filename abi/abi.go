@@ -81,6 +81,8 @@ const (
 	FuncKVIncr = "kv_incr"
 	// FuncKVDelete (key, key_len) -> 0 | -status
 	FuncKVDelete = "kv_delete"
+	// FuncKVCAS (key, key_len, expected, expected_len, value, value_len, ttl_ms) -> 0 | -status
+	FuncKVCAS = "kv_cas"
 )
 
 // Field names a part of the message being handled, or of the response to the

@@ -19,6 +19,7 @@ const (
 	StatusBus             Status = 9  // the bus failed (connection closed, payload too large)
 	StatusWrongPhase      Status = 10 // the function is not allowed now (subscribe outside init)
 	StatusTooLarge        Status = 11 // a value exceeds a host limit
+	StatusConflict        Status = 12 // kv_cas found another value than expected
 )
 
 var statusNames = [...]string{
@@ -34,6 +35,7 @@ var statusNames = [...]string{
 	StatusBus:             "bus error",
 	StatusWrongPhase:      "not allowed in this phase",
 	StatusTooLarge:        "too large",
+	StatusConflict:        "conflict",
 }
 
 // String returns the status's name as ABI.md lists it.

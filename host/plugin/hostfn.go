@@ -49,6 +49,7 @@ func (p *Plugin) instantiateHostModule(ctx context.Context) error {
 		{abi.FuncKVGet, 4, p.hostKVGet},
 		{abi.FuncKVSet, 5, p.hostKVSet},
 		{abi.FuncKVDelete, 2, p.hostKVDelete},
+		{abi.FuncKVCAS, 7, p.hostKVCAS},
 	}
 	for _, f := range fns {
 		b.NewFunctionBuilder().

@@ -1,6 +1,7 @@
 package plugin
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -18,6 +19,9 @@ type KV interface {
 	Set(ctx context.Context, key string, value []byte, ttl time.Duration) error
 	Incr(ctx context.Context, key string, delta int64, ttl time.Duration) (int64, error)
 	Delete(ctx context.Context, key string) error
+	// CAS stores value if the current value equals expected (expected nil:
+	// if the key does not exist); otherwise it returns ErrKVConflict.
+	CAS(ctx context.Context, key string, expected, value []byte, ttl time.Duration) error
 }
 
 // Errors a KV returns for the cases the ABI names.
@@ -26,6 +30,7 @@ var (
 	ErrKVBadKey     = errors.New("invalid key")
 	ErrKVNotInteger = errors.New("value is not an integer")
 	ErrKVTooLarge   = errors.New("value too large")
+	ErrKVConflict   = errors.New("value changed")
 )
 
 // MaxKVValue is the largest value kv_set accepts.
@@ -63,6 +68,8 @@ func kvStatus(err error) abi.Status {
 		return abi.StatusInvalidArgument
 	case errors.Is(err, ErrKVTooLarge):
 		return abi.StatusTooLarge
+	case errors.Is(err, ErrKVConflict):
+		return abi.StatusConflict
 	case errors.Is(err, context.DeadlineExceeded):
 		return abi.StatusTimeout
 	}
@@ -157,6 +164,30 @@ func (p *Plugin) hostKVDelete(ctx context.Context, _ api.Module, stack []uint64)
 	}
 	if err := p.kv.Delete(ctx, key); err != nil && !errors.Is(err, ErrKVNotFound) {
 		p.kvFailed(stack, "delete", key, err)
+		return
+	}
+	ok(stack, 0)
+}
+
+func (p *Plugin) hostKVCAS(ctx context.Context, _ api.Module, stack []uint64) {
+	in := instanceOf(ctx)
+	expected := in.view(abi.FuncKVCAS, u32(stack, 2), u32(stack, 3))
+	value := in.view(abi.FuncKVCAS, u32(stack, 4), u32(stack, 5))
+	ttl := time.Duration(u32(stack, 6)) * time.Millisecond
+	key, good := p.kvKey(in, abi.FuncKVCAS, stack)
+	if !good {
+		return
+	}
+	if len(value) > MaxKVValue {
+		fail(stack, abi.StatusTooLarge)
+		return
+	}
+	var exp []byte
+	if u32(stack, 3) > 0 {
+		exp = bytes.Clone(expected)
+	}
+	if err := p.kv.CAS(ctx, key, exp, bytes.Clone(value), ttl); err != nil {
+		p.kvFailed(stack, "cas", key, err)
 		return
 	}
 	ok(stack, 0)

@@ -31,3 +31,6 @@ func hostKVGet(unsafe.Pointer, uint32, unsafe.Pointer, uint32) int32          { 
 func hostKVSet(unsafe.Pointer, uint32, unsafe.Pointer, uint32, uint32) int32  { panic(notWasm) }
 func hostKVIncr(unsafe.Pointer, uint32, int64, uint32, unsafe.Pointer) int32  { panic(notWasm) }
 func hostKVDelete(unsafe.Pointer, uint32) int32                               { panic(notWasm) }
+func hostKVCAS(unsafe.Pointer, uint32, unsafe.Pointer, uint32, unsafe.Pointer, uint32, uint32) int32 {
+	panic(notWasm)
+}

@@ -55,6 +55,9 @@ func hostKVSet(key unsafe.Pointer, keyLen uint32, value unsafe.Pointer, valueLen
 //go:wasmimport trellis kv_incr
 func hostKVIncr(key unsafe.Pointer, keyLen uint32, delta int64, ttlMS uint32, out unsafe.Pointer) int32
 
+//go:wasmimport trellis kv_cas
+func hostKVCAS(key unsafe.Pointer, keyLen uint32, expected unsafe.Pointer, expectedLen uint32, value unsafe.Pointer, valueLen uint32, ttlMS uint32) int32
+
 //go:wasmimport trellis kv_delete
 func hostKVDelete(key unsafe.Pointer, keyLen uint32) int32
 

@@ -194,6 +194,19 @@ func KVIncr(key string, delta int64, ttl time.Duration) (int64, error) {
 	return int64(binary.LittleEndian.Uint64(out[:])), nil
 }
 
+// ErrConflict is KVCompareAndSet's error when the value was not the one expected.
+var ErrConflict error = abi.StatusConflict
+
+// KVCompareAndSet stores value under key only if its current value is
+// expected (empty: only if the key does not exist), atomically across
+// instances and hosts; otherwise it returns ErrConflict. With KVGet it makes
+// any read-modify-write safe: get, compute, compare-and-set, retry on
+// conflict. The value expires after ttl (0: never).
+func KVCompareAndSet(key string, expected, value []byte, ttl time.Duration) error {
+	return statusErr(hostKVCAS(sptr(key), uint32(len(key)), ptr(expected), uint32(len(expected)),
+		ptr(value), uint32(len(value)), ms(ttl)))
+}
+
 // KVDelete removes key.
 func KVDelete(key string) error { return statusErr(hostKVDelete(sptr(key), uint32(len(key)))) }
 
