@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -27,6 +28,7 @@ import (
 
 	"github.com/trellis-mesh/trellis/abi"
 	"github.com/trellis-mesh/trellis/host/bus"
+	"github.com/trellis-mesh/trellis/host/kv"
 	"github.com/trellis-mesh/trellis/host/plugin"
 )
 
@@ -83,6 +85,52 @@ type Spec struct {
 	MemoryLimit uint64
 	// Grants is what the plugin may do beyond replying.
 	Grants plugin.Grants
+	// Policy loads the module as a traffic policy: it subscribes to nothing
+	// and runs where handlers or HTTP routes name it in their Policies.
+	Policy bool
+	// Policies run, in order, before this handler's every message.
+	Policies []PolicyRef
+	// KVNamespace is the plugin's key-value namespace (default: Name).
+	// Plugins given the same namespace share their keys.
+	KVNamespace string
+	// Resilience sets this handler's retries, circuit breaker, fallback and
+	// dead-letter subject.
+	Resilience Resilience
+}
+
+// PolicyRef names a policy in a chain.
+type PolicyRef struct {
+	Name string
+	// FailOpen lets messages through when the policy faults (traps, times
+	// out) or is not loaded. By default such a message is rejected (503).
+	FailOpen bool
+}
+
+// Resilience is the fault tolerance the host applies to a handler. A
+// failure is a fault (trap, deadline, busy) or a status of 500 or more;
+// statuses below 500 are answers, not failures.
+type Resilience struct {
+	// Idempotent marks the handler safe to call again with the same message.
+	// Nothing is retried unless it is set.
+	Idempotent bool
+	// Retries is how many more times a failed call is tried.
+	Retries int
+	// Backoff is the first retry's wait ceiling, doubling per retry up to
+	// MaxBackoff, with full jitter (defaults 50ms and 2s).
+	Backoff, MaxBackoff time.Duration
+	// BreakerFailures opens the circuit breaker after that many consecutive
+	// failures (0: no breaker); BreakerCooldown is how long it stays open
+	// before one trial call (default 10s). While open, requests get 503 at once.
+	BreakerFailures int
+	BreakerCooldown time.Duration
+	// Fallback, if not nil, answers a request whose handling failed
+	// (retries spent or breaker open), with header Trellis-Fallback: true.
+	Fallback []byte
+	// DeadLetter, if set, receives each event (a message without a reply
+	// subject) whose handling failed every attempt, with the error in
+	// headers Trellis-Error, Trellis-Error-Code, Trellis-Attempts,
+	// Trellis-Subject and Trellis-Plugin.
+	DeadLetter string
 }
 
 // Host runs plugins on a bus. Its methods are safe for concurrent use.
@@ -93,6 +141,8 @@ type Host struct {
 	cache    wazero.CompilationCache
 	inflight chan struct{}
 	outbox   *natsOutbox
+	kv       *kv.Store
+	counters Counters
 
 	mu      sync.Mutex
 	routes  map[string]*route
@@ -145,6 +195,7 @@ func New(ctx context.Context, opts Options) (*Host, error) {
 	}
 	h.bus = b
 	h.outbox = &natsOutbox{nc: b.Conn()}
+	h.kv = kv.New(b.Conn(), "")
 	return h, nil
 }
 
@@ -212,6 +263,7 @@ func (h *Host) Load(ctx context.Context, spec Spec) error {
 		Grants:      spec.Grants,
 		Logger:      h.log.Named(spec.Name).With("version", version),
 		Outbox:      h.outbox,
+		KV:          h.kv.Namespace(kvNamespace(spec)),
 		Cache:       h.cache,
 	})
 	if err != nil {
@@ -230,6 +282,15 @@ func (h *Host) Load(ctx context.Context, spec Spec) error {
 	r := old
 	if r == nil {
 		r = newRoute(h, spec.Name)
+	}
+	if spec.Policy || old != nil && old.isPolicy {
+		return h.swapPolicy(r, old, p, spec, start, loaded)
+	}
+	if !p.IsHandler() {
+		p.Close(context.Background())
+		err := fmt.Errorf("plugin %q: it does not export %s, so it cannot be a handler (load it as a policy?)", spec.Name, abi.ExportHandle)
+		h.log.Error("plugin refused", "plugin", spec.Name, "version", version, "error", err)
+		return err
 	}
 	subjects := spec.Subjects
 	queue := spec.Queue
@@ -256,6 +317,7 @@ func (h *Host) Load(ctx context.Context, spec Spec) error {
 			return fmt.Errorf("plugin %q: subject %q: %w", spec.Name, s, err)
 		}
 	}
+	r.setConfig(spec)
 	prev := r.current.Swap(p)
 	if err := r.subscribe(subjects, queue, p.PoolStats); err != nil {
 		if prev != nil {
@@ -342,16 +404,64 @@ func (h *Host) Close(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// errorReply answers a request whose handling failed, with the status and
-// description in the NATS micro-service error headers.
-func (h *Host) errorReply(m *nats.Msg, code int, desc string) {
-	if m.Reply == "" {
-		return
+func kvNamespace(spec Spec) string {
+	if spec.KVNamespace != "" {
+		return spec.KVNamespace
 	}
-	r := nats.NewMsg(m.Reply)
-	r.Header.Set(abi.HeaderErrorCode, fmt.Sprint(code))
-	r.Header.Set(abi.HeaderError, desc)
-	if err := h.bus.Conn().PublishMsg(r); err != nil {
-		h.log.Warn("error reply failed", "subject", m.Subject, "error", err)
-	}
+	return spec.Name
 }
+
+// swapPolicy installs a policy version: no subscriptions, just the pointer
+// chains look up per message. Called with h.mu held.
+func (h *Host) swapPolicy(r, old *route, p *plugin.Plugin, spec Spec, start time.Time, loaded time.Duration) error {
+	if !spec.Policy {
+		p.Close(context.Background())
+		return fmt.Errorf("plugin %q is loaded as a policy; unload it before loading a handler of that name", spec.Name)
+	}
+	if old != nil && !old.isPolicy {
+		p.Close(context.Background())
+		return fmt.Errorf("plugin %q is loaded as a handler; unload it before loading a policy of that name", spec.Name)
+	}
+	if !p.IsPolicy() {
+		p.Close(context.Background())
+		err := fmt.Errorf("plugin %q: it does not export %s, so it cannot be a policy", spec.Name, abi.ExportPolicy)
+		h.log.Error("plugin refused", "plugin", spec.Name, "version", p.VersionHash(), "error", err)
+		return err
+	}
+	r.isPolicy = true
+	prev := r.current.Swap(p)
+	h.routes[spec.Name] = r
+	if prev != nil {
+		go prev.Close(context.Background())
+		h.log.Info("policy reloaded", "plugin", spec.Name, "version", p.VersionHash(), "previous", prev.VersionHash(),
+			"load_time", loaded, "swap_time", time.Since(start)-loaded)
+	} else {
+		h.log.Info("policy loaded", "plugin", spec.Name, "version", p.VersionHash(), "load_time", loaded)
+	}
+	return nil
+}
+
+// policy returns the version of policy name serving now, or nil.
+func (h *Host) policy(name string) *plugin.Plugin {
+	h.mu.Lock()
+	r := h.routes[name]
+	h.mu.Unlock()
+	if r == nil || !r.isPolicy {
+		return nil
+	}
+	return r.current.Load()
+}
+
+// Counters are totals since the host started, for tests and metrics.
+type Counters struct {
+	PolicyFailures  atomic.Int64 // policies that faulted or were missing
+	PolicyRejects   atomic.Int64 // messages a policy rejected
+	Retries         atomic.Int64 // handler calls tried again
+	BreakerRejects  atomic.Int64 // requests refused while a breaker was open
+	DeadLetters     atomic.Int64 // events sent to a dead-letter subject
+	Fallbacks       atomic.Int64 // requests answered with a fallback
+	HandlerFailures atomic.Int64 // handler calls that failed (after all retries)
+}
+
+// Counters returns the host's counters.
+func (h *Host) Counters() *Counters { return &h.counters }

@@ -11,14 +11,17 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/trellis-mesh/trellis/host/plugin"
+	"github.com/trellis-mesh/trellis/host/resilience"
 )
 
 // route is one plugin name's place on the bus: its subscriptions, and the
 // version that serves them now. Versions come and go; the route stays.
 type route struct {
-	h       *Host
-	name    string
-	current atomic.Pointer[plugin.Plugin]
+	h        *Host
+	name     string
+	current  atomic.Pointer[plugin.Plugin]
+	cfg      atomic.Pointer[routeConfig]
+	isPolicy bool // set once, under h.mu, before the route is shared
 
 	mu      sync.Mutex // guards subs, queue and workers; held by Load, not per message
 	subs    map[string]*nats.Subscription
@@ -126,7 +129,7 @@ func (r *route) serve(a arrival) {
 		deadline := a.at.Add(timeout)
 		if time.Now().After(deadline) {
 			h.log.Warn("busy: message waited past its deadline", "plugin", r.name, "subject", m.Subject)
-			h.errorReply(m, 503, "busy: no instance free before the deadline")
+			h.errorReply(m.Reply, 503, "busy: no instance free before the deadline", nil)
 			return
 		}
 		var cancel context.CancelFunc
@@ -137,12 +140,79 @@ func (r *route) serve(a arrival) {
 	case h.inflight <- struct{}{}:
 	case <-ctx.Done():
 		h.log.Warn("busy: host-wide call limit reached", "plugin", r.name, "subject", m.Subject)
-		h.errorReply(m, 503, "busy: host-wide call limit reached")
+		h.errorReply(m.Reply, 503, "busy: host-wide call limit reached", nil)
 		return
 	}
 	defer func() { <-h.inflight }()
 
 	msg := &plugin.Message{Subject: m.Subject, Reply: m.Reply, Header: m.Header, Data: m.Data}
+	cfg := r.cfg.Load()
+	out := h.process(ctx, cfg.policies, msg, func(ctx context.Context, msg *plugin.Message) outcome {
+		return r.invoke(ctx, cfg, msg)
+	})
+	h.sendNATS(msg, out)
+}
+
+// invoke calls the handler with the route's fault tolerance: the breaker
+// first, then the call, retried with backoff when the handler is marked
+// idempotent; when every attempt failed, the fallback answers a request and
+// the dead-letter subject receives an event.
+func (r *route) invoke(ctx context.Context, cfg *routeConfig, msg *plugin.Message) outcome {
+	h := r.h
+	res := cfg.res
+	var last outcome
+	attempts := 0
+	for attempt := 1; ; attempt++ {
+		attempts = attempt
+		if !cfg.breaker.Allow() {
+			h.counters.BreakerRejects.Add(1)
+			last = failure(503, "circuit open: "+r.name+" is failing; try again later")
+			break
+		}
+		actx := ctx
+		if attempt > 1 {
+			// Each retry gets a deadline of its own.
+			p := r.current.Load()
+			if t := p.Timeout(); t > 0 {
+				var cancel context.CancelFunc
+				actx, cancel = context.WithTimeout(context.Background(), t)
+				defer cancel()
+			}
+		}
+		out, failed := r.call(actx, msg)
+		cfg.breaker.Record(failed)
+		if !failed || out.sent {
+			return out // a success, a client error, or a reply already out
+		}
+		last = out
+		if res.Idempotent && attempt <= res.Retries {
+			h.counters.Retries.Add(1)
+			wait := resilience.Backoff(attempt, res.Backoff, res.MaxBackoff)
+			h.log.Debug("retrying", "plugin", r.name, "subject", msg.Subject, "attempt", attempt+1, "after", wait)
+			time.Sleep(wait)
+			continue
+		}
+		break
+	}
+	h.counters.HandlerFailures.Add(1)
+	if msg.Reply != "" || msg.Respond != nil {
+		if res.Fallback != nil {
+			h.counters.Fallbacks.Add(1)
+			return outcome{header: map[string][]string{"Trellis-Fallback": {"true"}}, data: res.Fallback}
+		}
+		return last
+	}
+	if res.DeadLetter != "" {
+		h.deadLetter(res.DeadLetter, r.name, msg, last, attempts)
+	}
+	return outcome{none: true}
+}
+
+// call runs the handler once. failed reports a fault or a status of 500 or
+// more.
+func (r *route) call(ctx context.Context, msg *plugin.Message) (outcome, bool) {
+	h := r.h
+	p := r.current.Load()
 	for attempt := 0; ; attempt++ {
 		res, err := p.Handle(ctx, msg)
 		var f *plugin.Fault
@@ -163,27 +233,31 @@ func (r *route) serve(a arrival) {
 			if f.Kind == plugin.FaultBusy {
 				level = h.log.Warn
 			}
-			level("plugin fault", "plugin", f.Plugin, "version", f.Version, "subject", m.Subject,
+			level("plugin fault", "plugin", f.Plugin, "version", f.Version, "subject", msg.Subject,
 				"fault", f.Kind.String(), "error", f.Summary())
 			h.log.Debug("plugin fault detail", "plugin", f.Plugin, "error", f.Err)
-			if !res.Replied {
-				h.errorReply(m, f.Kind.Code(), f.Kind.String()+": "+f.Summary())
+			if res.Replied {
+				return outcome{sent: true}, true
 			}
+			return failure(f.Kind.Code(), f.Kind.String()+": "+f.Summary()), true
 		case err != nil:
-			h.log.Error("plugin call failed", "plugin", r.name, "subject", m.Subject, "error", err)
-			h.errorReply(m, 500, err.Error())
+			h.log.Error("plugin call failed", "plugin", r.name, "subject", msg.Subject, "error", err)
+			return failure(500, err.Error()), true
 		case res.Status != 0:
-			h.log.Warn("handler failed", "plugin", r.name, "version", p.VersionHash(), "subject", m.Subject,
+			h.log.Warn("handler failed", "plugin", r.name, "version", p.VersionHash(), "subject", msg.Subject,
 				"status", res.Status, "error", res.Error)
-			if !res.Replied {
-				code := int(res.Status)
-				if code < 0 {
-					code = 500
-				}
-				h.errorReply(m, code, res.Error)
+			if res.Replied {
+				return outcome{sent: true}, res.Status >= 500
 			}
+			code := int(res.Status)
+			if code < 0 {
+				code = 500
+			}
+			return failure(code, res.Error), code >= 500
+		case res.Replied:
+			return outcome{sent: true}, false
 		}
-		return
+		return outcome{none: true}, false
 	}
 }
 

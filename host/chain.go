@@ -1,0 +1,252 @@
+package host
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/trellis-mesh/trellis/abi"
+	"github.com/trellis-mesh/trellis/host/plugin"
+	"github.com/trellis-mesh/trellis/host/resilience"
+)
+
+// routeConfig is what a handler's route does around its plugin: policies
+// and fault tolerance. Loading a new spec replaces it atomically.
+type routeConfig struct {
+	policies []PolicyRef
+	res      Resilience
+	breaker  *resilience.Breaker
+}
+
+func (r *route) setConfig(spec Spec) {
+	res := spec.Resilience
+	if res.Backoff <= 0 {
+		res.Backoff = 50 * time.Millisecond
+	}
+	if res.MaxBackoff <= 0 {
+		res.MaxBackoff = 2 * time.Second
+	}
+	if res.BreakerCooldown <= 0 {
+		res.BreakerCooldown = 10 * time.Second
+	}
+	cfg := &routeConfig{policies: spec.Policies, res: res}
+	// Keep the breaker's state across reloads that do not change it.
+	if old := r.cfg.Load(); old != nil && old.breaker.Failures == res.BreakerFailures && old.breaker.Cooldown == res.BreakerCooldown {
+		cfg.breaker = old.breaker
+	} else {
+		cfg.breaker = &resilience.Breaker{Failures: res.BreakerFailures, Cooldown: res.BreakerCooldown}
+	}
+	r.cfg.Store(cfg)
+}
+
+// outcome is how a message's handling ended, for whoever answers the caller.
+type outcome struct {
+	status  int    // 0: success; else the error status
+	errText string // with a status
+	header  map[string][]string
+	data    []byte
+	sent    bool // the answer already went out (a plugin replied to the NATS reply subject)
+	none    bool // nobody is to be answered (an event)
+}
+
+func failure(code int, text string) outcome { return outcome{status: code, errText: text} }
+
+// process runs msg through policies, then deliver (the handler, or a
+// forward to a subject), then the policies' response phases in reverse.
+func (h *Host) process(ctx context.Context, refs []PolicyRef, msg *plugin.Message, deliver func(context.Context, *plugin.Message) outcome) outcome {
+	var captured *outcome
+	capture := func() {
+		if msg.Respond != nil {
+			return // the caller (HTTP ingress) captures already
+		}
+		msg.Respond = func(hdr map[string][]string, data []byte) error {
+			captured = &outcome{header: hdr, data: bytes.Clone(data)}
+			return nil
+		}
+	}
+	var responders []*plugin.Plugin
+	target := ""
+	for _, ref := range refs {
+		p := h.policy(ref.Name)
+		if p == nil {
+			h.counters.PolicyFailures.Add(1)
+			h.log.Error("policy not loaded", "policy", ref.Name, "subject", msg.Subject, "fail_open", ref.FailOpen)
+			if ref.FailOpen {
+				continue
+			}
+			return failure(503, "policy "+ref.Name+" is not available")
+		}
+		if p.HasResponsePhase() && (msg.Reply != "" || msg.Respond != nil) {
+			capture()
+		}
+		res, err := p.Policy(ctx, msg)
+		if err != nil {
+			h.counters.PolicyFailures.Add(1)
+			summary := err.Error()
+			var f *plugin.Fault
+			if errors.As(err, &f) {
+				summary = f.Kind.String() + ": " + f.Summary()
+			}
+			h.log.Error("policy failed", "policy", ref.Name, "version", p.VersionHash(), "subject", msg.Subject,
+				"fail_open", ref.FailOpen, "error", summary)
+			if ref.FailOpen {
+				continue
+			}
+			return failure(503, "policy "+ref.Name+" failed")
+		}
+		if res.Replied {
+			if captured != nil {
+				return *captured
+			}
+			return outcome{sent: true}
+		}
+		if res.Status != 0 {
+			h.counters.PolicyRejects.Add(1)
+			h.log.Debug("policy rejected", "policy", ref.Name, "subject", msg.Subject, "status", res.Status, "reason", res.Error)
+			code := int(res.Status)
+			if code < 100 || code > 599 {
+				code = 403
+			}
+			return failure(code, res.Error)
+		}
+		if res.Subject != "" {
+			target = res.Subject
+		}
+		if p.HasResponsePhase() {
+			responders = append(responders, p)
+		}
+	}
+
+	var out outcome
+	if target != "" {
+		out = h.forward(ctx, target, msg)
+	} else {
+		out = deliver(ctx, msg)
+	}
+	if out.sent && captured != nil {
+		out = *captured
+	}
+	if len(responders) == 0 || out.none || out.sent {
+		return out
+	}
+	resp := &plugin.Response{Status: int32(out.status), Header: out.header, Data: out.data}
+	for i := len(responders) - 1; i >= 0; i-- {
+		p := responders[i]
+		res, err := p.PolicyResponse(ctx, msg, resp)
+		if err != nil {
+			h.counters.PolicyFailures.Add(1)
+			h.log.Error("policy response phase failed", "policy", p.Name(), "subject", msg.Subject, "error", err)
+			return failure(503, "policy "+p.Name()+" failed")
+		}
+		if res.Status != 0 {
+			return failure(int(res.Status), res.Error)
+		}
+	}
+	out.data, out.header = resp.Data, resp.Header
+	return out
+}
+
+// forward sends msg to subject on the bus: as a request, returning the
+// answer, when somebody waits for one; else as an event.
+func (h *Host) forward(ctx context.Context, subject string, msg *plugin.Message) outcome {
+	nc := h.bus.Conn()
+	fwd := &nats.Msg{Subject: subject, Header: nats.Header(msg.Header), Data: msg.Data}
+	if msg.Reply == "" && msg.Respond == nil {
+		if err := nc.PublishMsg(fwd); err != nil {
+			h.log.Warn("forward failed", "subject", subject, "error", err)
+		}
+		return outcome{none: true}
+	}
+	if _, has := ctx.Deadline(); !has {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, plugin.DefaultTimeout)
+		defer cancel()
+	}
+	resp, err := nc.RequestMsgWithContext(ctx, fwd)
+	switch {
+	case errors.Is(err, nats.ErrNoResponders):
+		return failure(503, "no responders on "+subject)
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout):
+		return failure(504, "timeout waiting for "+subject)
+	case err != nil:
+		return failure(502, err.Error())
+	}
+	return responseOutcome(resp)
+}
+
+// responseOutcome reads a NATS reply, error replies included.
+func responseOutcome(m *nats.Msg) outcome {
+	if code := m.Header.Get(abi.HeaderErrorCode); code != "" {
+		n, err := strconv.Atoi(code)
+		if err != nil || n == 0 {
+			n = 500
+		}
+		return outcome{status: n, errText: m.Header.Get(abi.HeaderError), header: m.Header, data: m.Data}
+	}
+	return outcome{header: m.Header, data: m.Data}
+}
+
+// sendNATS answers a NATS message with its outcome.
+func (h *Host) sendNATS(msg *plugin.Message, out outcome) {
+	if msg.Reply == "" || out.none || out.sent {
+		return
+	}
+	if out.status != 0 {
+		h.errorReply(msg.Reply, out.status, out.errText, msg.RespHeader)
+		return
+	}
+	r := &nats.Msg{Subject: msg.Reply, Header: nats.Header{}, Data: out.data}
+	for k, vs := range out.header {
+		r.Header[k] = vs
+	}
+	for k, vs := range msg.RespHeader {
+		if _, dup := out.header[k]; !dup {
+			r.Header[k] = append(r.Header[k], vs...)
+		}
+	}
+	if err := h.bus.Conn().PublishMsg(r); err != nil {
+		h.log.Warn("reply failed", "subject", msg.Subject, "error", err)
+	}
+}
+
+// errorReply answers a request whose handling failed, with the status and
+// description in the NATS micro-service error headers, plus extra headers
+// (a policy's Retry-After, say).
+func (h *Host) errorReply(reply string, code int, desc string, extra map[string][]string) {
+	if reply == "" {
+		return
+	}
+	r := nats.NewMsg(reply)
+	for k, vs := range extra {
+		r.Header[k] = append([]string(nil), vs...)
+	}
+	r.Header.Set(abi.HeaderErrorCode, strconv.Itoa(code))
+	r.Header.Set(abi.HeaderError, desc)
+	if err := h.bus.Conn().PublishMsg(r); err != nil {
+		h.log.Warn("error reply failed", "reply", reply, "error", err)
+	}
+}
+
+// deadLetter publishes an event that failed every attempt, with why.
+func (h *Host) deadLetter(subject, plugin string, msg *plugin.Message, last outcome, attempts int) {
+	m := nats.NewMsg(subject)
+	for k, vs := range msg.Header {
+		m.Header[k] = append([]string(nil), vs...)
+	}
+	m.Data = msg.Data
+	m.Header.Set("Trellis-Error", last.errText)
+	m.Header.Set("Trellis-Error-Code", strconv.Itoa(last.status))
+	m.Header.Set("Trellis-Subject", msg.Subject)
+	m.Header.Set("Trellis-Plugin", plugin)
+	m.Header.Set("Trellis-Attempts", strconv.Itoa(attempts))
+	if err := h.bus.Conn().PublishMsg(m); err != nil {
+		h.log.Error("dead letter failed", "subject", subject, "error", err)
+		return
+	}
+	h.counters.DeadLetters.Add(1)
+	h.log.Warn("event dead-lettered", "plugin", plugin, "subject", msg.Subject, "dead_letter", subject, "error", last.errText)
+}
