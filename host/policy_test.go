@@ -235,4 +235,3 @@ func TestDeadLetterGetsEventsThatFailedEveryAttempt(t *testing.T) {
 		t.Fatal("dead letter not counted")
 	}
 }
-
