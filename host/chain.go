@@ -123,7 +123,7 @@ func (h *Host) process(ctx context.Context, refs []PolicyRef, msg *plugin.Messag
 
 	var out outcome
 	if target != "" {
-		out = h.forward(ctx, target, msg)
+		out = h.forward(ctx, target, msg, msg.Reply != "" || msg.Respond != nil)
 	} else {
 		out = deliver(ctx, msg)
 	}
@@ -152,10 +152,10 @@ func (h *Host) process(ctx context.Context, refs []PolicyRef, msg *plugin.Messag
 
 // forward sends msg to subject on the bus: as a request, returning the
 // answer, when somebody waits for one; else as an event.
-func (h *Host) forward(ctx context.Context, subject string, msg *plugin.Message) outcome {
+func (h *Host) forward(ctx context.Context, subject string, msg *plugin.Message, expectReply bool) outcome {
 	nc := h.bus.Conn()
 	fwd := &nats.Msg{Subject: subject, Header: nats.Header(msg.Header), Data: msg.Data}
-	if msg.Reply == "" && msg.Respond == nil {
+	if !expectReply {
 		if err := nc.PublishMsg(fwd); err != nil {
 			h.log.Warn("forward failed", "subject", subject, "error", err)
 		}

@@ -15,6 +15,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
@@ -62,6 +63,8 @@ type Options struct {
 	MaxInFlight int
 	// QueueDepth is DefaultQueueDepth when zero; see there.
 	QueueDepth int
+	// HTTP configures the HTTP ingress; without a Listen address there is none.
+	HTTP HTTPOptions
 }
 
 // Spec says how to run one plugin.
@@ -144,6 +147,11 @@ type Host struct {
 	kv       *kv.Store
 	counters Counters
 
+	http     *http.Server
+	httpAddr string
+	httpOpts HTTPOptions
+	httpMux  atomic.Pointer[http.ServeMux]
+
 	mu      sync.Mutex
 	routes  map[string]*route
 	closing bool
@@ -196,6 +204,11 @@ func New(ctx context.Context, opts Options) (*Host, error) {
 	h.bus = b
 	h.outbox = &natsOutbox{nc: b.Conn()}
 	h.kv = kv.New(b.Conn(), "")
+	if err := h.startHTTP(opts.HTTP); err != nil {
+		b.Close()
+		h.cache.Close(context.Background())
+		return nil, err
+	}
 	return h, nil
 }
 
@@ -374,6 +387,16 @@ func (h *Host) Close(ctx context.Context) error {
 		return nil
 	}
 	h.closing = true
+	h.mu.Unlock()
+
+	var errs []error
+	// HTTP first: it stops accepting and waits for requests in flight, which
+	// need the plugins and the bus.
+	if err := h.stopHTTP(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("http ingress: %w", err))
+	}
+
+	h.mu.Lock()
 	routes := make([]*route, 0, len(h.routes))
 	for _, r := range h.routes {
 		routes = append(routes, r)
@@ -381,7 +404,6 @@ func (h *Host) Close(ctx context.Context) error {
 	h.routes = map[string]*route{}
 	h.mu.Unlock()
 
-	var errs []error
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	for _, r := range routes {

@@ -1,5 +1,11 @@
 package host_test
 
-import "runtime"
+import (
+	"runtime"
+
+	"github.com/nats-io/nats.go"
+)
 
 func nprocs() int { return runtime.GOMAXPROCS(0) }
+
+type natsMsg = nats.Msg

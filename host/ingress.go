@@ -1,0 +1,296 @@
+package host
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/trellis-mesh/trellis/host/plugin"
+)
+
+// Defaults of the HTTP ingress.
+const (
+	DefaultHTTPListen     = "127.0.0.1:8080"
+	DefaultMaxBody        = 1 << 20
+	DefaultMaxHeaderBytes = 64 << 10
+	DefaultHTTPTimeout    = 5 * time.Second
+)
+
+// HTTPOptions configure the HTTP ingress, which maps HTTP routes to subjects
+// on the bus.
+type HTTPOptions struct {
+	// Listen is the address to serve on, HOST:PORT (port 0 picks one; see
+	// Host.HTTPAddr). Empty means no ingress.
+	Listen string
+	// TLSCert and TLSKey, when both set, serve HTTPS from these PEM files.
+	TLSCert, TLSKey string
+	// MaxBody caps a request body in bytes (default DefaultMaxBody): more is 413.
+	MaxBody int64
+	// MaxHeaderBytes caps the request's headers (default DefaultMaxHeaderBytes).
+	MaxHeaderBytes int
+	// Routes map requests to subjects; first match by net/http's rules.
+	Routes []HTTPRoute
+}
+
+// HTTPRoute maps an HTTP method and path pattern to a subject.
+type HTTPRoute struct {
+	// Pattern is a net/http ServeMux pattern with a method: "POST /orders",
+	// "GET /orders/{id}".
+	Pattern string
+	// Subject is where the request goes. "{name}" is replaced by the path
+	// wildcard of that name: "orders.get.{id}". A value that is not a valid
+	// subject token gets 400.
+	Subject string
+	// Event publishes the request body as an event and answers 202 at once,
+	// instead of waiting for a reply.
+	Event bool
+	// Policies run on the HTTP request before it goes on the bus, with
+	// METHOD, PATH, QUERY and REMOTE_ADDR readable.
+	Policies []PolicyRef
+	// Timeout bounds the whole request (default DefaultHTTPTimeout).
+	Timeout time.Duration
+}
+
+// hopHeaders are not forwarded between HTTP and NATS.
+var hopHeaders = map[string]bool{
+	"Connection": true, "Keep-Alive": true, "Proxy-Authenticate": true, "Proxy-Authorization": true,
+	"Te": true, "Trailer": true, "Transfer-Encoding": true, "Upgrade": true, "Content-Length": true,
+}
+
+// startHTTP starts the ingress if opts.Listen is set.
+func (h *Host) startHTTP(opts HTTPOptions) error {
+	if opts.Listen == "" {
+		return nil
+	}
+	if opts.MaxBody <= 0 {
+		opts.MaxBody = DefaultMaxBody
+	}
+	if opts.MaxHeaderBytes <= 0 {
+		opts.MaxHeaderBytes = DefaultMaxHeaderBytes
+	}
+	h.httpOpts = opts
+	if err := h.SetHTTPRoutes(opts.Routes); err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", opts.Listen)
+	if err != nil {
+		return fmt.Errorf("http ingress: %w", err)
+	}
+	srv := &http.Server{
+		Handler:           http.HandlerFunc(h.serveHTTP),
+		MaxHeaderBytes:    opts.MaxHeaderBytes,
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          h.log.Named("http").StandardLogger(nil),
+	}
+	scheme := "http"
+	if opts.TLSCert != "" || opts.TLSKey != "" {
+		cert, err := tls.LoadX509KeyPair(opts.TLSCert, opts.TLSKey)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("http ingress TLS: %w", err)
+		}
+		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		ln = tls.NewListener(ln, srv.TLSConfig)
+		scheme = "https"
+	}
+	h.http = srv
+	h.httpAddr = ln.Addr().String()
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			h.log.Error("http ingress stopped", "error", err)
+		}
+	}()
+	h.log.Info("http ingress ready", "url", scheme+"://"+h.httpAddr, "routes", len(opts.Routes))
+	return nil
+}
+
+// HTTPAddr returns the ingress's address, or "" without one.
+func (h *Host) HTTPAddr() string { return h.httpAddr }
+
+// SetHTTPRoutes replaces the ingress's routes atomically: requests already
+// in flight finish on the routes they started with.
+func (h *Host) SetHTTPRoutes(routes []HTTPRoute) error {
+	mux := http.NewServeMux()
+	for _, rt := range routes {
+		if rt.Subject == "" {
+			return fmt.Errorf("http route %q: no subject", rt.Pattern)
+		}
+		rt := rt
+		if rt.Timeout <= 0 {
+			rt.Timeout = DefaultHTTPTimeout
+		}
+		if err := registerRoute(mux, rt.Pattern, func(w http.ResponseWriter, r *http.Request) { h.serveRoute(w, r, rt) }); err != nil {
+			return err
+		}
+	}
+	h.httpMux.Store(mux)
+	return nil
+}
+
+// registerRoute turns ServeMux's panic on a bad or duplicate pattern into an error.
+func registerRoute(mux *http.ServeMux, pattern string, fn http.HandlerFunc) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("http route %q: %v", pattern, r)
+		}
+	}()
+	mux.HandleFunc(pattern, fn)
+	return nil
+}
+
+func (h *Host) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	mux := h.httpMux.Load()
+	if mux == nil {
+		writeError(w, http.StatusNotFound, "no routes")
+		return
+	}
+	mux.ServeHTTP(w, r)
+}
+
+// expandSubject fills {name} wildcards of a route's subject from the path.
+func expandSubject(tmpl string, r *http.Request) (string, error) {
+	var b strings.Builder
+	for {
+		i := strings.IndexByte(tmpl, '{')
+		if i < 0 {
+			b.WriteString(tmpl)
+			break
+		}
+		j := strings.IndexByte(tmpl[i:], '}')
+		if j < 0 {
+			return "", fmt.Errorf("unclosed { in subject %q", tmpl)
+		}
+		b.WriteString(tmpl[:i])
+		v := r.PathValue(tmpl[i+1 : i+j])
+		if v == "" || strings.ContainsAny(v, ".*> \t\r\n") {
+			return "", fmt.Errorf("path value %q cannot be part of a subject", v)
+		}
+		b.WriteString(v)
+		tmpl = tmpl[i+j+1:]
+	}
+	s := b.String()
+	return s, plugin.ValidSubject(s, false)
+}
+
+// requestMessage maps an HTTP request to the message policies and handlers see.
+func requestMessage(r *http.Request, subject string, body []byte) *plugin.Message {
+	hdr := make(map[string][]string, len(r.Header))
+	for k, vs := range r.Header {
+		if !hopHeaders[k] && !strings.HasPrefix(k, "Nats-") {
+			hdr[k] = vs
+		}
+	}
+	return &plugin.Message{
+		Subject: subject,
+		Header:  hdr,
+		Data:    body,
+		HTTP:    &plugin.HTTPInfo{Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, RemoteAddr: r.RemoteAddr},
+	}
+}
+
+func (h *Host) serveRoute(w http.ResponseWriter, r *http.Request, rt HTTPRoute) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.httpOpts.MaxBody))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body over %d bytes", h.httpOpts.MaxBody))
+			return
+		}
+		writeError(w, http.StatusBadRequest, "cannot read body")
+		return
+	}
+	subject, err := expandSubject(rt.Subject, r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), rt.Timeout)
+	defer cancel()
+	msg := requestMessage(r, subject, body)
+	var answered *outcome
+	msg.Respond = func(hdr map[string][]string, data []byte) error {
+		answered = &outcome{header: hdr, data: append([]byte(nil), data...)}
+		return nil
+	}
+	accepted := false
+	out := h.process(ctx, rt.Policies, msg, func(ctx context.Context, msg *plugin.Message) outcome {
+		if rt.Event {
+			m := &nats.Msg{Subject: msg.Subject, Header: nats.Header(msg.Header), Data: msg.Data}
+			if err := h.bus.Conn().PublishMsg(m); err != nil {
+				return failure(http.StatusServiceUnavailable, "bus: "+err.Error())
+			}
+			accepted = true
+			return outcome{data: []byte(`{"status":"accepted"}`), header: map[string][]string{"Content-Type": {"application/json"}}}
+		}
+		// A request on the bus: the reply travels back through NATS.
+		return h.forward(ctx, msg.Subject, msg, true)
+	})
+	if out.sent && answered != nil {
+		out = *answered
+	}
+	writeOutcome(w, out, msg.RespHeader, accepted)
+}
+
+func writeOutcome(w http.ResponseWriter, out outcome, extra map[string][]string, accepted bool) {
+	for k, vs := range extra {
+		w.Header()[k] = append(w.Header()[k], vs...)
+	}
+	if out.status != 0 {
+		code := out.status
+		if code < 100 || code > 599 {
+			code = http.StatusBadGateway
+		}
+		writeError(w, code, out.errText)
+		return
+	}
+	code := http.StatusOK
+	if accepted {
+		code = http.StatusAccepted
+	}
+	for k, vs := range out.header {
+		if hopHeaders[k] || strings.HasPrefix(k, "Nats-") {
+			continue
+		}
+		if k == "Trellis-Http-Status" && len(vs) > 0 {
+			if n, err := strconv.Atoi(vs[0]); err == nil && n >= 200 && n <= 599 {
+				code = n
+			}
+			continue
+		}
+		w.Header()[k] = vs
+	}
+	w.WriteHeader(code)
+	w.Write(out.data)
+}
+
+// writeError answers with {"error": text}. The text comes from a policy's or
+// handler's reason, never from a credential.
+func writeError(w http.ResponseWriter, code int, text string) {
+	if text == "" {
+		text = http.StatusText(code)
+	}
+	b, _ := json.Marshal(struct {
+		Error string `json:"error"`
+	}{text})
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(code)
+	w.Write(append(b, '\n'))
+}
+
+func (h *Host) stopHTTP(ctx context.Context) error {
+	if h.http == nil {
+		return nil
+	}
+	return h.http.Shutdown(ctx)
+}

@@ -1,0 +1,159 @@
+package host_test
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/trellis-mesh/trellis/host"
+	"github.com/trellis-mesh/trellis/host/trellistest"
+)
+
+func ingressHost(t *testing.T, routes ...host.HTTPRoute) *trellistest.Host {
+	t.Helper()
+	h := trellistest.NewHost(t, func(o *host.Options) {
+		o.HTTP = host.HTTPOptions{Listen: "127.0.0.1:0", MaxBody: 1024, Routes: routes}
+	})
+	h.Load("testpolicy", trellistest.Wasm(t, "testdata/testpolicy"), func(s *host.Spec) { s.Policy = true })
+	h.Load("echo", trellistest.Wasm(t, echoSrc))
+	h.Load("conformance", trellistest.Wasm(t, "../sdk/go/conformance"))
+	return h
+}
+
+func do(t *testing.T, method, url, body string, headers ...string) (*http.Response, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp, string(b)
+}
+
+func TestIngressRequestReplyAndEvents(t *testing.T) {
+	h := ingressHost(t,
+		host.HTTPRoute{Pattern: "POST /echo", Subject: "echo"},
+		host.HTTPRoute{Pattern: "GET /conf/{what}", Subject: "conf.{what}"},
+		host.HTTPRoute{Pattern: "POST /orders", Subject: "orders.created", Event: true},
+	)
+	base := "http://" + h.HTTPAddr()
+
+	resp, body := do(t, "POST", base+"/echo", "hello over http")
+	if resp.StatusCode != 200 || body != "hello over http" {
+		t.Fatalf("echo: %d %q", resp.StatusCode, body)
+	}
+	// Headers go HTTP -> NATS and back.
+	resp, body = do(t, "GET", base+"/conf/headers", "", "X-In", "from-http")
+	if resp.StatusCode != 200 || body != "from-http" || resp.Header.Get("X-Out") != "from-http" {
+		t.Fatalf("headers: %d %q %v", resp.StatusCode, body, resp.Header)
+	}
+	// A handler's error status becomes the HTTP status, with a JSON body.
+	resp, body = do(t, "GET", base+"/conf/error", "")
+	var e struct{ Error string }
+	if resp.StatusCode != 422 || json.Unmarshal([]byte(body), &e) != nil || !strings.HasPrefix(e.Error, "rejected:") {
+		t.Fatalf("error: %d %q", resp.StatusCode, body)
+	}
+	// A path value that is not a subject token is refused.
+	if resp, _ := do(t, "GET", base+"/conf/a.b", ""); resp.StatusCode != 400 {
+		t.Fatalf("dotted path value: %d", resp.StatusCode)
+	}
+	// Events are published and answered 202.
+	sub, _ := h.Client().SubscribeSync("orders.created")
+	h.Client().Flush()
+	resp, body = do(t, "POST", base+"/orders", `{"id":"42"}`, "Content-Type", "application/json")
+	if resp.StatusCode != 202 || !strings.Contains(body, "accepted") {
+		t.Fatalf("event: %d %q", resp.StatusCode, body)
+	}
+	m, err := sub.NextMsg(5 * time.Second)
+	if err != nil || string(m.Data) != `{"id":"42"}` || m.Header.Get("Content-Type") != "application/json" {
+		t.Fatalf("event on the bus: %v %v", m, err)
+	}
+	// Limits and misses.
+	if resp, _ := do(t, "POST", base+"/echo", strings.Repeat("x", 2000)); resp.StatusCode != 413 {
+		t.Fatalf("oversized body: %d", resp.StatusCode)
+	}
+	if resp, _ := do(t, "GET", base+"/nowhere", ""); resp.StatusCode != 404 {
+		t.Fatalf("unknown path: %d", resp.StatusCode)
+	}
+}
+
+func TestIngressNoRespondersAndTimeouts(t *testing.T) {
+	h := ingressHost(t,
+		host.HTTPRoute{Pattern: "GET /void", Subject: "nobody.home"},
+		host.HTTPRoute{Pattern: "GET /slow", Subject: "slow", Timeout: 200 * time.Millisecond},
+	)
+	h.Client().Subscribe("slow", func(m *natsMsg) { time.Sleep(time.Second) })
+	h.Client().Flush()
+	base := "http://" + h.HTTPAddr()
+	if resp, _ := do(t, "GET", base+"/void", ""); resp.StatusCode != 503 {
+		t.Fatalf("no responders: %d", resp.StatusCode)
+	}
+	if resp, _ := do(t, "GET", base+"/slow", ""); resp.StatusCode != 504 {
+		t.Fatalf("timeout: %d", resp.StatusCode)
+	}
+}
+
+func TestIngressPoliciesSeeHTTPAndDecide(t *testing.T) {
+	pol := []host.PolicyRef{{Name: "testpolicy"}}
+	h := ingressHost(t, host.HTTPRoute{Pattern: "POST /echo", Subject: "echo", Policies: pol})
+	base := "http://" + h.HTTPAddr()
+
+	resp, body := do(t, "POST", base+"/echo?x=1", "ignored")
+	if resp.StatusCode != 200 || body != "POST /echo?x=1 from 127.0.0.1"+seen {
+		t.Fatalf("policy view of HTTP: %d %q", resp.StatusCode, body)
+	}
+	resp, body = do(t, "POST", base+"/echo", "x", "X-Policy", "limit")
+	if resp.StatusCode != 429 || resp.Header.Get("Retry-After") != "7" || !strings.Contains(body, "slow down") {
+		t.Fatalf("limit: %d %v %q", resp.StatusCode, resp.Header, body)
+	}
+	resp, body = do(t, "POST", base+"/echo", "x", "X-Policy", "reject")
+	if resp.StatusCode != 403 || !strings.Contains(body, "rejected by test policy") {
+		t.Fatalf("reject: %d %q", resp.StatusCode, body)
+	}
+	resp, body = do(t, "POST", base+"/echo", "x", "X-Policy", "answer")
+	if resp.StatusCode != 200 || body != "answered by policy" {
+		t.Fatalf("answer: %d %q", resp.StatusCode, body)
+	}
+	resp, _ = do(t, "POST", base+"/echo", "x", "X-Policy", "trap")
+	if resp.StatusCode != 503 {
+		t.Fatalf("fail closed: %d", resp.StatusCode)
+	}
+}
+
+func TestIngressDrainsOnClose(t *testing.T) {
+	h := ingressHost(t, host.HTTPRoute{Pattern: "GET /slow", Subject: "slow", Timeout: 5 * time.Second})
+	h.Client().Subscribe("slow", func(m *natsMsg) {
+		time.Sleep(300 * time.Millisecond)
+		m.Respond([]byte("finished"))
+	})
+	h.Client().Flush()
+	done := make(chan string, 1)
+	go func() {
+		resp, err := http.Get("http://" + h.HTTPAddr() + "/slow")
+		if err != nil {
+			done <- err.Error()
+			return
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		done <- string(b)
+	}()
+	time.Sleep(100 * time.Millisecond)
+	if err := h.Close(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if got := <-done; got != "finished" {
+		t.Fatalf("in-flight HTTP request ended with %q", got)
+	}
+}
