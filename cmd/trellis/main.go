@@ -209,6 +209,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	bf.register(fs)
 	logLevel := fs.String("log-level", "", "override the config's log_level")
 	check := fs.Bool("check", false, "validate the config and exit")
+	httpListen := fs.String("http-listen", "", "override the http block's listen address (port 0 picks a free one)")
 	if _, err := parse(fs, args); err != nil {
 		return flagExit(err)
 	}
@@ -225,7 +226,10 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		cfg.LogLevel = *logLevel
 	}
 	log := newLogger(cfg.LogLevel, cfg.LogFormat, stderr)
-	opts := host.Options{DataDir: cfg.DataDir, Logger: log, MaxInFlight: cfg.MaxInFlight, Bus: cfg.NATS}
+	opts := host.Options{DataDir: cfg.DataDir, Logger: log, MaxInFlight: cfg.MaxInFlight, Bus: cfg.NATS, HTTP: cfg.HTTP}
+	if *httpListen != "" {
+		opts.HTTP.Listen = *httpListen
+	}
 	if err := bf.apply(&opts.Bus); err != nil {
 		fmt.Fprintln(stderr, "trellis run:", err)
 		return 2
@@ -257,7 +261,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		}
 	}()
 	log.Info("serving; watching the config and its plugins (SIGHUP reloads)", "config", *file,
-		"plugins", len(cfg.Plugins), "nats", h.ClientURL())
+		"plugins", len(cfg.Plugins), "nats", h.ClientURL(), "http", h.HTTPAddr())
 	if err := loop.Run(ctx, cfg, nil); err != nil {
 		log.Error("config watch", "error", err)
 	}

@@ -53,8 +53,11 @@ type Config struct {
 	MaxInFlight int
 	// NATS configures the bus.
 	NATS bus.Options
-	// Plugins in the order the file lists them.
+	// Plugins in the order the file lists them: policies first, then
+	// handlers, so that a handler's policies are there when it loads.
 	Plugins []Plugin
+	// HTTP is the ingress; Listen is empty when the file has no http block.
+	HTTP host.HTTPOptions
 }
 
 // Plugin is one plugin block.
@@ -94,7 +97,33 @@ type fileSchema struct {
 	LogFormat   *string        `hcl:"log_format,optional"`
 	MaxInFlight *int           `hcl:"max_in_flight,optional"`
 	NATS        *natsSchema    `hcl:"nats,block"`
+	HTTP        *httpSchema    `hcl:"http,block"`
+	Policies    []pluginSchema `hcl:"policy,block"`
 	Plugins     []pluginSchema `hcl:"plugin,block"`
+	Routes      []routeSchema  `hcl:"http_route,block"`
+}
+
+type httpSchema struct {
+	Listen    *string        `hcl:"listen,optional"`
+	TLSCert   *string        `hcl:"tls_cert,optional"`
+	TLSKey    *string        `hcl:"tls_key,optional"`
+	MaxBody   hcl.Expression `hcl:"max_body,optional"`
+	MaxHeader hcl.Expression `hcl:"max_header,optional"`
+	DefRange  hcl.Range      `hcl:",def_range"`
+}
+
+type routeSchema struct {
+	Pattern  string         `hcl:"pattern,label"`
+	Subject  string         `hcl:"subject"`
+	Event    *bool          `hcl:"event,optional"`
+	Policies hcl.Expression `hcl:"policies,optional"`
+	Timeout  hcl.Expression `hcl:"timeout,optional"`
+	DefRange hcl.Range      `hcl:",def_range"`
+}
+
+type breakerSchema struct {
+	Failures int            `hcl:"failures"`
+	Cooldown hcl.Expression `hcl:"cooldown,optional"`
 }
 
 type natsSchema struct {
@@ -121,7 +150,18 @@ type pluginSchema struct {
 	Request     hcl.Expression    `hcl:"request,optional"`
 	Env         map[string]string `hcl:"env,optional"`
 	Dirs        []dirSchema       `hcl:"dir,block"`
-	DefRange    hcl.Range         `hcl:",def_range"`
+	KVNamespace *string           `hcl:"kv_namespace,optional"`
+	// Policies only.
+	FailOpen *bool `hcl:"fail_open,optional"`
+	// Handlers only.
+	Policies   hcl.Expression `hcl:"policies,optional"`
+	Idempotent *bool          `hcl:"idempotent,optional"`
+	Retries    *int           `hcl:"retries,optional"`
+	Backoff    hcl.Expression `hcl:"backoff,optional"`
+	Breaker    *breakerSchema `hcl:"breaker,block"`
+	Fallback   *string        `hcl:"fallback,optional"`
+	DeadLetter *string        `hcl:"dead_letter,optional"`
+	DefRange   hcl.Range      `hcl:",def_range"`
 }
 
 type dirSchema struct {
@@ -201,13 +241,70 @@ func Parse(src []byte, filename string) (*Config, error) {
 		}
 	}
 	seen := map[string]hcl.Range{}
-	for _, ps := range fs.Plugins {
-		if prev, dup := seen[ps.Name]; dup {
-			d.add(ps.DefRange, "Duplicate plugin", fmt.Sprintf("plugin %q is already defined at %s:%d", ps.Name, prev.Filename, prev.Start.Line))
+	failOpen := map[string]bool{}
+	for i, list := range [][]pluginSchema{fs.Policies, fs.Plugins} {
+		isPolicy := i == 0
+		for _, ps := range list {
+			if prev, dup := seen[ps.Name]; dup {
+				d.add(ps.DefRange, "Duplicate plugin", fmt.Sprintf("%q is already defined at %s:%d", ps.Name, prev.Filename, prev.Start.Line))
+				continue
+			}
+			seen[ps.Name] = ps.DefRange
+			p := d.plugin(ps, c.DataDir, isPolicy)
+			if isPolicy {
+				failOpen[ps.Name] = ps.FailOpen != nil && *ps.FailOpen
+			} else {
+				// Every policy block has been read by now.
+				p.Policies = d.policyRefs(ps.Policies, failOpen)
+			}
+			c.Plugins = append(c.Plugins, p)
+		}
+	}
+	if hs := fs.HTTP; hs != nil {
+		c.HTTP.Listen = host.DefaultHTTPListen
+		if hs.Listen != nil {
+			c.HTTP.Listen = *hs.Listen
+		}
+		if hs.TLSCert != nil {
+			c.HTTP.TLSCert = d.path(*hs.TLSCert)
+		}
+		if hs.TLSKey != nil {
+			c.HTTP.TLSKey = d.path(*hs.TLSKey)
+		}
+		if (c.HTTP.TLSCert == "") != (c.HTTP.TLSKey == "") {
+			d.add(hs.DefRange, "Incomplete TLS settings", "set both tls_cert and tls_key, or neither")
+		}
+		if n, ok := d.size(hs.MaxBody, "max_body"); ok {
+			c.HTTP.MaxBody = int64(n)
+		}
+		if n, ok := d.size(hs.MaxHeader, "max_header"); ok {
+			c.HTTP.MaxHeaderBytes = int(n)
+		}
+	}
+	patterns := map[string]hcl.Range{}
+	for _, rs := range fs.Routes {
+		if fs.HTTP == nil {
+			d.add(rs.DefRange, "HTTP route without ingress", "add an http block to serve http_route blocks")
+		}
+		if prev, dup := patterns[rs.Pattern]; dup {
+			d.add(rs.DefRange, "Duplicate http_route", fmt.Sprintf("%q is already defined at %s:%d", rs.Pattern, prev.Filename, prev.Start.Line))
 			continue
 		}
-		seen[ps.Name] = ps.DefRange
-		c.Plugins = append(c.Plugins, d.plugin(ps, c.DataDir))
+		patterns[rs.Pattern] = rs.DefRange
+		method, path, _ := strings.Cut(rs.Pattern, " ")
+		if !strings.HasPrefix(path, "/") || method == "" || strings.ToUpper(method) != method {
+			d.add(rs.DefRange, "Invalid http_route", fmt.Sprintf("%q: want \"METHOD /path\", such as \"GET /orders/{id}\"", rs.Pattern))
+		}
+		rt := host.HTTPRoute{Pattern: rs.Pattern, Subject: rs.Subject, Event: rs.Event != nil && *rs.Event}
+		probe := strings.NewReplacer("{", "", "}", "").Replace(rs.Subject)
+		if err := abi.ValidSubject(probe, false); err != nil {
+			d.add(rs.DefRange, "Invalid subject", fmt.Sprintf("%q: %v", rs.Subject, err))
+		}
+		rt.Policies = d.policyRefs(rs.Policies, failOpen)
+		if t, ok := d.duration(rs.Timeout, "timeout"); ok && t > 0 {
+			rt.Timeout = t
+		}
+		c.HTTP.Routes = append(c.HTTP.Routes, rt)
 	}
 	if d.diags.HasErrors() {
 		return nil, &Error{d.diags}
@@ -362,8 +459,69 @@ func ParseSize(s string) (uint64, error) {
 	return n * mult, nil
 }
 
-func (d *decoder) plugin(ps pluginSchema, dataDir string) Plugin {
-	p := Plugin{Spec: host.Spec{Name: ps.Name, Config: ps.Config, Queue: deref(ps.Queue)}}
+// policyRefs resolves a policies attribute against the policy blocks.
+func (d *decoder) policyRefs(e hcl.Expression, failOpen map[string]bool) []host.PolicyRef {
+	var refs []host.PolicyRef
+	for _, name := range d.strings(e, "policies") {
+		open, ok := failOpen[name]
+		if !ok {
+			d.exprErr(e, "Unknown policy", fmt.Sprintf("no policy block named %q", name))
+			continue
+		}
+		refs = append(refs, host.PolicyRef{Name: name, FailOpen: open})
+	}
+	return refs
+}
+
+func (d *decoder) plugin(ps pluginSchema, dataDir string, isPolicy bool) Plugin {
+	p := Plugin{Spec: host.Spec{Name: ps.Name, Config: ps.Config, Queue: deref(ps.Queue), Policy: isPolicy,
+		KVNamespace: deref(ps.KVNamespace)}}
+	if isPolicy {
+		for _, bad := range []struct {
+			set  bool
+			name string
+		}{{set(ps.Subjects), "subjects"}, {set(ps.Policies), "policies"}, {ps.Retries != nil, "retries"},
+			{ps.Breaker != nil, "breaker"}, {ps.Fallback != nil, "fallback"}, {ps.DeadLetter != nil, "dead_letter"}} {
+			if bad.set {
+				d.add(ps.DefRange, "Invalid policy setting", fmt.Sprintf("%s applies to plugin blocks (handlers), not to policies", bad.name))
+			}
+		}
+	} else if ps.FailOpen != nil {
+		d.add(ps.DefRange, "Invalid plugin setting", "fail_open applies to policy blocks")
+	}
+	res := &p.Resilience
+	res.Idempotent = ps.Idempotent != nil && *ps.Idempotent
+	if ps.Retries != nil {
+		res.Retries = *ps.Retries
+		if res.Retries < 0 || res.Retries > 10 {
+			d.add(ps.DefRange, "Invalid retries", "want 0 to 10")
+		}
+		if res.Retries > 0 && !res.Idempotent {
+			d.add(ps.DefRange, "Retries on a handler not marked idempotent",
+				"set idempotent = true if the handler is safe to call twice with one message; nothing else is retried")
+		}
+	}
+	if t, ok := d.duration(ps.Backoff, "backoff"); ok && t > 0 {
+		res.Backoff = t
+	}
+	if b := ps.Breaker; b != nil {
+		res.BreakerFailures = b.Failures
+		if b.Failures < 1 {
+			d.add(ps.DefRange, "Invalid breaker", "failures must be at least 1")
+		}
+		if t, ok := d.duration(b.Cooldown, "cooldown"); ok && t > 0 {
+			res.BreakerCooldown = t
+		}
+	}
+	if ps.Fallback != nil {
+		res.Fallback = []byte(*ps.Fallback)
+	}
+	if ps.DeadLetter != nil {
+		res.DeadLetter = *ps.DeadLetter
+		if err := abi.ValidSubject(res.DeadLetter, false); err != nil {
+			d.add(ps.DefRange, "Invalid dead_letter", fmt.Sprintf("%q: %v", res.DeadLetter, err))
+		}
+	}
 	if err := abi.ValidSubject(ps.Name, false); err != nil || strings.Contains(ps.Name, ".") {
 		d.add(ps.DefRange, "Invalid plugin name", fmt.Sprintf("%q: use letters, digits, '-' and '_'", ps.Name))
 	}

@@ -90,7 +90,7 @@ func TestParseErrorsNameFileLineAndColumn(t *testing.T) {
 		{"bad grant", "plugin \"a\" {\n  path = \"a.wasm\"\n  publish = [\"x..y\"]\n}\n", `t.hcl:3:13: Invalid subject`},
 		{"no path", "plugin \"a\" {\n}\n", `t.hcl:1:1: Missing plugin file`},
 		{"both path and source", "plugin \"a\" {\n path = \"x\"\n source = \"y\"\n}\n", `t.hcl:1:1: Conflicting plugin settings`},
-		{"duplicate", "plugin \"a\" {\n path = \"x\"\n}\nplugin \"a\" {\n path = \"y\"\n}\n", `t.hcl:4:1: Duplicate plugin: plugin "a" is already defined at t.hcl:1`},
+		{"duplicate", "plugin \"a\" {\n path = \"x\"\n}\nplugin \"a\" {\n path = \"y\"\n}\n", `t.hcl:4:1: Duplicate plugin: "a" is already defined at t.hcl:1`},
 		{"bad level", "log_level = \"loud\"\n", `t.hcl:1:1: Invalid log level`},
 		{"pool size", "plugin \"a\" {\n  path = \"a.wasm\"\n  pool_size = 0\n}\n", `t.hcl:3:15: Invalid pool_size`},
 		{"url and listen", "nats {\n  url = \"nats://x\"\n  listen = \"127.0.0.1:1\"\n}\n", `Conflicting NATS settings`},
@@ -141,4 +141,96 @@ func FuzzParse(f *testing.F) {
 			t.Fatal("config returned with an error")
 		}
 	})
+}
+
+const mesh = `
+http {
+  listen   = "127.0.0.1:0"
+  max_body = "64KiB"
+}
+
+policy "auth" {
+  path      = "auth.wasm"
+  config    = { tokens = "dev-token" }
+  fail_open = false
+}
+
+policy "metrics" {
+  path      = "metrics.wasm"
+  fail_open = true
+}
+
+plugin "orders" {
+  path         = "orders.wasm"
+  policies     = ["auth", "metrics"]
+  idempotent   = true
+  retries      = 2
+  backoff      = "20ms"
+  fallback     = "{}"
+  dead_letter  = "orders.dlq"
+  kv_namespace = "shop"
+  breaker {
+    failures = 5
+    cooldown = "3s"
+  }
+}
+
+http_route "POST /orders" {
+  subject  = "orders.created"
+  event    = true
+  policies = ["auth"]
+}
+
+http_route "GET /orders/{id}" {
+  subject = "orders.get.{id}"
+  timeout = "2s"
+}
+`
+
+func TestParseMeshConfig(t *testing.T) {
+	c, err := Parse([]byte(mesh), "/srv/mesh.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Plugins) != 3 || !c.Plugins[0].Policy || !c.Plugins[1].Policy || c.Plugins[2].Policy {
+		t.Fatalf("plugins: %+v", c.Plugins)
+	}
+	o := c.Plugins[2]
+	if len(o.Policies) != 2 || o.Policies[0].Name != "auth" || o.Policies[0].FailOpen || !o.Policies[1].FailOpen {
+		t.Fatalf("policies: %+v", o.Policies)
+	}
+	r := o.Resilience
+	if !r.Idempotent || r.Retries != 2 || r.Backoff != 20*time.Millisecond || string(r.Fallback) != "{}" ||
+		r.DeadLetter != "orders.dlq" || r.BreakerFailures != 5 || r.BreakerCooldown != 3*time.Second || o.KVNamespace != "shop" {
+		t.Fatalf("resilience: %+v", o)
+	}
+	if c.HTTP.Listen != "127.0.0.1:0" || c.HTTP.MaxBody != 64<<10 || len(c.HTTP.Routes) != 2 {
+		t.Fatalf("http: %+v", c.HTTP)
+	}
+	if rt := c.HTTP.Routes[0]; rt.Pattern != "POST /orders" || !rt.Event || len(rt.Policies) != 1 {
+		t.Fatalf("route: %+v", rt)
+	}
+	if rt := c.HTTP.Routes[1]; rt.Subject != "orders.get.{id}" || rt.Timeout != 2*time.Second {
+		t.Fatalf("route: %+v", rt)
+	}
+}
+
+func TestParseMeshErrors(t *testing.T) {
+	cases := []struct{ name, src, want string }{
+		{"unknown policy", "plugin \"a\" {\n  path = \"a.wasm\"\n  policies = [\"nope\"]\n}\n", `t.hcl:3:14: Unknown policy: no policy block named "nope"`},
+		{"retries without idempotent", "plugin \"a\" {\n  path = \"a.wasm\"\n  retries = 2\n}\n", "Retries on a handler not marked idempotent"},
+		{"subjects on a policy", "policy \"p\" {\n  path = \"p.wasm\"\n  subjects = [\"x\"]\n}\n", "t.hcl:1:1: Invalid policy setting: subjects"},
+		{"route without http", "http_route \"GET /x\" {\n  subject = \"x\"\n}\n", "HTTP route without ingress"},
+		{"bad route pattern", "http {}\nhttp_route \"/x\" {\n  subject = \"x\"\n}\n", "t.hcl:2:1: Invalid http_route"},
+		{"bad route subject", "http {}\nhttp_route \"GET /x\" {\n  subject = \"a..b\"\n}\n", "Invalid subject"},
+		{"half TLS", "http {\n  tls_cert = \"c.pem\"\n}\n", "Incomplete TLS settings"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := Parse([]byte(c.src), "t.hcl")
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("error %v, want %q", err, c.want)
+			}
+		})
+	}
 }

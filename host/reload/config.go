@@ -8,6 +8,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/trellis-mesh/trellis/host"
 	"github.com/trellis-mesh/trellis/host/config"
 	"github.com/trellis-mesh/trellis/host/watch"
 )
@@ -17,6 +18,7 @@ import (
 // Trigger is called (SIGHUP). A config with errors is refused whole, with
 // file:line:col for each problem, and the running setup stays.
 type ConfigLoop struct {
+	host     Host
 	file     string
 	rec      *Reconciler
 	log      hclog.Logger
@@ -32,7 +34,7 @@ func NewConfigLoop(h Host, file string, debounce time.Duration, log hclog.Logger
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
-	return &ConfigLoop{file: file, rec: New(h, log), log: log, debounce: debounce, trigger: make(chan struct{}, 1)}
+	return &ConfigLoop{host: h, file: file, rec: New(h, log), log: log, debounce: debounce, trigger: make(chan struct{}, 1)}
 }
 
 // Wants turns a config into the list of plugins to run.
@@ -53,7 +55,16 @@ func (l *ConfigLoop) Apply(ctx context.Context, c *config.Config) Result {
 
 func (l *ConfigLoop) apply(ctx context.Context, c *config.Config) Result {
 	l.current = c
-	return l.rec.Apply(ctx, Wants(c))
+	res := l.rec.Apply(ctx, Wants(c))
+	// HTTP routes after plugins, so that new routes find their policies.
+	if hr, ok := l.host.(interface {
+		SetHTTPRoutes([]host.HTTPRoute) error
+	}); ok && c.HTTP.Listen != "" {
+		if err := hr.SetHTTPRoutes(c.HTTP.Routes); err != nil {
+			l.log.Error("http routes refused; the running routes stay", "file", l.file, "error", err)
+		}
+	}
+	return res
 }
 
 // Trigger asks for a reload at the next opportunity.
@@ -75,8 +86,9 @@ func (l *ConfigLoop) reloadFile(ctx context.Context) {
 	}
 	if l.current != nil {
 		if !reflect.DeepEqual(c.NATS, l.current.NATS) || c.DataDir != l.current.DataDir ||
+			c.HTTP.Listen != l.current.HTTP.Listen || c.HTTP.TLSCert != l.current.HTTP.TLSCert ||
 			c.MaxInFlight != l.current.MaxInFlight || c.LogLevel != l.current.LogLevel || c.LogFormat != l.current.LogFormat {
-			l.log.Warn("config: nats, data_dir, max_in_flight and log settings apply at the next start", "file", l.file)
+			l.log.Warn("config: nats, http listen/TLS, data_dir, max_in_flight and log settings apply at the next start", "file", l.file)
 		}
 	}
 	res := l.apply(ctx, c)
