@@ -55,7 +55,8 @@ type HTTPRoute struct {
 	// instead of waiting for a reply.
 	Event bool
 	// Policies run on the HTTP request before it goes on the bus, with
-	// METHOD, PATH, QUERY and REMOTE_ADDR readable.
+	// METHOD, PATH, QUERY and REMOTE_ADDR readable. Path wildcards also
+	// travel as headers, Trellis-Param-<name>, for policies and handlers.
 	Policies []PolicyRef
 	// Timeout bounds the whole request (default DefaultHTTPTimeout).
 	Timeout time.Duration
@@ -182,6 +183,27 @@ func expandSubject(tmpl string, r *http.Request) (string, error) {
 	return s, plugin.ValidSubject(s, false)
 }
 
+// patternParams lists the wildcard names of a ServeMux pattern:
+// "GET /orders/{id}" has "id".
+func patternParams(pattern string) []string {
+	var names []string
+	for {
+		i := strings.IndexByte(pattern, '{')
+		if i < 0 {
+			return names
+		}
+		j := strings.IndexByte(pattern[i:], '}')
+		if j < 0 {
+			return names
+		}
+		name := strings.TrimSuffix(pattern[i+1:i+j], "...")
+		if name != "$" {
+			names = append(names, name)
+		}
+		pattern = pattern[i+j+1:]
+	}
+}
+
 // requestMessage maps an HTTP request to the message policies and handlers see.
 func requestMessage(r *http.Request, subject string, body []byte) *plugin.Message {
 	hdr := make(map[string][]string, len(r.Header))
@@ -217,6 +239,11 @@ func (h *Host) serveRoute(w http.ResponseWriter, r *http.Request, rt HTTPRoute) 
 	ctx, cancel := context.WithTimeout(r.Context(), rt.Timeout)
 	defer cancel()
 	msg := requestMessage(r, subject, body)
+	for _, name := range patternParams(rt.Pattern) {
+		if v := r.PathValue(name); v != "" {
+			msg.Header["Trellis-Param-"+name] = []string{v}
+		}
+	}
 	var answered *outcome
 	msg.Respond = func(hdr map[string][]string, data []byte) error {
 		answered = &outcome{header: hdr, data: append([]byte(nil), data...)}

@@ -46,6 +46,7 @@ func TestIngressRequestReplyAndEvents(t *testing.T) {
 		host.HTTPRoute{Pattern: "POST /echo", Subject: "echo"},
 		host.HTTPRoute{Pattern: "GET /conf/{what}", Subject: "conf.{what}"},
 		host.HTTPRoute{Pattern: "POST /orders", Subject: "orders.created", Event: true},
+		host.HTTPRoute{Pattern: "GET /param/{id}", Subject: "param.seen", Event: true},
 	)
 	base := "http://" + h.HTTPAddr()
 
@@ -78,6 +79,13 @@ func TestIngressRequestReplyAndEvents(t *testing.T) {
 	m, err := sub.NextMsg(5 * time.Second)
 	if err != nil || string(m.Data) != `{"id":"42"}` || m.Header.Get("Content-Type") != "application/json" {
 		t.Fatalf("event on the bus: %v %v", m, err)
+	}
+	// Path wildcards travel as headers too.
+	psub, _ := h.Client().SubscribeSync("param.seen")
+	h.Client().Flush()
+	do(t, "GET", base+"/param/42", "")
+	if m, err := psub.NextMsg(5 * time.Second); err != nil || m.Header.Get("Trellis-Param-id") != "42" {
+		t.Fatalf("path parameter header: %v %v", m, err)
 	}
 	// Limits and misses.
 	if resp, _ := do(t, "POST", base+"/echo", strings.Repeat("x", 2000)); resp.StatusCode != 413 {
