@@ -1,0 +1,98 @@
+# The order flow as an event-driven service mesh: an HTTP ingress in front of
+# the bus, an auth policy and a rate limit on the way in, a 90/10 canary
+# between two versions of the order reader, and a deliberately flaky mailer
+# protected by retries, a circuit breaker and a dead-letter subject.
+#
+#   go run ./cmd/trellis run --config examples/mesh/trellis.hcl
+#
+# See README.md beside this file for the walk-through.
+
+data_dir = "../../.trellis/mesh"
+
+nats {
+  listen = "127.0.0.1:4222"
+}
+
+http {
+  listen   = "127.0.0.1:8080"
+  max_body = "64KiB"
+}
+
+# Policies: built-in plugins, built from source like any plugin.
+
+policy "auth" {
+  source = "../../plugins/auth"
+  # Demo tokens, for this example only. Use your own secrets (or JWTs, see
+  # plugins/auth/README.md) for anything real.
+  config = { tokens = "dev-token,ops-token" }
+}
+
+policy "ratelimit" {
+  source = "../../plugins/ratelimit"
+  # A token bucket per bearer token: 8 requests at once, 2 a second after that.
+  config = { rate = "2", burst = "8", key = "header:Authorization" }
+}
+
+policy "canary" {
+  source  = "../../plugins/split"
+  config  = { targets = "orders.get.v1=90,orders.get.v2=10" }
+  request = ["orders.get.v1", "orders.get.v2"]
+}
+
+# Handlers.
+
+plugin "orders-enrich" {
+  source  = "../orders-enrich"
+  publish = ["orders.enriched", "orders.rejected"]
+}
+
+plugin "orders-store" {
+  source       = "orders-store"
+  kv_namespace = "orders"
+}
+
+plugin "orders-notify" {
+  source  = "../orders-notify"
+  publish = ["notifications.email"]
+  config  = { default_recipient = "orders@example.com" }
+}
+
+plugin "orders-get-v1" {
+  source       = "orders-get"
+  subjects     = ["orders.get.v1"]
+  kv_namespace = "orders"
+  config       = { version = "v1" }
+}
+
+plugin "orders-get-v2" {
+  source       = "orders-get"
+  subjects     = ["orders.get.v2"]
+  kv_namespace = "orders"
+  config       = { version = "v2" }
+}
+
+plugin "mailer" {
+  source      = "mailer"
+  publish     = ["mail.sent"]
+  idempotent  = true
+  retries     = 2
+  backoff     = "20ms"
+  dead_letter = "notifications.dlq"
+  breaker {
+    failures = 5
+    cooldown = "10s"
+  }
+}
+
+# HTTP routes.
+
+http_route "POST /orders" {
+  subject  = "orders.created"
+  event    = true
+  policies = ["auth", "ratelimit"]
+}
+
+http_route "GET /orders/{id}" {
+  subject  = "orders.get"
+  policies = ["auth", "canary"]
+}
