@@ -1,0 +1,25 @@
+;; A guest for fuzzing the host's pointer checks: the first 12 bytes of the
+;; payload are (ptr, len, which) as little-endian i32s, and the guest passes
+;; ptr and len to the host function named by which.
+(module
+  (import "trellis" "read"   (func $read (param i32 i32 i32 i32) (result i32)))
+  (import "trellis" "reply"  (func $reply (param i32 i32 i32 i32) (result i32)))
+  (import "trellis" "log"    (func $log (param i32 i32 i32) (result i32)))
+  (import "trellis" "header" (func $header (param i32 i32 i32 i32) (result i32)))
+  (import "trellis" "publish" (func $publish (param i32 i32 i32 i32 i32 i32) (result i32)))
+  (import "trellis" "kv_incr" (func $kv_incr (param i32 i32 i64 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (func (export "trellis_abi_v1"))
+  (func (export "trellis_handle") (param i32 i32 i32 i32) (result i32)
+    (local $p i32) (local $n i32) (local $w i32)
+    (drop (call $read (i32.const 3) (i32.const 0) (i32.const 0) (i32.const 12)))
+    (local.set $p (i32.load (i32.const 0)))
+    (local.set $n (i32.load (i32.const 4)))
+    (local.set $w (i32.rem_u (i32.load (i32.const 8)) (i32.const 6)))
+    (if (i32.eq (local.get $w) (i32.const 0)) (then (drop (call $read (i32.const 3) (i32.const 0) (local.get $p) (local.get $n)))))
+    (if (i32.eq (local.get $w) (i32.const 1)) (then (drop (call $reply (local.get $p) (local.get $n) (local.get $p) (local.get $n)))))
+    (if (i32.eq (local.get $w) (i32.const 2)) (then (drop (call $log (i32.const 3) (local.get $p) (local.get $n)))))
+    (if (i32.eq (local.get $w) (i32.const 3)) (then (drop (call $header (local.get $p) (local.get $n) (local.get $p) (local.get $n)))))
+    (if (i32.eq (local.get $w) (i32.const 4)) (then (drop (call $publish (local.get $p) (local.get $n) (i32.const 0) (i32.const 0) (local.get $p) (local.get $n)))))
+    (if (i32.eq (local.get $w) (i32.const 5)) (then (drop (call $kv_incr (local.get $p) (local.get $n) (i64.const 1) (i32.const 0) (local.get $p)))))
+    (i32.const 0)))
