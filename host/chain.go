@@ -113,8 +113,11 @@ func (h *Host) process(ctx context.Context, refs []PolicyRef, msg *plugin.Messag
 			}
 			return failure(code, res.Error)
 		}
-		if res.Subject != "" {
+		if res.Subject != "" && res.Subject != msg.Subject {
 			target = res.Subject
+		} else if res.Subject != "" {
+			// Routing a message to its own subject would run this chain again.
+			h.log.Debug("policy routed a message to its own subject; delivering it here", "policy", ref.Name, "subject", msg.Subject)
 		}
 		if p.HasResponsePhase() {
 			responders = append(responders, p)

@@ -21,10 +21,13 @@ import (
 // of 127.0.0.1, made for one test and closed when the test ends.
 type Host struct {
 	*host.Host
-	tb     testing.TB
-	log    hclog.Logger
-	logs   *syncBuffer
-	client *nats.Conn
+	tb   testing.TB
+	log  hclog.Logger
+	logs *syncBuffer
+
+	clientOnce sync.Once
+	client     *nats.Conn
+	clientErr  error
 }
 
 // NewHost starts a host. configure, if given, may change its options
@@ -81,12 +84,9 @@ func (h *Host) Load(name, path string, configure ...func(*host.Spec)) {
 // outside program would be. It is made on first use and closed with the host.
 func (h *Host) Client() *nats.Conn {
 	h.tb.Helper()
-	if h.client == nil {
-		nc, err := nats.Connect(h.ClientURL())
-		if err != nil {
-			h.tb.Fatal(err)
-		}
-		h.client = nc
+	h.clientOnce.Do(func() { h.client, h.clientErr = nats.Connect(h.ClientURL()) })
+	if h.clientErr != nil {
+		h.tb.Fatal(h.clientErr)
 	}
 	return h.client
 }

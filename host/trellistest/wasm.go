@@ -3,9 +3,9 @@
 //
 //	func TestMyPlugin(t *testing.T) {
 //		h := trellistest.NewHost(t)
-//		h.Load(t, "greet", trellistest.Wasm(t, "./greet"))
-//		msg, err := h.Conn().Request("greet", []byte("Ada"), time.Second)
-//		...
+//		h.Load("greet", trellistest.Wasm(t, "./greet"))
+//		msg := h.Request("greet", []byte("Ada"), time.Second)
+//		if string(msg.Data) != "Hello, Ada!" { ... }
 //	}
 //
 // Wasm builds plugin sources with their real toolchains, once per test

@@ -28,6 +28,7 @@ package trellis
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 	"unsafe"
 
@@ -37,10 +38,17 @@ import (
 // Header holds message headers. Names are case-sensitive, as in NATS.
 type Header map[string][]string
 
-// Get returns the first value of name, or "".
+// Get returns the first value of name, or "". An exact match wins; else a
+// name that differs only in case matches (HTTP clients change the case of
+// header names, NATS keeps it), as the host's header function does.
 func (h Header) Get(name string) string {
 	if vs := h[name]; len(vs) > 0 {
 		return vs[0]
+	}
+	for k, vs := range h {
+		if len(vs) > 0 && strings.EqualFold(k, name) {
+			return vs[0]
+		}
 	}
 	return ""
 }
