@@ -293,40 +293,29 @@ func cmdBuild(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-func clientFlags(name, synopsis string, stderr io.Writer) (*flag.FlagSet, *string, *time.Duration, *[]string) {
-	fs := newFlags(name, synopsis, stderr)
-	url := fs.String("s", "nats://"+bus.DefaultListen, "NATS server URL")
-	timeout := fs.Duration("timeout", 5*time.Second, "how long to wait")
-	var headers []string
+// clientCmd is what req and pub share: flags, the message, a connection.
+type clientCmd struct {
+	verb    string
+	url     *string
+	timeout *time.Duration
+	headers []string
+	msg     *nats.Msg
+	nc      *nats.Conn
+}
+
+// setup parses a client verb's arguments and connects; a non-negative exit
+// code means the verb ends there with it.
+func (c *clientCmd) setup(synopsis string, args []string, stderr io.Writer) int {
+	fs := newFlags(c.verb, synopsis, stderr)
+	c.url = fs.String("s", "nats://"+bus.DefaultListen, "NATS server URL")
+	c.timeout = fs.Duration("timeout", 5*time.Second, "how long to wait")
 	fs.Func("H", "header NAME:VALUE (repeatable)", func(v string) error {
 		if !strings.Contains(v, ":") {
 			return errors.New("want NAME:VALUE")
 		}
-		headers = append(headers, v)
+		c.headers = append(c.headers, v)
 		return nil
 	})
-	return fs, url, timeout, &headers
-}
-
-func clientMsg(subject string, data []byte, headers []string) *nats.Msg {
-	m := nats.NewMsg(subject)
-	m.Data = data
-	for _, h := range headers {
-		k, v, _ := strings.Cut(h, ":")
-		m.Header.Add(strings.TrimSpace(k), strings.TrimSpace(v))
-	}
-	return m
-}
-
-func payload(pos []string) []byte {
-	if len(pos) > 1 {
-		return []byte(pos[1])
-	}
-	return nil
-}
-
-func cmdReq(args []string, stdout, stderr io.Writer) int {
-	fs, url, timeout, headers := clientFlags("req", "Usage: trellis req [flags] SUBJECT [DATA]\n\nSends a request and prints the reply (error replies show their status).", stderr)
 	pos, err := parse(fs, args)
 	if err != nil {
 		return flagExit(err)
@@ -335,15 +324,31 @@ func cmdReq(args []string, stdout, stderr io.Writer) int {
 		fs.Usage()
 		return 2
 	}
-	nc, err := nats.Connect(*url, nats.Timeout(*timeout))
+	c.msg = nats.NewMsg(pos[0])
+	if len(pos) > 1 {
+		c.msg.Data = []byte(pos[1])
+	}
+	for _, h := range c.headers {
+		k, v, _ := strings.Cut(h, ":")
+		c.msg.Header.Add(strings.TrimSpace(k), strings.TrimSpace(v))
+	}
+	c.nc, err = nats.Connect(*c.url, nats.Timeout(*c.timeout))
 	if err != nil {
-		fmt.Fprintf(stderr, "trellis req: connect %s: %v\n", *url, err)
+		fmt.Fprintf(stderr, "trellis %s: connect %s: %v\n", c.verb, *c.url, err)
 		return 1
 	}
-	defer nc.Close()
-	m, err := nc.RequestMsg(clientMsg(pos[0], payload(pos), *headers), *timeout)
+	return -1
+}
+
+func cmdReq(args []string, stdout, stderr io.Writer) int {
+	c := &clientCmd{verb: "req"}
+	if code := c.setup("Usage: trellis req [flags] SUBJECT [DATA]\n\nSends a request and prints the reply (error replies show their status).", args, stderr); code >= 0 {
+		return code
+	}
+	defer c.nc.Close()
+	m, err := c.nc.RequestMsg(c.msg, *c.timeout)
 	if err != nil {
-		fmt.Fprintf(stderr, "trellis req %s: %v\n", pos[0], err)
+		fmt.Fprintf(stderr, "trellis req %s: %v\n", c.msg.Subject, err)
 		return 1
 	}
 	if code := m.Header.Get(abi.HeaderErrorCode); code != "" {
@@ -359,26 +364,16 @@ func cmdReq(args []string, stdout, stderr io.Writer) int {
 }
 
 func cmdPub(args []string, stdout, stderr io.Writer) int {
-	fs, url, timeout, headers := clientFlags("pub", "Usage: trellis pub [flags] SUBJECT [DATA]\n\nPublishes one message.", stderr)
-	pos, err := parse(fs, args)
-	if err != nil {
-		return flagExit(err)
+	c := &clientCmd{verb: "pub"}
+	if code := c.setup("Usage: trellis pub [flags] SUBJECT [DATA]\n\nPublishes one message.", args, stderr); code >= 0 {
+		return code
 	}
-	if len(pos) < 1 || len(pos) > 2 {
-		fs.Usage()
-		return 2
-	}
-	nc, err := nats.Connect(*url, nats.Timeout(*timeout))
-	if err != nil {
-		fmt.Fprintf(stderr, "trellis pub: connect %s: %v\n", *url, err)
-		return 1
-	}
-	defer nc.Close()
-	if err := nc.PublishMsg(clientMsg(pos[0], payload(pos), *headers)); err != nil {
+	defer c.nc.Close()
+	if err := c.nc.PublishMsg(c.msg); err != nil {
 		fmt.Fprintf(stderr, "trellis pub: %v\n", err)
 		return 1
 	}
-	if err := nc.FlushTimeout(*timeout); err != nil {
+	if err := c.nc.FlushTimeout(*c.timeout); err != nil {
 		fmt.Fprintf(stderr, "trellis pub: %v\n", err)
 		return 1
 	}
