@@ -1,8 +1,10 @@
 // Package scan finds the plugins under a directory for `trellis dev`: built
-// .wasm files, and source directories that package build can turn into them.
+// .wasm files, and source directories in any language package build knows
+// (Go, Rust, C, AssemblyScript, WAT).
 package scan
 
 import (
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -37,8 +39,12 @@ var skipDirs = map[string]bool{"node_modules": true, "target": true, "testdata":
 
 // Dir walks root. A directory whose contents build.Detect recognises is a
 // source plugin and is not entered further; a .wasm file anywhere else is a
-// built plugin. Two plugins with one name are an error in the second's
-// Skipped entry; the first found (in lexical order) wins.
+// built plugin. Hidden directories, those starting with "_", and
+// node_modules, target, testdata and vendor are not entered. A directory of
+// sources that is not set up as a plugin (a Rust crate that is not a
+// cdylib, say) is reported in Skipped with the reason, and entered. Two
+// plugins with one name are an error in the second's Skipped entry; the
+// first found (in lexical order) wins.
 func Dir(root string) ([]Plugin, []Skipped, error) {
 	st, err := os.Stat(root)
 	if err != nil {
@@ -67,7 +73,10 @@ func Dir(root string) ([]Plugin, []Skipped, error) {
 			if path != root && (strings.HasPrefix(name, ".") || strings.HasPrefix(name, "_") || skipDirs[name]) {
 				return filepath.SkipDir
 			}
-			if lang, err := build.Detect(path); err == nil {
+			lang, err := build.Detect(path)
+			var np *build.NotPluginError
+			switch {
+			case err == nil:
 				pname := filepath.Base(path)
 				if path == root {
 					abs, _ := filepath.Abs(path)
@@ -75,9 +84,8 @@ func Dir(root string) ([]Plugin, []Skipped, error) {
 				}
 				add(Plugin{Name: pname, Source: path, Lang: lang}, path)
 				return filepath.SkipDir
-			} else if lang, ok := build.Recognise(path); ok {
-				skipped = append(skipped, Skipped{Path: path, Reason: lang + " sources are not built by this version; build the .wasm and put it here"})
-				return filepath.SkipDir
+			case errors.As(err, &np):
+				skipped = append(skipped, Skipped{Path: path, Reason: np.Reason})
 			}
 			return nil
 		}

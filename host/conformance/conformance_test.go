@@ -1,0 +1,245 @@
+package conformance_test
+
+import (
+	"bytes"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/nats-io/nats.go"
+
+	"github.com/trellis-mesh/trellis/abi"
+	"github.com/trellis-mesh/trellis/host"
+	"github.com/trellis-mesh/trellis/host/plugin"
+	"github.com/trellis-mesh/trellis/host/trellistest"
+)
+
+// language is one row per plugin language: where its conformance plugin
+// and examples are. Adding a language is adding a row.
+type language struct {
+	name string
+	// conformance is the source of the plugin that implements the
+	// behaviours (see doc.go), relative to this directory.
+	conformance string
+	// echoOnly marks a reference that implements only echo, on subject
+	// "echo": it runs the behaviours marked echo, on conf.echo.
+	echoOnly bool
+	// echo and greet are the examples' sources; "" when there are none.
+	echo, greet string
+}
+
+var languages = []language{
+	{name: "go", conformance: "../../sdk/go/conformance", echo: "../../examples/echo", greet: "../../examples/greet"},
+	{name: "c", conformance: "../../sdk/c/conformance", echo: "../../examples/echo-c", greet: "../../examples/greet-c"},
+	{name: "rust", conformance: "../../sdk/rust/conformance", echo: "../../examples/echo-rust", greet: "../../examples/greet-rust"},
+	{name: "as", conformance: "../../sdk/assemblyscript/conformance", echo: "../../examples/echo-as", greet: "../../examples/greet-as"},
+	{name: "wat", conformance: "../../abi/echo.wat", echoOnly: true},
+}
+
+const timeout = 10 * time.Second // per request; generous for -race on a busy machine
+
+// suite is what a behaviour runs against: a host serving one language's
+// conformance plugin.
+type suite struct {
+	h      *trellistest.Host
+	plugin string // the plugin's name, as the host logs it
+}
+
+// behaviour is one row of the table in doc.go.
+type behaviour struct {
+	name string
+	echo bool // part of the echo subset that echoOnly references run
+	run  func(t *testing.T, s *suite)
+}
+
+var behaviours = []behaviour{
+	{"echo", true, func(t *testing.T, s *suite) {
+		m := s.request(t, "conf.echo", []byte("hi"), nil)
+		wantOK(t, m, "hi")
+	}},
+	{"empty", true, func(t *testing.T, s *suite) {
+		m := s.request(t, "conf.echo", nil, nil)
+		wantOK(t, m, "")
+	}},
+	{"large", true, func(t *testing.T, s *suite) {
+		payload := make([]byte, 1<<20)
+		for i := range payload {
+			payload[i] = byte(i * 7 / 5)
+		}
+		m := s.request(t, "conf.echo", payload, nil)
+		if code := m.Header.Get(abi.HeaderErrorCode); code != "" || !bytes.Equal(m.Data, payload) {
+			t.Fatalf("1 MiB echo: %d bytes back, error %q %q", len(m.Data), code, m.Header.Get(abi.HeaderError))
+		}
+	}},
+	{"headers", false, func(t *testing.T, s *suite) {
+		m := s.request(t, "conf.headers", nil, nats.Header{"X-In": {"blue: sky"}})
+		wantOK(t, m, "blue: sky")
+		if got := m.Header.Get("X-Out"); got != "blue: sky" {
+			t.Errorf("X-Out = %q", got)
+		}
+		if got := m.Header.Get("X-Subject"); got != "conf.headers" {
+			t.Errorf("X-Subject = %q", got)
+		}
+	}},
+	{"publish", false, func(t *testing.T, s *suite) {
+		sub, err := s.h.Client().SubscribeSync("published.conf")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sub.Unsubscribe()
+		s.h.Client().Flush()
+		wantOK(t, s.request(t, "conf.publish", []byte("news"), nil), "ok")
+		p, err := sub.NextMsg(timeout)
+		if err != nil {
+			t.Fatalf("nothing published: %v", err)
+		}
+		if string(p.Data) != "news" || p.Header.Get("X-From") != "conformance" {
+			t.Fatalf("published %q with headers %v", p.Data, p.Header)
+		}
+	}},
+	{"request/answered", false, func(t *testing.T, s *suite) {
+		sub, err := s.h.Client().Subscribe("upstream.conf", func(m *nats.Msg) {
+			m.Respond(append([]byte("got "), m.Data...))
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sub.Unsubscribe()
+		s.h.Client().Flush()
+		wantOK(t, s.request(t, "conf.request", []byte("ping"), nil), "upstream:got ping")
+	}},
+	{"request/no-responders", false, func(t *testing.T, s *suite) {
+		wantError(t, s.request(t, "conf.request", []byte("ping"), nil), "504", "upstream: no responders")
+	}},
+	{"request/timeout", false, func(t *testing.T, s *suite) {
+		answered := make(chan struct{})
+		sub, err := s.h.Client().Subscribe("upstream.conf", func(m *nats.Msg) {
+			time.AfterFunc(800*time.Millisecond, func() { // past the plugin's 500 ms
+				m.Respond([]byte("too late"))
+				close(answered)
+			})
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sub.Unsubscribe()
+		s.h.Client().Flush()
+		wantError(t, s.request(t, "conf.request", []byte("ping"), nil), "504", "upstream: timeout")
+		<-answered
+	}},
+	{"log", false, func(t *testing.T, s *suite) {
+		text := "note from " + s.plugin
+		wantOK(t, s.request(t, "conf.log", []byte(text), nil), "ok")
+		for level := hclog.Trace; level <= hclog.Error; level++ {
+			tag := "[" + strings.ToUpper(level.String()) + "]"
+			line := fmt.Sprintf("level %d: %s", level, text)
+			if !s.h.WaitLog(5*time.Second, tag, "trellis."+s.plugin+":", line) {
+				t.Errorf("no %s line %q from %s in the host log", tag, line, s.plugin)
+			}
+		}
+	}},
+	{"error", false, func(t *testing.T, s *suite) {
+		wantError(t, s.request(t, "conf.error", []byte("bad input"), nil), "422", "rejected: bad input")
+	}},
+	{"config", false, func(t *testing.T, s *suite) {
+		wantOK(t, s.request(t, "conf.config", []byte("colour"), nil), "green")
+		wantError(t, s.request(t, "conf.config", []byte("size"), nil), "404", "no config key size")
+	}},
+	{"trap", false, func(t *testing.T, s *suite) {
+		for i := 0; i < 3; i++ { // each trap costs an instance; the pool makes new ones
+			m := s.request(t, "conf.trap", nil, nil)
+			if code := m.Header.Get(abi.HeaderErrorCode); code != "500" {
+				t.Fatalf("trap %d: code %q (%q), want 500", i, code, m.Header.Get(abi.HeaderError))
+			}
+			wantOK(t, s.request(t, "conf.echo", []byte("still here"), nil), "still here")
+		}
+		if !s.h.WaitLog(5*time.Second, "plugin fault", "plugin="+s.plugin, "subject=conf.trap") {
+			t.Error("the trap was not logged as a fault with plugin and subject")
+		}
+	}},
+}
+
+func (s *suite) request(t *testing.T, subject string, data []byte, header nats.Header) *nats.Msg {
+	t.Helper()
+	m, err := s.h.Client().RequestMsg(&nats.Msg{Subject: subject, Data: data, Header: header}, timeout)
+	if err != nil {
+		t.Fatalf("request %s: %v", subject, err)
+	}
+	return m
+}
+
+func wantOK(t *testing.T, m *nats.Msg, data string) {
+	t.Helper()
+	if code := m.Header.Get(abi.HeaderErrorCode); code != "" {
+		t.Fatalf("error reply %s %q, want %q", code, m.Header.Get(abi.HeaderError), data)
+	}
+	if string(m.Data) != data {
+		t.Fatalf("reply %q, want %q", m.Data, data)
+	}
+}
+
+func wantError(t *testing.T, m *nats.Msg, code, text string) {
+	t.Helper()
+	if got := m.Header.Get(abi.HeaderErrorCode); got != code || m.Header.Get(abi.HeaderError) != text {
+		t.Fatalf("reply %q with error %q %q, want %s %q", m.Data, got, m.Header.Get(abi.HeaderError), code, text)
+	}
+}
+
+// traceHost is a host whose log keeps every level, trace included.
+func traceHost(t *testing.T) *trellistest.Host {
+	return trellistest.NewHost(t, func(o *host.Options) { o.Logger.SetLevel(hclog.Trace) })
+}
+
+func TestConformance(t *testing.T) {
+	for _, lang := range languages {
+		t.Run(lang.name, func(t *testing.T) {
+			t.Parallel()
+			wasm := trellistest.Wasm(t, lang.conformance)
+			s := &suite{h: traceHost(t), plugin: "conf-" + lang.name}
+			s.h.Load(s.plugin, wasm, func(spec *host.Spec) {
+				spec.Config = map[string]string{"colour": "green"}
+				spec.Grants = plugin.Grants{Publish: []string{"published.conf"}, Request: []string{"upstream.conf"}}
+				if lang.echoOnly {
+					spec.Subjects = []string{"conf.echo"}
+				}
+			})
+			for _, b := range behaviours {
+				if lang.echoOnly && !b.echo {
+					continue
+				}
+				t.Run(b.name, func(t *testing.T) { b.run(t, s) })
+			}
+		})
+	}
+}
+
+func TestExamples(t *testing.T) {
+	for _, lang := range languages {
+		if lang.echo == "" {
+			continue
+		}
+		t.Run(lang.name, func(t *testing.T) {
+			t.Parallel()
+			h := trellistest.NewHost(t)
+			h.Load("echo", trellistest.Wasm(t, lang.echo))
+			h.Load("greet", trellistest.Wasm(t, lang.greet))
+			cases := []struct {
+				subject, payload, want string
+			}{
+				{"echo", "hi from " + lang.name, "hi from " + lang.name},
+				{"greet", "Ada", "Hello, Ada!"},
+			}
+			for _, c := range cases {
+				t.Run(c.subject, func(t *testing.T) {
+					m, err := h.Client().Request(c.subject, []byte(c.payload), timeout)
+					if err != nil {
+						t.Fatal(err)
+					}
+					wantOK(t, m, c.want)
+				})
+			}
+		})
+	}
+}

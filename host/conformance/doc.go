@@ -1,0 +1,48 @@
+// Package conformance holds the suite that every plugin SDK must pass: it
+// builds each SDK's conformance plugin from source with package build, loads
+// it into a real host on an embedded NATS server (package trellistest), and
+// runs the same behaviours against each, as subtests named
+// language/behaviour:
+//
+//	go test -race ./host/conformance/
+//	go test -run 'TestConformance/rust/' ./host/conformance/
+//
+// A conformance plugin subscribes to "conf.>" and acts on the last token of
+// the subject (sdk/go/conformance/main.go is the reference):
+//
+//	behaviour        request                     expected
+//	echo             conf.echo "hi"              reply "hi", no error headers
+//	empty            conf.echo ""                empty reply, no error headers
+//	large            conf.echo 1 MiB             the same 1 MiB
+//	headers          conf.headers, X-In: v       reply "v", headers X-Out: v and X-Subject: conf.headers
+//	publish          conf.publish "p"            reply "ok"; "p" on published.conf with X-From: conformance
+//	                                             (the plugin is granted publish on published.conf)
+//	request          conf.request "ping"         with a responder on upstream.conf (request granted):
+//	                                             reply "upstream:" + its answer;
+//	                                             with none: 504 "upstream: no responders";
+//	                                             with one slower than 500 ms: 504 "upstream: timeout"
+//	log              conf.log "x"                reply "ok"; the host log has "level N: x" at trace,
+//	                                             debug, info, warn and error, under the plugin's name
+//	error            conf.error "x"              422, Nats-Service-Error "rejected: x"
+//	config           conf.config "colour"        the config value; an unknown key: 404 "no config key <key>"
+//	trap             conf.trap                   500 error reply; the plugin serves the next message
+//
+// Error replies carry Nats-Service-Error-Code and Nats-Service-Error (abi/ABI.md section 4).
+//
+// abi/echo.wat, the ABI with no SDK, runs the echo subset (echo, empty,
+// large) as the reference for what the host itself guarantees.
+//
+// TestExamples runs every language's echo and greet examples: echo returns
+// the payload, greet answers "Ada" with "Hello, Ada!".
+//
+// To add a language: write its SDK and conformance plugin, teach package
+// build to build it, and add one row to the languages table in
+// conformance_test.go (its examples too, if it has them). A toolchain that
+// is not installed skips that language's subtests with the install command,
+// unless TRELLIS_REQUIRE_TOOLCHAINS=1 (as CI sets).
+//
+// bench_test.go compares the languages: module size, compile and load
+// time, and the cost of dispatching one message:
+//
+//	go test -run '^$' -bench . -benchtime 2000x ./host/conformance/
+package conformance
