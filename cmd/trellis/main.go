@@ -3,6 +3,7 @@
 //	trellis dev DIR               serve every plugin under DIR, no config needed
 //	trellis run --config FILE     serve what an HCL config file says
 //	trellis build DIR -o FILE     build a plugin source directory into a .wasm
+//	trellis new --lang L DIR      write a new plugin that builds and runs as is
 //	trellis req SUBJECT [DATA]    send a request and print the reply
 //	trellis pub SUBJECT [DATA]    publish a message
 //	trellis version               print the version and the ABI version
@@ -32,6 +33,7 @@ import (
 	"github.com/trellis-mesh/trellis/host/config"
 	"github.com/trellis-mesh/trellis/host/dev"
 	"github.com/trellis-mesh/trellis/host/reload"
+	"github.com/trellis-mesh/trellis/host/scaffold"
 )
 
 // version is set at release time with -ldflags "-X main.version=v1.2.3".
@@ -43,6 +45,7 @@ Usage:
   trellis dev [flags] DIR            serve every plugin under DIR (no config needed)
   trellis run --config FILE [flags]  serve the plugins an HCL config file lists
   trellis build DIR -o FILE.wasm     build a plugin source directory
+  trellis new --lang LANG DIR        write a new plugin (go, rust, c or as)
   trellis req [flags] SUBJECT [DATA] send a request, print the reply
   trellis pub [flags] SUBJECT [DATA] publish a message
   trellis version                    print versions
@@ -60,7 +63,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	verbs := map[string]func([]string, io.Writer, io.Writer) int{
-		"dev": cmdDev, "run": cmdRun, "build": cmdBuild, "req": cmdReq, "pub": cmdPub, "version": cmdVersion,
+		"dev": cmdDev, "run": cmdRun, "build": cmdBuild, "new": cmdNew, "req": cmdReq, "pub": cmdPub, "version": cmdVersion,
 	}
 	switch args[0] {
 	case "-h", "--help", "help":
@@ -155,7 +158,7 @@ func shutdown(h *host.Host, log hclog.Logger) int {
 }
 
 func cmdDev(args []string, stdout, stderr io.Writer) int {
-	fs := newFlags("dev", "Usage: trellis dev [flags] DIR\n\nFinds .wasm files and plugin sources (Go, WAT) under DIR, builds the sources,\nand serves them all on an embedded NATS server. No config file is needed.", stderr)
+	fs := newFlags("dev", "Usage: trellis dev [flags] DIR\n\nFinds .wasm files and plugin sources (Go, Rust, C, AssemblyScript, WAT) under DIR, builds the sources,\nand serves them all on an embedded NATS server. No config file is needed.", stderr)
 	var bf busFlags
 	bf.register(fs)
 	dataDir := fs.String("data-dir", ".trellis", "directory for built plugins, the compilation cache and JetStream")
@@ -269,7 +272,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 }
 
 func cmdBuild(args []string, stdout, stderr io.Writer) int {
-	fs := newFlags("build", "Usage: trellis build DIR -o FILE.wasm\n\nBuilds a plugin source directory (a Go package main, or a .wat file) into a module.", stderr)
+	fs := newFlags("build", "Usage: trellis build DIR -o FILE.wasm\n\nBuilds a plugin source directory (Go, Rust, C, AssemblyScript, or a .wat file) into a module,\nwith the language's own toolchain.", stderr)
 	out := fs.String("o", "", "output .wasm file (default: DIR's name + .wasm)")
 	pos, err := parse(fs, args)
 	if err != nil {
@@ -377,6 +380,35 @@ func cmdPub(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "trellis pub: %v\n", err)
 		return 1
 	}
+	return 0
+}
+
+func cmdNew(args []string, stdout, stderr io.Writer) int {
+	langs := make([]string, len(scaffold.Langs))
+	for i, l := range scaffold.Langs {
+		langs[i] = string(l)
+	}
+	fs := newFlags("new", "Usage: trellis new --lang LANG DIR\n\nWrites a minimal plugin in DIR that builds and runs as is: it subscribes to a\nsubject named after DIR and answers \"Hello from NAME: <payload>\".", stderr)
+	lang := fs.String("lang", "go", "language: "+strings.Join(langs, ", "))
+	pos, err := parse(fs, args)
+	if err != nil {
+		return flagExit(err)
+	}
+	if len(pos) != 1 {
+		fs.Usage()
+		return 2
+	}
+	abs, err := filepath.Abs(pos[0])
+	if err != nil {
+		fmt.Fprintln(stderr, "trellis new:", err)
+		return 1
+	}
+	name := filepath.Base(abs)
+	if err := scaffold.Write(pos[0], *lang, name); err != nil {
+		fmt.Fprintln(stderr, "trellis new:", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "wrote %s plugin %q in %s\nrun it: trellis dev %s   then: trellis req %s hi\n", *lang, name, pos[0], pos[0], name)
 	return 0
 }
 

@@ -27,7 +27,7 @@ func TestVersion(t *testing.T) {
 }
 
 func TestEveryVerbHasHelp(t *testing.T) {
-	for _, verb := range []string{"dev", "run", "build", "req", "pub", "version"} {
+	for _, verb := range []string{"dev", "run", "build", "new", "req", "pub", "version"} {
 		code, _, errOut := runCLI(verb, "--help")
 		if code != 0 || !strings.Contains(errOut, "Usage: trellis "+verb) {
 			t.Errorf("%s --help: exit %d, output %q", verb, code, errOut)
@@ -116,5 +116,22 @@ func TestDevServesAndShutsDownOnSignal(t *testing.T) {
 	}
 	if _, err := nats.Connect(url, nats.Timeout(500*time.Millisecond)); err == nil {
 		t.Fatal("the embedded NATS still accepts connections after shutdown")
+	}
+}
+
+func TestNewWritesAPluginThatBuilds(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "hello")
+	code, out, errOut := runCLI("new", "--lang", "c", dir)
+	if code != 0 || !strings.Contains(out, `wrote c plugin "hello"`) {
+		t.Fatalf("new: %d %q %q", code, out, errOut)
+	}
+	if code, _, errOut := runCLI("build", dir, "-o", filepath.Join(t.TempDir(), "hello.wasm")); code != 0 {
+		if strings.Contains(errOut, "not on PATH") && os.Getenv("TRELLIS_REQUIRE_TOOLCHAINS") != "1" {
+			t.Skip(errOut)
+		}
+		t.Fatalf("build the new plugin: %s", errOut)
+	}
+	if code, _, errOut := runCLI("new", "--lang", "cobol", filepath.Join(t.TempDir(), "x")); code != 1 || errOut == "" {
+		t.Fatalf("unknown language: %d %q", code, errOut)
 	}
 }
