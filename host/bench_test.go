@@ -20,6 +20,12 @@ func BenchmarkRequestReply(b *testing.B) {
 	h := trellistest.NewHost(b)
 	h.Load("echo-wat", trellistest.Wasm(b, "../abi/echo.wat"), func(s *host.Spec) { s.Subjects = []string{"bench.wat"} })
 	h.Load("echo-go", trellistest.Wasm(b, echoSrc), func(s *host.Spec) { s.Subjects = []string{"bench.go"} })
+	// The same WAT echo with deadlines off (timeout "none"): what an operator
+	// trades for the per-call deadline.
+	h.Load("echo-wat-nodeadline", trellistest.Wasm(b, "../abi/echo.wat"), func(s *host.Spec) {
+		s.Subjects = []string{"bench.wat-nodeadline"}
+		s.Timeout = -1
+	})
 	native, err := h.Conn().QueueSubscribe("bench.native", "native", func(m *nats.Msg) { m.Respond(m.Data) })
 	if err != nil {
 		b.Fatal(err)
@@ -28,7 +34,7 @@ func BenchmarkRequestReply(b *testing.B) {
 	h.Conn().Flush()
 	payload := bytes.Repeat([]byte("x"), 100)
 
-	for _, target := range []string{"native", "wat", "go"} {
+	for _, target := range []string{"native", "wat", "wat-nodeadline", "go"} {
 		subject := "bench." + target
 		b.Run(target+"/seq", func(b *testing.B) {
 			nc := h.Client()
