@@ -229,6 +229,10 @@ type Info struct {
 	Queue    string
 	// InUse and Idle count the plugin's instances; PoolSize is their cap.
 	InUse, Idle, PoolSize int
+	// Policy reports a plugin loaded as a policy.
+	Policy bool
+	// Denied counts calls refused for want of a grant.
+	Denied int64
 }
 
 // Plugins lists the loaded plugins, sorted by name.
@@ -240,7 +244,7 @@ func (h *Host) Plugins() []Info {
 		p := r.current.Load()
 		inUse, idle, max := p.PoolStats()
 		out = append(out, Info{Name: r.name, Version: p.VersionHash(), Subjects: r.subjects(),
-			Queue: r.queue, InUse: inUse, Idle: idle, PoolSize: max})
+			Queue: r.queue, InUse: inUse, Idle: idle, PoolSize: max, Policy: r.isPolicy, Denied: p.Denied()})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out

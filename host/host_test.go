@@ -120,6 +120,9 @@ func TestPublishWithoutGrantIsDeniedAndLoggedOnce(t *testing.T) {
 	if n := strings.Count(h.Logs(), "denied: subject not granted"); n != 1 {
 		t.Fatalf("denial logged %d times, want once:\n%s", n, h.Logs())
 	}
+	if d := h.Plugins()[0].Denied; d != 3 {
+		t.Fatalf("%d denials counted, want 3", d)
+	}
 }
 
 // wat builds a fixture of the plugin package.

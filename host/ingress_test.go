@@ -1,14 +1,26 @@
 package host_test
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"io"
+	"math/big"
+	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/trellis-mesh/trellis/host"
+	"github.com/trellis-mesh/trellis/host/bus"
 	"github.com/trellis-mesh/trellis/host/trellistest"
 )
 
@@ -163,5 +175,77 @@ func TestIngressDrainsOnClose(t *testing.T) {
 	}
 	if got := <-done; got != "finished" {
 		t.Fatalf("in-flight HTTP request ended with %q", got)
+	}
+}
+
+// selfSigned writes a certificate and key for 127.0.0.1 and returns their
+// paths and a pool that trusts the certificate.
+func selfSigned(t *testing.T) (certFile, keyFile string, pool *x509.CertPool) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "trellis test"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, _ := x509.MarshalECPrivateKey(key)
+	dir := t.TempDir()
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
+	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600)
+	cert, _ := x509.ParseCertificate(der)
+	pool = x509.NewCertPool()
+	pool.AddCert(cert)
+	return certFile, keyFile, pool
+}
+
+func TestIngressServesTLSAndLimitsHeaders(t *testing.T) {
+	certFile, keyFile, pool := selfSigned(t)
+	h := trellistest.NewHost(t, func(o *host.Options) {
+		o.HTTP = host.HTTPOptions{Listen: "127.0.0.1:0", TLSCert: certFile, TLSKey: keyFile, MaxHeaderBytes: 4096,
+			Routes: []host.HTTPRoute{{Pattern: "POST /echo", Subject: "echo"}}}
+	})
+	h.Load("echo", trellistest.Wasm(t, echoSrc))
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	url := "https://" + h.HTTPAddr() + "/echo"
+	resp, err := client.Post(url, "text/plain", strings.NewReader("secure"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(body) != "secure" || resp.TLS == nil {
+		t.Fatalf("TLS echo: %d %q", resp.StatusCode, body)
+	}
+	req, _ := http.NewRequest("POST", url, strings.NewReader("x"))
+	req.Header.Set("X-Big", strings.Repeat("a", 16<<10))
+	resp, err = client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+		t.Fatalf("oversized headers: %d", resp.StatusCode)
+	}
+}
+
+func TestIngressRefusesHalfTLSConfig(t *testing.T) {
+	_, err := host.New(t.Context(), host.Options{
+		Bus:  bus.Options{Listen: "127.0.0.1:0", StoreDir: t.TempDir()},
+		HTTP: host.HTTPOptions{Listen: "127.0.0.1:0", TLSCert: "/nonexistent/cert.pem"},
+	})
+	if err == nil || !strings.Contains(err.Error(), "TLS") {
+		t.Fatalf("error %v", err)
 	}
 }

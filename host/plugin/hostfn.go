@@ -234,6 +234,7 @@ func (p *Plugin) outboundSubject(in *instance, fn string, ptr, n uint32, grant [
 		return subject, abi.StatusInvalidSubject
 	}
 	if !allows(grant, subject) {
+		p.ndenied.Add(1)
 		if _, seen := p.denied.LoadOrStore(fn+" "+subject, struct{}{}); !seen {
 			p.log.Warn("denied: subject not granted", "call", fn, "subject", subject)
 		}

@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -110,7 +111,8 @@ type Plugin struct {
 	subs     []Subscription
 	declared bool // the first instance's trellis_init has run
 
-	denied sync.Map // "kind subject" -> struct{}: logged once
+	denied  sync.Map // "kind subject" -> struct{}: logged once
+	ndenied atomic.Int64
 }
 
 // Subscription is a subject a plugin declared in trellis_init.
@@ -267,6 +269,10 @@ func (p *Plugin) Subscriptions() []Subscription {
 	defer p.subsMu.Unlock()
 	return append([]Subscription(nil), p.subs...)
 }
+
+// Denied counts the publishes, requests and reroutes refused because the
+// operator did not grant their subject.
+func (p *Plugin) Denied() int64 { return p.ndenied.Load() }
 
 // PoolStats reports the instances in use and idle.
 func (p *Plugin) PoolStats() (inUse, idle, max int) {
