@@ -2,7 +2,10 @@ package conformance_test
 
 import (
 	"bytes"
+	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -159,7 +162,112 @@ var behaviours = []behaviour{
 			t.Error("the trap was not logged as a fault with plugin and subject")
 		}
 	}},
+	{"kv/set-get", false, func(t *testing.T, s *suite) {
+		wantOK(t, s.request(t, "conf.kv", []byte("colour=green"), nil), "green")
+		wantOK(t, s.request(t, "conf.kv", []byte("colour=blue: sky=high"), nil), "blue: sky=high")
+		wantOK(t, s.request(t, "conf.kv", []byte("empty="), nil), "")
+	}},
+	{"kv/incr", false, func(t *testing.T, s *suite) {
+		wantOK(t, s.request(t, "conf.kv", []byte("incr:hits"), nil), "2")
+		wantOK(t, s.request(t, "conf.kv", []byte("incr:hits"), nil), "4") // the count lives in the host
+	}},
+	{"kv/cas", false, func(t *testing.T, s *suite) {
+		wantOK(t, s.request(t, "conf.kv", []byte("cas:lock"), nil), "conflict")
+		// The key now exists, so even the first compare-and-set conflicts.
+		wantError(t, s.request(t, "conf.kv", []byte("cas:lock"), nil), "500", "kv cas: trellis: conflict")
+	}},
+	{"respheader", false, func(t *testing.T, s *suite) {
+		m := s.request(t, "conf.respheader", nil, nil)
+		wantOK(t, m, "ok")
+		if got := m.Header.Get("X-Resp"); got != "yes" {
+			t.Fatalf("X-Resp = %q, headers %v", got, m.Header)
+		}
+	}},
 }
+
+// policyBehaviours run where each language's conformance module is loaded
+// twice: as the policy, and as the handler behind it.
+var policyBehaviours = []struct {
+	name string
+	run  func(t *testing.T, s *suite)
+}{
+	{"allow", func(t *testing.T, s *suite) {
+		wantOK(t, s.request(t, "conf.echo", []byte("hi"), nil), "hi")
+		wantOK(t, s.request(t, "conf.echo", []byte("hi"), policyHeader("allow")), "hi")
+	}},
+	{"reject", func(t *testing.T, s *suite) {
+		wantError(t, s.request(t, "conf.echo", []byte("hi"), policyHeader("reject")), "403", "rejected by conformance policy")
+	}},
+	{"answer", func(t *testing.T, s *suite) {
+		// conf.error would fail: the answer shows the message went no further.
+		wantOK(t, s.request(t, "conf.error", []byte("x"), policyHeader("answer")), "answered by conformance policy")
+	}},
+	{"header", func(t *testing.T, s *suite) {
+		h := policyHeader("header")
+		h.Set("X-In", "from-client")
+		m := s.request(t, "conf.headers", nil, h)
+		wantOK(t, m, "from-policy")
+		if got := m.Header.Get("X-Out"); got != "from-policy" {
+			t.Errorf("X-Out = %q", got)
+		}
+	}},
+	{"route", func(t *testing.T, s *suite) {
+		wantOK(t, s.request(t, "conf.error", []byte("routed"), policyHeader("route")), "routed")
+	}},
+	{"data", func(t *testing.T, s *suite) {
+		wantOK(t, s.request(t, "conf.echo", []byte("original"), policyHeader("data")), "replaced")
+	}},
+	{"http", func(t *testing.T, s *suite) {
+		// Through the HTTP ingress the policy sees method, path, query and
+		// the client's address; over NATS the message goes on unchanged.
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		url := "http://" + s.h.HTTPAddr() + "/conf/echo?x=1&y=two"
+		req, err := http.NewRequestWithContext(ctx, "POST", url, strings.NewReader("body"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("X-Policy", "http")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := "POST /conf/echo?x=1&y=two from 127.0.0.1:"; resp.StatusCode != 200 || !strings.HasPrefix(string(body), want) {
+			t.Fatalf("HTTP %d %q, want 200 and a body starting %q", resp.StatusCode, body, want)
+		}
+		wantOK(t, s.request(t, "conf.echo", []byte("hi"), policyHeader("http")), "hi")
+	}},
+	{"unknown", func(t *testing.T, s *suite) {
+		wantError(t, s.request(t, "conf.echo", nil, policyHeader("bogus")), "400", "unknown policy action bogus")
+	}},
+	{"response", func(t *testing.T, s *suite) {
+		appendResp := nats.Header{"X-Response": {"append"}}
+		wantOK(t, s.request(t, "conf.echo", []byte("hi"), appendResp), "hi [response]")
+		wantOK(t, s.request(t, "conf.echo", nil, appendResp), " [response]")
+		// Only successful responses change.
+		wantError(t, s.request(t, "conf.error", []byte("x"), appendResp), "422", "rejected: x")
+		h := policyHeader("data")
+		h.Set("X-Response", "append")
+		wantOK(t, s.request(t, "conf.echo", []byte("original"), h), "replaced [response]")
+	}},
+	{"respheader", func(t *testing.T, s *suite) {
+		m := s.request(t, "conf.respheader", nil, nats.Header{"X-Response": {"append"}})
+		wantOK(t, m, "ok [response]")
+		if got := m.Header.Get("X-Resp"); got != "yes" {
+			t.Fatalf("X-Resp = %q, headers %v", got, m.Header)
+		}
+	}},
+	{"kv", func(t *testing.T, s *suite) {
+		wantOK(t, s.request(t, "conf.kv", []byte("incr:behind-policy"), nil), "2")
+	}},
+}
+
+func policyHeader(action string) nats.Header { return nats.Header{"X-Policy": {action}} }
 
 func (s *suite) request(t *testing.T, subject string, data []byte, header nats.Header) *nats.Msg {
 	t.Helper()
@@ -239,6 +347,35 @@ func TestExamples(t *testing.T) {
 					}
 					wantOK(t, m, c.want)
 				})
+			}
+		})
+	}
+}
+
+func TestConformancePolicies(t *testing.T) {
+	for _, lang := range languages {
+		if lang.echoOnly {
+			continue
+		}
+		t.Run(lang.name, func(t *testing.T) {
+			t.Parallel()
+			wasm := trellistest.Wasm(t, lang.conformance)
+			policy := lang.name + "-policy"
+			s := &suite{plugin: "conf-" + lang.name}
+			s.h = trellistest.NewHost(t, func(o *host.Options) {
+				o.HTTP = host.HTTPOptions{Listen: "127.0.0.1:0", Routes: []host.HTTPRoute{
+					{Pattern: "POST /conf/{what}", Subject: "conf.{what}", Policies: []host.PolicyRef{{Name: policy}}},
+				}}
+			})
+			s.h.Load(policy, wasm, func(spec *host.Spec) {
+				spec.Policy = true
+				spec.Grants = plugin.Grants{Request: []string{"conf.echo"}, Publish: []string{"conf.echo"}}
+			})
+			s.h.Load(s.plugin, wasm, func(spec *host.Spec) {
+				spec.Policies = []host.PolicyRef{{Name: policy}}
+			})
+			for _, b := range policyBehaviours {
+				t.Run(b.name, func(t *testing.T) { b.run(t, s) })
 			}
 		})
 	}

@@ -26,11 +26,39 @@
 //	error            conf.error "x"              422, Nats-Service-Error "rejected: x"
 //	config           conf.config "colour"        the config value; an unknown key: 404 "no config key <key>"
 //	trap             conf.trap                   500 error reply; the plugin serves the next message
+//	kv/set-get       conf.kv "k=v"               kv_set(k, v), kv_get(k): reply "v"
+//	kv/incr          conf.kv "incr:k"            kv_incr(k, 1) twice: reply "2" (then "4": the count is in the host)
+//	kv/cas           conf.kv "cas:k"             kv_cas(k, absent, "first") works, kv_cas(k, absent, "second")
+//	                                             gets CONFLICT: reply "conflict" (again: 500 "kv cas: trellis: conflict")
+//	respheader       conf.respheader             reply "ok" with header X-Resp: yes (set by response_header)
 //
 // Error replies carry Nats-Service-Error-Code and Nats-Service-Error (abi/ABI.md section 4).
 //
 // abi/echo.wat, the ABI with no SDK, runs the echo subset (echo, empty,
 // large) as the reference for what the host itself guarantees.
+//
+// The same module is also a policy (trellis_policy and
+// trellis_policy_response). TestConformancePolicies loads it twice on one
+// host per language: as the policy "<lang>-policy" (granted requests and
+// publishing on conf.echo), and as the handler conf-<lang> behind it, which
+// an HTTP route POST /conf/{what} also reaches through the policy. The
+// policy acts on the request header X-Policy:
+//
+//	behaviour   request                                  expected
+//	allow       no X-Policy, or "allow"                  the handler's answer
+//	reject      "reject"                                 403 "rejected by conformance policy"
+//	answer      "answer" on conf.error                   reply "answered by conformance policy"
+//	header      "header" on conf.headers, X-In: a        the handler sees X-In: from-policy
+//	route       "route" on conf.error "p"                the message went to conf.echo: reply "p"
+//	data        "data" on conf.echo                      reply "replaced"
+//	http        "http", POST /conf/echo?x=1 over HTTP    "POST /conf/echo?x=1 from 127.0.0.1:<port>";
+//	                                                     over NATS the message goes on unchanged
+//	unknown     "bogus"                                  400 "unknown policy action bogus"
+//	response    X-Response: append                       a success gets " [response]" appended (the
+//	                                                     response phase reads the request's header);
+//	                                                     an error reply is left alone
+//	respheader  conf.respheader, X-Response: append      "ok [response]" with X-Resp: yes
+//	kv          conf.kv "incr:k"                         "2", behind the policy
 //
 // TestExamples runs every language's echo and greet examples: echo returns
 // the payload, greet answers "Ada" with "Hello, Ada!".

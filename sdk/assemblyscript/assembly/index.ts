@@ -17,6 +17,10 @@
 //   }
 //   plugin(handle, init);
 //
+// A policy registers its function with policy(fn, responseFn) and
+// re-exports trellis_policy (and trellis_policy_response if it has a response
+// function) the same way.
+//
 // Build with --runtime incremental (README.md says why). The host never keeps
 // a pointer into the plugin's memory, so every argument only needs to live
 // for the call.
@@ -52,10 +56,12 @@ export enum Status {
   NO_RESPONDERS = 8,
   /** The bus failed or refused the message. */
   BUS = 9,
-  /** Not allowed now (subscribe outside init). */
+  /** Not allowed now (subscribe outside init, set_* outside a policy). */
   WRONG_PHASE = 10,
   /** A value exceeds a host limit. */
   TOO_LARGE = 11,
+  /** kvCompareAndSet found another value than the one expected. */
+  CONFLICT = 12,
 }
 
 /** Returns the name of a status code as ABI.md's Go constants spell it; accepts the code or its negation. */
@@ -74,6 +80,7 @@ export function statusName(status: i32): string {
     case Status.BUS: return "bus error";
     case Status.WRONG_PHASE: return "not allowed in this phase";
     case Status.TOO_LARGE: return "too large";
+    case Status.CONFLICT: return "conflict";
   }
   return "unknown status";
 }
@@ -103,13 +110,14 @@ export function fail(code: i32, message: string): TrellisError {
 
 /**
  * Returns the failure for a host function that failed inside a handler: 504
- * for TIMEOUT, 503 for NO_RESPONDERS, 500 otherwise, described by the
- * status's name.
+ * for TIMEOUT, 503 for NO_RESPONDERS, 409 for CONFLICT, 500 otherwise,
+ * described by the status's name.
  */
 export function failStatus(status: Status): TrellisError {
   let code = 500;
   if (status == Status.TIMEOUT) code = 504;
   else if (status == Status.NO_RESPONDERS) code = 503;
+  else if (status == Status.CONFLICT) code = 409;
   return new TrellisError(code, statusName(status));
 }
 
@@ -142,6 +150,24 @@ export function readField(field: i32): Uint8Array | null {
 
 function decode(b: Uint8Array): string {
   return String.UTF8.decodeUnsafe(b.dataStart, <usize>b.byteLength);
+}
+
+/** Reads a text field of unknown length; "" when it is empty or missing. */
+function readText(field: i32): string {
+  const n = sys.read(field, 0, 0, 0);
+  if (n <= 0) return "";
+  return decode(readExact(field, <u32>n));
+}
+
+/** The first value of header `name` of the current message, from the host, or null. */
+function hostHeader(name: string): string | null {
+  const key = String.UTF8.encode(name);
+  const k = changetype<usize>(key), kl = <u32>key.byteLength;
+  const n = sys.header(k, kl, 0, 0);
+  if (n < 0) return null;
+  const buf = new Uint8Array(n);
+  sys.header(k, kl, buf.dataStart, <u32>n);
+  return decode(buf);
 }
 
 /** Returns the UTF-8 bytes of `s`. */
@@ -297,16 +323,31 @@ export class Headers {
 export class Msg {
   private _subject: string | null = null;
   private _reply: string | null = null;
-  private _headers: Headers | null = null;
-  private _data: Uint8Array | null = null;
+  protected _headers: Headers | null = null;
+  protected _data: Uint8Array | null = null;
+  protected _headersLen: u32;
+  protected _dataLen: u32;
 
   /** The message the host announced with these field lengths (the arguments of trellis_handle). */
   constructor(
     public readonly subjectLen: u32,
     public readonly replyLen: u32,
-    public readonly headersLen: u32,
-    public readonly dataLen: u32,
-  ) {}
+    headersLen: u32,
+    dataLen: u32,
+  ) {
+    this._headersLen = headersLen;
+    this._dataLen = dataLen;
+  }
+
+  /** The length of the encoded headers (costs no host call). */
+  get headersLen(): u32 {
+    return this._headersLen;
+  }
+
+  /** The length of the payload (costs no host call). */
+  get dataLen(): u32 {
+    return this._dataLen;
+  }
 
   /** The subject the message arrived on. */
   subject(): string {
@@ -337,7 +378,7 @@ export class Msg {
   headers(): Headers {
     const cached = this._headers;
     if (cached !== null) return cached;
-    let h = Headers.parse(readExact(sys.field.HEADERS, this.headersLen));
+    let h = Headers.parse(readExact(sys.field.HEADERS, this._headersLen));
     if (h === null) h = new Headers();
     this._headers = h;
     return h;
@@ -349,20 +390,14 @@ export class Msg {
    * decoding all the headers.
    */
   header(name: string): string | null {
-    const key = String.UTF8.encode(name);
-    const k = changetype<usize>(key), kl = <u32>key.byteLength;
-    const n = sys.header(k, kl, 0, 0);
-    if (n < 0) return null;
-    const buf = new Uint8Array(n);
-    sys.header(k, kl, buf.dataStart, <u32>n);
-    return decode(buf);
+    return hostHeader(name);
   }
 
   /** The payload. */
   data(): Uint8Array {
     let d = this._data;
     if (d === null) {
-      d = readExact(sys.field.DATA, this.dataLen);
+      d = readExact(sys.field.DATA, this._dataLen);
       this._data = d;
     }
     return d;
@@ -551,6 +586,313 @@ export function subscribe(subject: string, queue: string = ""): Status {
 }
 
 /**
+ * Adds header `name: value` to the response the caller gets, whoever produces
+ * it: the handler's reply, a policy's answer, or a rejection (a policy's
+ * Retry-After, say). Allowed in handlers and policies. Returns OK, or
+ * INVALID_ARGUMENT (an empty name, ":" in it, CR or LF in either).
+ */
+export function responseHeader(name: string, value: string): Status {
+  const n = utf8(name);
+  const v = utf8(value);
+  return statusOf(sys.response_header(n.dataStart, <u32>n.byteLength, v.dataStart, <u32>v.byteLength));
+}
+
+// ---------------------------------------------------------------------------
+// Key-value store
+// ---------------------------------------------------------------------------
+//
+// Each plugin has its own namespace in NATS JetStream KV on the host's bus:
+// every instance and every host sharing the bus sees the same values. Keys are
+// 1 to 256 bytes of A-Z a-z 0-9 - _ = . / (else INVALID_ARGUMENT); a bus
+// without JetStream gives BUS. ttlMs 0 means the value never expires. Every
+// call is a round trip to the bus.
+
+/** The ABI's ttl_ms is kept below 2^31, as the other SDKs keep it. */
+function ttl(ms: u32): u32 {
+  return ms > <u32>i32.MAX_VALUE ? <u32>i32.MAX_VALUE : ms;
+}
+
+/** The outcome of kvGet: a status and, when it is OK, the value. */
+export class KVValue {
+  constructor(
+    /** OK, NOT_FOUND (no such key), INVALID_ARGUMENT or BUS. */
+    public status: Status,
+    /** The value (empty unless status is OK). */
+    public value: Uint8Array,
+  ) {}
+
+  /** Whether the key was found. */
+  get ok(): bool {
+    return this.status == Status.OK;
+  }
+
+  /** The value decoded as UTF-8. */
+  valueString(): string {
+    return decode(this.value);
+  }
+}
+
+/** The outcome of kvIncr: a status and, when it is OK, the new value. */
+export class KVCounter {
+  constructor(
+    /** OK, INVALID_ARGUMENT (bad key, or a value that is not an integer), TIMEOUT or BUS. */
+    public status: Status,
+    /** The value after the increment (0 unless status is OK). */
+    public value: i64,
+  ) {}
+
+  /** Whether the increment happened. */
+  get ok(): bool {
+    return this.status == Status.OK;
+  }
+}
+
+/** Reads `key`. Check `ok` (or `status`: NOT_FOUND for a missing key) before using the value. */
+export function kvGet(key: string): KVValue {
+  const k = utf8(key);
+  let n = sys.kv_get(k.dataStart, <u32>k.byteLength, 0, 0);
+  // Another instance may change the value between the calls: read again
+  // until the buffer held all of it, so the value is never torn.
+  while (n >= 0) {
+    const buf = new Uint8Array(n);
+    const m = sys.kv_get(k.dataStart, <u32>k.byteLength, buf.dataStart, <u32>n);
+    if (m >= 0 && m <= n) return new KVValue(Status.OK, m == n ? buf : buf.subarray(0, m));
+    n = m;
+  }
+  return new KVValue(statusOf(n), new Uint8Array(0));
+}
+
+/** Stores `value` under `key`; it expires after `ttlMs` (0: never). Returns OK, INVALID_ARGUMENT, TOO_LARGE (over 1 MiB) or BUS. */
+export function kvSet(key: string, value: Uint8Array, ttlMs: u32 = 0): Status {
+  const k = utf8(key);
+  return statusOf(sys.kv_set(k.dataStart, <u32>k.byteLength, value.dataStart, <u32>value.byteLength, ttl(ttlMs)));
+}
+
+/**
+ * Atomically adds `delta` to the decimal integer under `key` (a missing key
+ * counts as 0), across all instances and hosts, and returns the new value. A
+ * key this call creates expires after `ttlMs` (0: never); later increments
+ * keep that expiry.
+ */
+export function kvIncr(key: string, delta: i64 = 1, ttlMs: u32 = 0): KVCounter {
+  const k = utf8(key);
+  const out = memory.data(8, 8);
+  const r = sys.kv_incr(k.dataStart, <u32>k.byteLength, delta, ttl(ttlMs), out);
+  if (r < 0) return new KVCounter(statusOf(r), 0);
+  return new KVCounter(Status.OK, load<i64>(out));
+}
+
+/**
+ * Compare-and-set: stores `value` under `key` only if its current value is
+ * exactly `expected` (empty: only if the key does not exist), atomically
+ * across instances and hosts; it expires after `ttlMs` (0: never). Returns OK,
+ * CONFLICT when the value was another one (read it again, recompute, retry),
+ * INVALID_ARGUMENT, TOO_LARGE or BUS.
+ */
+export function kvCompareAndSet(key: string, expected: Uint8Array, value: Uint8Array, ttlMs: u32 = 0): Status {
+  const k = utf8(key);
+  return statusOf(sys.kv_cas(
+    k.dataStart, <u32>k.byteLength,
+    expected.dataStart, <u32>expected.byteLength,
+    value.dataStart, <u32>value.byteLength,
+    ttl(ttlMs),
+  ));
+}
+
+/** Removes `key`; removing a missing key is not an error. Returns OK, INVALID_ARGUMENT or BUS. */
+export function kvDelete(key: string): Status {
+  const k = utf8(key);
+  return statusOf(sys.kv_delete(k.dataStart, <u32>k.byteLength));
+}
+
+// ---------------------------------------------------------------------------
+// Policies (ABI.md section 5a)
+// ---------------------------------------------------------------------------
+
+/**
+ * Returns a rejection for a policy to return: an HTTP-like `status` (401,
+ * 403, 429...; 0 or less becomes 403) and a `reason` the caller sees, which
+ * must not leak secrets.
+ */
+export function reject(status: i32, reason: string): TrellisError {
+  return new TrellisError(status > 0 ? status : 403, reason);
+}
+
+/**
+ * A message a policy decides on: a NATS message, or an HTTP request that came
+ * through the host's ingress (then `isHttp()` is true and `method()`,
+ * `path()`, `query()` and `remoteAddr()` are set). As a Msg, its headers and
+ * payload reflect the policy's own setHeader and setData.
+ */
+export class Inbound extends Msg {
+  private _http: string[] | null = null;
+
+  /** The message the host announced with these field lengths (the arguments of trellis_policy). */
+  constructor(subjectLen: u32, replyLen: u32, headersLen: u32, dataLen: u32) {
+    super(subjectLen, replyLen, headersLen, dataLen);
+  }
+
+  /** HTTP field i (method, path, query, remote address), read with the others on first use. */
+  private httpField(i: i32): string {
+    let h = this._http;
+    if (h === null) {
+      const method = readText(sys.field.METHOD);
+      h = [method, "", "", ""];
+      if (method.length > 0) { // a NATS message has none of them: one host call
+        h[1] = readText(sys.field.PATH);
+        h[2] = readText(sys.field.QUERY);
+        h[3] = readText(sys.field.REMOTE_ADDR);
+      }
+      this._http = h;
+    }
+    return h[i];
+  }
+
+  /** The HTTP method, or "" for a NATS message. */
+  method(): string {
+    return this.httpField(0);
+  }
+
+  /** The URL path of an HTTP request (/orders/42), or "". */
+  path(): string {
+    return this.httpField(1);
+  }
+
+  /** The raw query string of an HTTP request, without "?", or "". */
+  query(): string {
+    return this.httpField(2);
+  }
+
+  /** The HTTP client's address, host:port, or "". */
+  remoteAddr(): string {
+    return this.httpField(3);
+  }
+
+  /** Whether the message is an HTTP request from the ingress. */
+  isHttp(): bool {
+    return this.method().length > 0;
+  }
+
+  /**
+   * Sets header `name` of the message that goes on to the handler, replacing
+   * its values; an empty value removes it. Returns OK, INVALID_ARGUMENT (an
+   * empty name, CR or LF) or WRONG_PHASE.
+   */
+  setHeader(name: string, value: string): Status {
+    const n = utf8(name);
+    const v = utf8(value);
+    const s = statusOf(sys.set_header(n.dataStart, <u32>n.byteLength, v.dataStart, <u32>v.byteLength));
+    if (s == Status.OK) {
+      // The host re-encoded the headers: read them afresh when asked.
+      const len = sys.read(sys.field.HEADERS, 0, 0, 0);
+      this._headersLen = len < 0 ? 0 : <u32>len;
+      this._headers = null;
+    }
+    return s;
+  }
+
+  /** Replaces the payload the handler gets. Returns OK or WRONG_PHASE. */
+  setData(data: Uint8Array): Status {
+    const s = statusOf(sys.set_data(data.dataStart, <u32>data.byteLength));
+    if (s == Status.OK) {
+      this._data = data;
+      this._dataLen = <u32>data.byteLength;
+    }
+    return s;
+  }
+
+  /**
+   * Sends the message to `subject` instead of this route's handler: as a
+   * request if the caller waits for an answer (the operator must have granted
+   * the subject for requests), else as an event (granted for publishing).
+   * Returns OK, INVALID_SUBJECT, DENIED or WRONG_PHASE.
+   */
+  route(subject: string): Status {
+    const b = utf8(subject);
+    return statusOf(sys.set_subject(b.dataStart, <u32>b.byteLength));
+  }
+
+  /**
+   * Answers the message from the policy, so it goes no further, and returns
+   * what the policy returns: null once the reply is sent, else a 500
+   * "reply: trellis: <status>". For `return req.answer(utf8("cached"));`.
+   */
+  answer(data: Uint8Array): TrellisError | null {
+    return this.answerWithHeaders(new Headers(), data);
+  }
+
+  /** Answers with headers and data; as `answer`. */
+  answerWithHeaders(headers: Headers, data: Uint8Array): TrellisError | null {
+    const s = replyWithHeaders(headers, data);
+    return s == Status.OK ? null : fail(500, "reply: trellis: " + statusName(s));
+  }
+}
+
+/** The response a policy sees in its response phase, on its way back to the caller. */
+export class PolicyResponse {
+  private _headers: Headers | null = null;
+  private _data: Uint8Array | null = null;
+
+  /** The response the host announced (the arguments of trellis_policy_response). */
+  constructor(
+    /** 0 for a success, else the error status. */
+    public readonly status: i32,
+    private headersLen: u32,
+    private dataLen: u32,
+  ) {}
+
+  /** Whether the response is a success. */
+  get ok(): bool {
+    return this.status == 0;
+  }
+
+  /** The response's headers. */
+  headers(): Headers {
+    const cached = this._headers;
+    if (cached !== null) return cached;
+    let h = Headers.parse(readExact(sys.field.RESULT_HEADERS, this.headersLen));
+    if (h === null) h = new Headers();
+    this._headers = h;
+    return h;
+  }
+
+  /** The first value of the response's header `name`, as `Headers.get`. */
+  header(name: string): string | null {
+    return this.headers().get(name);
+  }
+
+  /** The response's payload. */
+  data(): Uint8Array {
+    let d = this._data;
+    if (d === null) {
+      d = readExact(sys.field.RESULT_DATA, this.dataLen);
+      this._data = d;
+    }
+    return d;
+  }
+
+  /** The payload decoded as UTF-8. */
+  dataString(): string {
+    return decode(this.data());
+  }
+
+  /** The first value of header `name` of the request this response answers, as the policies before left it, or null. */
+  requestHeader(name: string): string | null {
+    return hostHeader(name);
+  }
+
+  /** Replaces the response's payload. Returns OK or WRONG_PHASE. */
+  setData(data: Uint8Array): Status {
+    const s = statusOf(sys.set_data(data.dataStart, <u32>data.byteLength));
+    if (s == Status.OK) {
+      this._data = data;
+      this.dataLen = <u32>data.byteLength;
+    }
+    return s;
+  }
+}
+
+/**
  * Sets the description of the failure the handler is about to return (the
  * Nats-Service-Error header). Returning a TrellisError from a handler does
  * this for you; the last call wins.
@@ -570,8 +912,16 @@ export type InitFn = () => TrellisError | null;
 /** A plugin's message handler. null is success. */
 export type HandleFn = (msg: Msg) => TrellisError | null;
 
+/** A policy: null lets the message go on, a TrellisError (`reject`) refuses it. */
+export type PolicyFn = (req: Inbound) => TrellisError | null;
+
+/** A policy's response phase: null lets the response go back, a TrellisError turns it into that error. */
+export type PolicyResponseFn = (resp: PolicyResponse) => TrellisError | null;
+
 let registeredInit: InitFn | null = null;
 let registeredHandle: HandleFn | null = null;
+let registeredPolicy: PolicyFn | null = null;
+let registeredResponse: PolicyResponseFn | null = null;
 
 /**
  * Registers the plugin's handler and, optionally, its init function. Call it
@@ -581,6 +931,19 @@ let registeredHandle: HandleFn | null = null;
 export function plugin(handle: HandleFn, init: InitFn | null = null): void {
   registeredHandle = handle;
   registeredInit = init;
+}
+
+/**
+ * Registers the plugin's policy and, optionally, its response phase. Call it
+ * once at the top level of the entry file, which must also re-export
+ * `trellis_abi_v1` and `trellis_policy` from this module, and
+ * `trellis_policy_response` when there is a response function (without one,
+ * leave it out: the host then does not hold responses for this policy). A
+ * module may be a handler and a policy at once: call `plugin` too.
+ */
+export function policy(fn: PolicyFn, response: PolicyResponseFn | null = null): void {
+  registeredPolicy = fn;
+  registeredResponse = response;
 }
 
 function codeOf(e: TrellisError): i32 {
@@ -608,6 +971,29 @@ export function trellis_handle(subjectLen: u32, replyLen: u32, headersLen: u32, 
     return 500;
   }
   const e = handle(new Msg(subjectLen, replyLen, headersLen, dataLen));
+  if (e === null) return 0;
+  setError(e.message);
+  return codeOf(e);
+}
+
+/** Runs the registered policy for one message. */
+export function trellis_policy(subjectLen: u32, replyLen: u32, headersLen: u32, dataLen: u32): i32 {
+  const fn = registeredPolicy;
+  if (fn === null) {
+    setError("no policy: call policy(fn) in the entry file");
+    return 500;
+  }
+  const e = fn(new Inbound(subjectLen, replyLen, headersLen, dataLen));
+  if (e === null) return 0;
+  setError(e.message);
+  return codeOf(e);
+}
+
+/** Runs the registered response phase for one response; without one, lets it go back. */
+export function trellis_policy_response(status: i32, headersLen: u32, dataLen: u32): i32 {
+  const fn = registeredResponse;
+  if (fn === null) return 0;
+  const e = fn(new PolicyResponse(status, headersLen, dataLen));
   if (e === null) return 0;
   setError(e.message);
   return codeOf(e);

@@ -16,15 +16,41 @@
 //   conf.config   reply with the config value named by the payload, or fail
 //                 with 404 "no config key <payload>"
 //   conf.trap     trap
+//   conf.kv       payload "key=value": kv_set(key, value, no TTL), then reply
+//                 with kv_get(key); "incr:key": kv_incr(key, 1) twice, reply
+//                 with the second result in decimal; "cas:key": kv_cas(key,
+//                 absent, "first"), then kv_cas(key, absent, "second"), which
+//                 must fail with CONFLICT: reply "conflict", else fail with 500
+//   conf.respheader  response_header("X-Resp", "yes"), reply "ok"
+//
+// The same module is a policy (trellis_policy), acting on the message's
+// header X-Policy:
+//
+//   absent, "allow"  continue
+//   "reject"         reject with 403 "rejected by conformance policy"
+//   "answer"         reply "answered by conformance policy"
+//   "header"         set header X-In: from-policy, continue
+//   "route"          send the message to conf.echo, continue
+//   "data"           replace the payload with "replaced", continue
+//   "http"           for an HTTP request, replace the payload with
+//                    "<method> <path>?<query> from <remote address>" and
+//                    continue; a NATS message goes on unchanged
+//   anything else    reject with 400 "unknown policy action <value>"
+//
+// and its response phase (trellis_policy_response) appends " [response]" to
+// a successful response's payload when the request has X-Response: append.
 //
 // Build (in sdk/assemblyscript, after npm ci):
 //   npx asc conformance/index.ts -O3 --runtime incremental --use abort= -o conformance/conformance-as.wasm
 
 import {
-  Headers, Level, Msg, Status, TrellisError,
-  configBytes, fail, log, plugin, publishWithHeaders, reply, replyWithHeaders, request, statusName, subscribe, utf8,
+  Headers, Inbound, Level, Msg, PolicyResponse, Status, TrellisError,
+  configBytes, fail, kvCompareAndSet, kvGet, kvIncr, kvSet, log, plugin, policy, publishWithHeaders,
+  reject, reply, replyWithHeaders, request, responseHeader, statusName, subscribe, utf8,
 } from "../assembly/index";
-export { trellis_abi_v1, trellis_init, trellis_handle } from "../assembly/index";
+export {
+  trellis_abi_v1, trellis_init, trellis_handle, trellis_policy, trellis_policy_response,
+} from "../assembly/index";
 
 function init(): TrellisError | null {
   const s = subscribe("conf.>");
@@ -87,7 +113,80 @@ function handle(msg: Msg): TrellisError | null {
     return answer(msg, v);
   }
   if (what == "trap") unreachable();
+  if (what == "kv") return kv(msg, text);
+  if (what == "respheader") {
+    const s = responseHeader("X-Resp", "yes");
+    if (s != Status.OK) return failed("response_header", s);
+    return answer(msg, utf8("ok"));
+  }
   return fail(404, "unknown behaviour " + subject);
 }
 
+// Fails with 500 "<call>: trellis: <status name>".
+function failed(call: string, s: Status): TrellisError {
+  return fail(500, call + ": trellis: " + statusName(s));
+}
+
+function kv(msg: Msg, payload: string): TrellisError | null {
+  if (payload.startsWith("incr:")) {
+    const key = payload.substring(5);
+    let c = kvIncr(key, 1);
+    if (c.ok) c = kvIncr(key, 1);
+    if (!c.ok) return failed("kv incr", c.status);
+    return answer(msg, utf8(c.value.toString()));
+  }
+  if (payload.startsWith("cas:")) {
+    const key = payload.substring(4);
+    const none = new Uint8Array(0);
+    let s = kvCompareAndSet(key, none, utf8("first"));
+    if (s != Status.OK) return failed("kv cas", s);
+    s = kvCompareAndSet(key, none, utf8("second"));
+    if (s == Status.CONFLICT) return answer(msg, utf8("conflict"));
+    if (s != Status.OK) return failed("kv cas", s);
+    return fail(500, "kv cas: the second compare-and-set did not conflict");
+  }
+  const eq = payload.indexOf("=");
+  if (eq < 0) return fail(400, "kv: the payload is not key=value, incr:key or cas:key");
+  const key = payload.substring(0, eq);
+  const s = kvSet(key, utf8(payload.substring(eq + 1)));
+  if (s != Status.OK) return failed("kv set", s);
+  const v = kvGet(key);
+  if (!v.ok) return failed("kv get", v.status);
+  return answer(msg, v.value);
+}
+
+function decide(call: string, s: Status): TrellisError | null {
+  return s == Status.OK ? null : failed(call, s);
+}
+
+function onMessage(req: Inbound): TrellisError | null {
+  const h = req.header("X-Policy");
+  const action = h === null ? "" : h;
+  if (action == "" || action == "allow") return null;
+  if (action == "reject") return reject(403, "rejected by conformance policy");
+  if (action == "answer") return req.answer(utf8("answered by conformance policy"));
+  if (action == "header") return decide("set_header", req.setHeader("X-In", "from-policy"));
+  if (action == "route") return decide("set_subject", req.route("conf.echo"));
+  if (action == "data") return decide("set_data", req.setData(utf8("replaced")));
+  if (action == "http") {
+    if (!req.isHttp()) return null;
+    const text = req.method() + " " + req.path() + "?" + req.query() + " from " + req.remoteAddr();
+    return decide("set_data", req.setData(utf8(text)));
+  }
+  return reject(400, "unknown policy action " + action);
+}
+
+function onResponse(resp: PolicyResponse): TrellisError | null {
+  if (!resp.ok) return null;
+  const want = resp.requestHeader("X-Response");
+  if (want === null || want != "append") return null;
+  const suffix = utf8(" [response]");
+  const data = resp.data();
+  const out = new Uint8Array(data.length + suffix.length);
+  out.set(data, 0);
+  out.set(suffix, data.length);
+  return decide("set_data", resp.setData(out));
+}
+
 plugin(handle, init);
+policy(onMessage, onResponse);

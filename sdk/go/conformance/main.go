@@ -1,3 +1,5 @@
+//go:build wasip1
+
 // Command conformance is the Go SDK's implementation of the Trellis
 // conformance plugin: the behaviours that host/conformance runs against
 // every SDK. It subscribes to "conf.>" and acts on the last token:
@@ -15,19 +17,49 @@
 //	conf.config   reply with the config value named by the payload, or fail
 //	              with 404 "no config key <payload>"
 //	conf.trap     trap (here: a Go panic)
+//	conf.kv       payload "key=value": kv_set(key, value, no TTL), then reply
+//	              with kv_get(key); "incr:key": kv_incr(key, 1) twice, reply
+//	              with the second result in decimal; "cas:key": kv_cas(key,
+//	              absent, "first"), then kv_cas(key, absent, "second"), which
+//	              must fail with CONFLICT: reply "conflict", else fail with 500
+//	conf.respheader  response_header("X-Resp", "yes"), reply "ok"
+//
+// The same module is a policy (trellis_policy), acting on the message's
+// header X-Policy:
+//
+//	absent, "allow"  continue
+//	"reject"         reject with 403 "rejected by conformance policy"
+//	"answer"         reply "answered by conformance policy"
+//	"header"         set header X-In: from-policy, continue
+//	"route"          send the message to conf.echo, continue
+//	"data"           replace the payload with "replaced", continue
+//	"http"           for an HTTP request, replace the payload with
+//	                 "<method> <path>?<query> from <remote address>" and
+//	                 continue; a NATS message goes on unchanged
+//	anything else    reject with 400 "unknown policy action <value>"
+//
+// and its response phase (trellis_policy_response) appends " [response]" to
+// a successful response's payload when the request has X-Response: append.
+//
+// The file builds only for wasip1: the response phase reads the request's
+// header with the raw header host function, which the SDK does not wrap.
 package main
 
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
+	"unsafe"
 
 	trellis "github.com/trellis-mesh/trellis/sdk/go"
 )
 
 func init() {
 	trellis.Handle("conf.>", handle)
+	trellis.Policy(policy)
+	trellis.PolicyResponse(respond)
 }
 
 func handle(m *trellis.Msg) ([]byte, error) {
@@ -73,8 +105,112 @@ func handle(m *trellis.Msg) ([]byte, error) {
 		return []byte(v), nil
 	case "trap":
 		panic("conformance: trap requested")
+	case "kv":
+		return kv(string(m.Data))
+	case "respheader":
+		if err := trellis.ResponseHeader("X-Resp", "yes"); err != nil {
+			return nil, trellis.Errorf(500, "response_header: %v", err)
+		}
+		return []byte("ok"), nil
 	}
 	return nil, trellis.Errorf(404, "unknown behaviour %s", m.Subject)
+}
+
+func kv(payload string) ([]byte, error) {
+	if key, ok := strings.CutPrefix(payload, "incr:"); ok {
+		n, err := trellis.KVIncr(key, 1, 0)
+		if err == nil {
+			n, err = trellis.KVIncr(key, 1, 0)
+		}
+		if err != nil {
+			return nil, trellis.Errorf(500, "kv incr: %v", err)
+		}
+		return strconv.AppendInt(nil, n, 10), nil
+	}
+	if key, ok := strings.CutPrefix(payload, "cas:"); ok {
+		if err := trellis.KVCompareAndSet(key, nil, []byte("first"), 0); err != nil {
+			return nil, trellis.Errorf(500, "kv cas: %v", err)
+		}
+		err := trellis.KVCompareAndSet(key, nil, []byte("second"), 0)
+		switch {
+		case errors.Is(err, trellis.ErrConflict):
+			return []byte("conflict"), nil
+		case err != nil:
+			return nil, trellis.Errorf(500, "kv cas: %v", err)
+		}
+		return nil, trellis.Errorf(500, "kv cas: the second compare-and-set did not conflict")
+	}
+	key, value, ok := strings.Cut(payload, "=")
+	if !ok {
+		return nil, trellis.Errorf(400, "kv: the payload is not key=value, incr:key or cas:key")
+	}
+	if err := trellis.KVSet(key, []byte(value), 0); err != nil {
+		return nil, trellis.Errorf(500, "kv set: %v", err)
+	}
+	v, err := trellis.KVGet(key)
+	if err != nil {
+		return nil, trellis.Errorf(500, "kv get: %v", err)
+	}
+	return v, nil
+}
+
+func policy(r *trellis.Inbound) trellis.Decision {
+	switch action := r.Header.Get("X-Policy"); action {
+	case "", "allow":
+		return trellis.Continue
+	case "reject":
+		return trellis.Reject(403, "rejected by conformance policy")
+	case "answer":
+		d, err := r.Answer([]byte("answered by conformance policy"))
+		if err != nil {
+			return trellis.Reject(500, "reply: "+err.Error())
+		}
+		return d
+	case "header":
+		return decide("set_header", r.SetHeader("X-In", "from-policy"))
+	case "route":
+		return decide("set_subject", r.Route("conf.echo"))
+	case "data":
+		return decide("set_data", r.SetData([]byte("replaced")))
+	case "http":
+		if r.Method == "" {
+			return trellis.Continue
+		}
+		return decide("set_data", r.SetData([]byte(r.Method+" "+r.Path+"?"+r.Query+" from "+r.RemoteAddr)))
+	default:
+		return trellis.Reject(400, "unknown policy action "+action)
+	}
+}
+
+// decide continues after a host call that worked and rejects with 500
+// "<call>: <err>" after one that failed.
+func decide(call string, err error) trellis.Decision {
+	if err != nil {
+		return trellis.Reject(500, call+": "+err.Error())
+	}
+	return trellis.Continue
+}
+
+func respond(resp *trellis.Response) trellis.Decision {
+	if resp.Status != 0 || !requestHeaderIs("X-Response", "append") {
+		return trellis.Continue
+	}
+	return decide("set_data", resp.SetData(append(resp.Data, " [response]"...)))
+}
+
+// The Go SDK's Response carries the response only; in the response phase
+// the host's header function still reads the request's headers.
+//
+//go:wasmimport trellis header
+func hostHeader(name unsafe.Pointer, nameLen uint32, buf unsafe.Pointer, bufLen uint32) int32
+
+// requestHeaderIs reports whether the first value of the request's header
+// name is want, which must not be empty.
+func requestHeaderIs(name, want string) bool {
+	buf := make([]byte, len(want))
+	n := hostHeader(unsafe.Pointer(unsafe.StringData(name)), uint32(len(name)),
+		unsafe.Pointer(unsafe.SliceData(buf)), uint32(len(buf)))
+	return int(n) == len(want) && string(buf) == want
 }
 
 func main() {}

@@ -30,6 +30,11 @@
 //! argument only needs to live for the call. Functions that call the host
 //! return `Result<_, Status>`; a handler returns `Result<(), Error>`, and an
 //! [`Error`] carries the failure code and text the requester sees.
+//!
+//! Beyond messages: [`kv`] is the plugin's key-value store, shared by every
+//! instance and host; [`response_header`] adds a header to the answer; and
+//! [`policy`] writes traffic policies, which run before handlers and may
+//! reject, answer, reroute or change a message, and change its response.
 
 #![warn(missing_docs)]
 
@@ -38,6 +43,8 @@ use std::fmt;
 use std::time::Duration;
 
 mod headers;
+pub mod kv;
+pub mod policy;
 pub mod sys;
 
 pub use headers::Headers;
@@ -73,10 +80,12 @@ pub enum Status {
     NoResponders,
     /// 9: the bus failed or refused the message.
     Bus,
-    /// 10: not allowed now (`subscribe` outside init).
+    /// 10: not allowed now (`subscribe` outside init, `set_*` outside a policy).
     WrongPhase,
     /// 11: a value exceeds a host limit.
     TooLarge,
+    /// 12: [`kv::compare_and_set`] found another value than the one expected.
+    Conflict,
     /// A code this version of the SDK does not know.
     Unknown(i32),
 }
@@ -96,6 +105,7 @@ impl Status {
             9 => Status::Bus,
             10 => Status::WrongPhase,
             11 => Status::TooLarge,
+            12 => Status::Conflict,
             other => Status::Unknown(other),
         }
     }
@@ -114,6 +124,7 @@ impl Status {
             Status::Bus => 9,
             Status::WrongPhase => 10,
             Status::TooLarge => 11,
+            Status::Conflict => 12,
             Status::Unknown(code) => code,
         }
     }
@@ -132,6 +143,7 @@ impl Status {
             Status::Bus => "bus error",
             Status::WrongPhase => "not allowed in this phase",
             Status::TooLarge => "too large",
+            Status::Conflict => "conflict",
             Status::Unknown(_) => "unknown status",
         }
     }
@@ -217,13 +229,15 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {}
 
 /// A failed host call inside a handler becomes a 504 for [`Status::Timeout`],
-/// a 503 for [`Status::NoResponders`] and a 500 otherwise, described by the
-/// status's name. This is what makes `?` work on SDK calls in a handler.
+/// a 503 for [`Status::NoResponders`], a 409 for [`Status::Conflict`] and a
+/// 500 otherwise, described by the status's name. This is what makes `?`
+/// work on SDK calls in a handler.
 impl From<Status> for Error {
     fn from(s: Status) -> Error {
         let code = match s {
             Status::Timeout => 504,
             Status::NoResponders => 503,
+            Status::Conflict => 409,
             _ => 500,
         };
         Error::new(code, s.name())
@@ -235,7 +249,8 @@ impl From<Status> for Error {
 // ---------------------------------------------------------------------------
 
 /// A field of the message being handled, or of the response to the last
-/// successful [`request`] (ABI.md section 4).
+/// successful [`request`] (ABI.md section 4). In a policy's response phase,
+/// the result fields hold the response.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Field {
     /// The subject the message arrived on.
@@ -250,6 +265,14 @@ pub enum Field {
     ResultHeaders,
     /// Payload of that response.
     ResultData,
+    /// HTTP method of a request from the HTTP ingress; empty for NATS messages.
+    Method,
+    /// Its URL path.
+    Path,
+    /// Its raw query string, without `?`.
+    Query,
+    /// The client's address, `host:port`.
+    RemoteAddr,
 }
 
 impl Field {
@@ -261,6 +284,10 @@ impl Field {
             Field::Data => sys::field::DATA,
             Field::ResultHeaders => sys::field::RESULT_HEADERS,
             Field::ResultData => sys::field::RESULT_DATA,
+            Field::Method => sys::field::METHOD,
+            Field::Path => sys::field::PATH,
+            Field::Query => sys::field::QUERY,
+            Field::RemoteAddr => sys::field::REMOTE_ADDR,
         }
     }
 }
@@ -366,6 +393,16 @@ impl<T> Lazy<T> {
                 None => std::hint::unreachable_unchecked(),
             }
         }
+    }
+
+    /// Replaces the value; `&mut self` guarantees no reference into it exists.
+    fn set(&mut self, v: T) {
+        *self.cell.get_mut() = Some(v);
+    }
+
+    /// Forgets the value, so the next `get_or_init` computes it again.
+    fn reset(&mut self) {
+        *self.cell.get_mut() = None;
     }
 }
 
@@ -663,15 +700,30 @@ pub fn subscribe(subject: &str) -> Result<(), Status> {
 /// Declares a subject with queue group `queue` (`""`: the default group, the
 /// plugin's name). Errors as [`subscribe`].
 pub fn subscribe_queue(subject: &str, queue: &str) -> Result<(), Status> {
-    let r = unsafe {
-        sys::subscribe(
-            subject.as_ptr(),
-            subject.len() as u32,
-            queue.as_ptr(),
-            queue.len() as u32,
-        )
-    };
-    Status::check(r).map(|_| ())
+    call_with_strs(subject, queue, |s, sl, q, ql| unsafe {
+        sys::subscribe(s, sl, q, ql)
+    })
+}
+
+/// Calls a host function of the form `(a, a_len, b, b_len) -> 0 | -status`.
+fn call_with_strs(
+    a: &str,
+    b: &str,
+    f: impl FnOnce(*const u8, u32, *const u8, u32) -> i32,
+) -> Result<(), Status> {
+    Status::check(f(a.as_ptr(), a.len() as u32, b.as_ptr(), b.len() as u32)).map(|_| ())
+}
+
+/// Adds header `name: value` to the response the caller gets, whoever
+/// produces it: the handler's reply, a policy's answer, or a rejection (a
+/// policy's `Retry-After`, say). Allowed in handlers and policies.
+///
+/// Errors: [`Status::InvalidArgument`] (an empty name, `:` in it, or CR or LF
+/// in either).
+pub fn response_header(name: &str, value: &str) -> Result<(), Status> {
+    call_with_strs(name, value, |n, nl, v, vl| unsafe {
+        sys::response_header(n, nl, v, vl)
+    })
 }
 
 /// Sets the description of the failure the handler is about to return (the
@@ -685,44 +737,80 @@ pub fn set_error(msg: &str) {
 // Exports
 // ---------------------------------------------------------------------------
 
-/// Defines the exports of a plugin (ABI.md section 3): `trellis_abi_v1`,
-/// `trellis_init` and `trellis_handle`. Use it once, in the crate root of a
-/// `cdylib`:
+/// Defines the exports of a plugin (ABI.md section 3). Use it once, in the
+/// crate root of a `cdylib`, with the functions the plugin has, in any order:
 ///
 /// ```ignore
 /// trellis::plugin! { init: init, handle: handle }
 /// trellis::plugin! { handle: handle }   // no init: subjects come from config
+/// trellis::plugin! { policy: policy }   // a policy only
+/// trellis::plugin! { policy: policy, policy_response: on_response }
+/// trellis::plugin! { init: init, handle: handle, policy: policy } // both
 /// ```
 ///
-/// `init` is a `fn() -> Result<(), E>` run once per instance; `handle` is a
-/// `fn(&trellis::Msg) -> Result<(), E>` run once per message; `E` is anything
-/// that converts into [`Error`] ([`Error`] itself, or [`Status`]). An `Err`
-/// from `handle` sets the failure text and returns its code; an `Err` from
-/// `init` is logged at error level and refuses the instance.
+/// It always defines the marker `trellis_abi_v1`, and one export per key:
+///
+/// - `init` → `trellis_init`: a `fn() -> Result<(), E>` run once per
+///   instance. An `Err` is logged at error level and refuses the instance.
+/// - `handle` → `trellis_handle`: a `fn(&trellis::Msg) -> Result<(), E>` run
+///   once per message. An `Err` sets the failure text and returns its code.
+/// - `policy` → `trellis_policy`: a
+///   `fn(&mut trellis::policy::Inbound) -> Result<trellis::policy::Decision, E>`
+///   run before the handler of each message it is attached to (see
+///   [`policy`]). An `Err` rejects the message with its code and text.
+/// - `policy_response` → `trellis_policy_response`: a
+///   `fn(&mut trellis::policy::Response) -> Result<trellis::policy::Decision, E>`
+///   that sees the response on its way back. Leave it out when there is
+///   nothing to do there: the host then does not hold responses for it.
+///
+/// `E` is anything that converts into [`Error`] ([`Error`] itself, or
+/// [`Status`]). A module must have `handle` or `policy` for the host to load
+/// it.
 #[macro_export]
 macro_rules! plugin {
-    (init: $init:expr, handle: $handle:expr $(,)?) => {
+    (@export init $f:expr) => {
+        #[no_mangle]
+        pub extern "C" fn trellis_init() -> i32 {
+            $crate::__rt::init($f)
+        }
+    };
+    (@export handle $f:expr) => {
+        #[no_mangle]
+        pub extern "C" fn trellis_handle(subject_len: u32, reply_len: u32, headers_len: u32, data_len: u32) -> i32 {
+            $crate::__rt::handle(subject_len, reply_len, headers_len, data_len, $f)
+        }
+    };
+    (@export policy $f:expr) => {
+        #[no_mangle]
+        pub extern "C" fn trellis_policy(subject_len: u32, reply_len: u32, headers_len: u32, data_len: u32) -> i32 {
+            $crate::__rt::policy(subject_len, reply_len, headers_len, data_len, $f)
+        }
+    };
+    (@export policy_response $f:expr) => {
+        #[no_mangle]
+        pub extern "C" fn trellis_policy_response(status: i32, headers_len: u32, data_len: u32) -> i32 {
+            $crate::__rt::policy_response(status, headers_len, data_len, $f)
+        }
+    };
+    (@export $other:ident $f:expr) => {
+        compile_error!(concat!(
+            "trellis::plugin!: unknown key `",
+            stringify!($other),
+            "`; the keys are init, handle, policy and policy_response"
+        ));
+    };
+    ($($key:ident : $value:expr),+ $(,)?) => {
         #[no_mangle]
         pub extern "C" fn trellis_abi_v1() {}
 
-        #[no_mangle]
-        pub extern "C" fn trellis_init() -> i32 {
-            $crate::__rt::init($init)
-        }
-
-        #[no_mangle]
-        pub extern "C" fn trellis_handle(subject_len: u32, reply_len: u32, headers_len: u32, data_len: u32) -> i32 {
-            $crate::__rt::handle(subject_len, reply_len, headers_len, data_len, $handle)
-        }
-    };
-    (handle: $handle:expr $(,)?) => {
-        $crate::plugin! { init: || -> ::std::result::Result<(), $crate::Error> { Ok(()) }, handle: $handle }
+        $($crate::plugin!(@export $key $value);)+
     };
 }
 
 /// What the exports defined by [`plugin!`] run. Not part of the API.
 #[doc(hidden)]
 pub mod __rt {
+    use crate::policy::{Decision, Inbound, Response};
     use crate::{log, set_error, Error, Msg};
 
     pub fn init<F, E>(f: F) -> i32
@@ -756,12 +844,45 @@ pub mod __rt {
         let msg = Msg::from_lengths(subject_len, reply_len, headers_len, data_len);
         match f(&msg) {
             Ok(()) => 0,
-            Err(e) => {
-                let e: Error = e.into();
-                set_error(e.message());
-                e.code()
-            }
+            Err(e) => fail(e.into()),
         }
+    }
+
+    pub fn policy<F, E>(
+        subject_len: u32,
+        reply_len: u32,
+        headers_len: u32,
+        data_len: u32,
+        f: F,
+    ) -> i32
+    where
+        F: FnOnce(&mut Inbound) -> Result<Decision, E>,
+        E: Into<Error>,
+    {
+        let mut req = Inbound::from_lengths(subject_len, reply_len, headers_len, data_len);
+        decide(f(&mut req))
+    }
+
+    pub fn policy_response<F, E>(status: i32, headers_len: u32, data_len: u32, f: F) -> i32
+    where
+        F: FnOnce(&mut Response) -> Result<Decision, E>,
+        E: Into<Error>,
+    {
+        let mut resp = Response::from_parts(status, headers_len, data_len);
+        decide(f(&mut resp))
+    }
+
+    fn decide<E: Into<Error>>(d: Result<Decision, E>) -> i32 {
+        match d {
+            Ok(Decision::Continue) => 0,
+            Ok(Decision::Reject(e)) => fail(e),
+            Err(e) => fail(e.into()),
+        }
+    }
+
+    fn fail(e: Error) -> i32 {
+        set_error(e.message());
+        e.code()
     }
 }
 
@@ -786,6 +907,14 @@ mod tests {
         assert_eq!(Error::bad_request("x").code(), 400);
         assert_eq!(Error::from(Status::Timeout).code(), 504);
         assert_eq!(Error::from(Status::Denied).message(), "permission denied");
+        assert_eq!(Error::from(Status::Conflict).code(), 409);
+    }
+
+    #[test]
+    fn conflict_is_a_known_status() {
+        assert_eq!(Status::from_code(12), Status::Conflict);
+        assert_eq!(Status::check(-12), Err(Status::Conflict));
+        assert_eq!(Status::Conflict.name(), "conflict");
     }
 
     #[test]
@@ -804,5 +933,42 @@ mod tests {
             .append("Nats-Service-Error-Code", "404")
             .append("Nats-Service-Error", "no such user");
         assert_eq!(r.service_error(), Some((404, "no such user")));
+    }
+}
+
+/// The macro must accept every combination of keys; compiling this module is
+/// the test (the exports it defines are never called natively).
+#[cfg(test)]
+mod plugin_macro {
+    use crate::policy::{Decision, Inbound, Response};
+    use crate::{Error, Msg, Status};
+
+    fn init() -> Result<(), Status> {
+        Ok(())
+    }
+    fn handle(_: &Msg) -> Result<(), Error> {
+        Ok(())
+    }
+    fn policy(_: &mut Inbound) -> Result<Decision, Status> {
+        Ok(Decision::Continue)
+    }
+    fn respond(_: &mut Response) -> Result<Decision, Error> {
+        Ok(Decision::reject(500, "no"))
+    }
+
+    crate::plugin! {
+        init: init,
+        handle: handle,
+        policy: policy,
+        policy_response: respond,
+    }
+
+    #[test]
+    fn exports_exist() {
+        let _: extern "C" fn() = trellis_abi_v1;
+        let _: extern "C" fn() -> i32 = trellis_init;
+        let _: extern "C" fn(u32, u32, u32, u32) -> i32 = trellis_handle;
+        let _: extern "C" fn(u32, u32, u32, u32) -> i32 = trellis_policy;
+        let _: extern "C" fn(i32, u32, u32) -> i32 = trellis_policy_response;
     }
 }

@@ -1,5 +1,6 @@
 //! The raw host functions of ABI.md section 5, exactly as the host defines
-//! them: import module `trellis`, every parameter and result an `i32`.
+//! them: import module `trellis`, every parameter and result an `i32`, except
+//! the `delta` of [`kv_incr`], an `i64`.
 //!
 //! Each returns a value `>= 0` on success (0, or a length where the ABI says
 //! so) and the negated [`Status`](crate::Status) code on failure. Pointers
@@ -22,10 +23,20 @@ pub mod field {
     pub const HEADERS: i32 = 2;
     /// Its payload.
     pub const DATA: i32 = 3;
-    /// Headers of the response to this call's last successful `request`.
+    /// Headers of the response to this call's last successful `request`; in
+    /// `trellis_policy_response`, the response's headers.
     pub const RESULT_HEADERS: i32 = 4;
-    /// Payload of that response.
+    /// Payload of that response; in `trellis_policy_response`, the response's.
     pub const RESULT_DATA: i32 = 5;
+    /// HTTP method of a request that came through the HTTP ingress; empty for
+    /// NATS messages.
+    pub const METHOD: i32 = 6;
+    /// Its URL path (`/orders/42`).
+    pub const PATH: i32 = 7;
+    /// Its raw query string, without `?`.
+    pub const QUERY: i32 = 8;
+    /// The client's address, `host:port`.
+    pub const REMOTE_ADDR: i32 = 9;
 }
 
 #[cfg(target_arch = "wasm32")]
@@ -66,6 +77,43 @@ extern "C" {
         -> i32;
     /// Sets the description of the failure `trellis_handle` is about to return.
     pub fn error(msg: *const u8, msg_len: u32) -> i32;
+    /// In a policy: sets header `name` of the message that goes on
+    /// (`value_len` 0 removes it).
+    pub fn set_header(name: *const u8, name_len: u32, value: *const u8, value_len: u32) -> i32;
+    /// In a policy: replaces the payload the handler gets; in a response
+    /// phase, the response's payload.
+    pub fn set_data(data: *const u8, data_len: u32) -> i32;
+    /// In a policy: sends the message to `subject` instead of the handler.
+    pub fn set_subject(subject: *const u8, subject_len: u32) -> i32;
+    /// Adds a header to the response the caller gets.
+    pub fn response_header(name: *const u8, name_len: u32, value: *const u8, value_len: u32)
+        -> i32;
+    /// Copies the value of `key` into `buf`; returns its total length.
+    pub fn kv_get(key: *const u8, key_len: u32, buf: *mut u8, buf_len: u32) -> i32;
+    /// Stores `value` under `key`, expiring after `ttl_ms` (0: never).
+    pub fn kv_set(
+        key: *const u8,
+        key_len: u32,
+        value: *const u8,
+        value_len: u32,
+        ttl_ms: u32,
+    ) -> i32;
+    /// Adds `delta` to the integer under `key`; writes the new value, 8 bytes
+    /// little-endian, at `out`.
+    pub fn kv_incr(key: *const u8, key_len: u32, delta: i64, ttl_ms: u32, out: *mut u8) -> i32;
+    /// Stores `value` under `key` only if its value is `expected`
+    /// (`expected_len` 0: only if it does not exist).
+    pub fn kv_cas(
+        key: *const u8,
+        key_len: u32,
+        expected: *const u8,
+        expected_len: u32,
+        value: *const u8,
+        value_len: u32,
+        ttl_ms: u32,
+    ) -> i32;
+    /// Removes `key`.
+    pub fn kv_delete(key: *const u8, key_len: u32) -> i32;
 }
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -139,6 +187,72 @@ mod native {
     /// See the wasm32 declaration.
     pub unsafe fn error(msg: *const u8, msg_len: u32) -> i32 {
         no_host("error")
+    }
+    /// See the wasm32 declaration.
+    pub unsafe fn set_header(
+        name: *const u8,
+        name_len: u32,
+        value: *const u8,
+        value_len: u32,
+    ) -> i32 {
+        no_host("set_header")
+    }
+    /// See the wasm32 declaration.
+    pub unsafe fn set_data(data: *const u8, data_len: u32) -> i32 {
+        no_host("set_data")
+    }
+    /// See the wasm32 declaration.
+    pub unsafe fn set_subject(subject: *const u8, subject_len: u32) -> i32 {
+        no_host("set_subject")
+    }
+    /// See the wasm32 declaration.
+    pub unsafe fn response_header(
+        name: *const u8,
+        name_len: u32,
+        value: *const u8,
+        value_len: u32,
+    ) -> i32 {
+        no_host("response_header")
+    }
+    /// See the wasm32 declaration.
+    pub unsafe fn kv_get(key: *const u8, key_len: u32, buf: *mut u8, buf_len: u32) -> i32 {
+        no_host("kv_get")
+    }
+    /// See the wasm32 declaration.
+    pub unsafe fn kv_set(
+        key: *const u8,
+        key_len: u32,
+        value: *const u8,
+        value_len: u32,
+        ttl_ms: u32,
+    ) -> i32 {
+        no_host("kv_set")
+    }
+    /// See the wasm32 declaration.
+    pub unsafe fn kv_incr(
+        key: *const u8,
+        key_len: u32,
+        delta: i64,
+        ttl_ms: u32,
+        out: *mut u8,
+    ) -> i32 {
+        no_host("kv_incr")
+    }
+    /// See the wasm32 declaration.
+    pub unsafe fn kv_cas(
+        key: *const u8,
+        key_len: u32,
+        expected: *const u8,
+        expected_len: u32,
+        value: *const u8,
+        value_len: u32,
+        ttl_ms: u32,
+    ) -> i32 {
+        no_host("kv_cas")
+    }
+    /// See the wasm32 declaration.
+    pub unsafe fn kv_delete(key: *const u8, key_len: u32) -> i32 {
+        no_host("kv_delete")
     }
 }
 

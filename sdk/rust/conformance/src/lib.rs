@@ -15,6 +15,29 @@
 //! - `conf.config`: reply with the config value named by the payload, or fail
 //!   with 404 "no config key <payload>"
 //! - `conf.trap`: trap (here: a panic)
+//! - `conf.kv`: payload "key=value": kv_set(key, value, no TTL), then reply
+//!   with kv_get(key); "incr:key": kv_incr(key, 1) twice, reply with the
+//!   second result in decimal; "cas:key": kv_cas(key, absent, "first"), then
+//!   kv_cas(key, absent, "second"), which must fail with CONFLICT: reply
+//!   "conflict", else fail with 500
+//! - `conf.respheader`: response_header("X-Resp", "yes"), reply "ok"
+//!
+//! The same module is a policy (`trellis_policy`), acting on the message's
+//! header X-Policy:
+//!
+//! - absent, "allow": continue
+//! - "reject": reject with 403 "rejected by conformance policy"
+//! - "answer": reply "answered by conformance policy"
+//! - "header": set header X-In: from-policy, continue
+//! - "route": send the message to conf.echo, continue
+//! - "data": replace the payload with "replaced", continue
+//! - "http": for an HTTP request, replace the payload with
+//!   "<method> <path>?<query> from <remote address>" and continue; a NATS
+//!   message goes on unchanged
+//! - anything else: reject with 400 "unknown policy action <value>"
+//!
+//! and its response phase (`trellis_policy_response`) appends " [response]" to
+//! a successful response's payload when the request has X-Response: append.
 //!
 //! Build (in this directory):
 //!     RUSTC=/usr/bin/rustc /usr/bin/cargo build --release --target wasm32-wasi --offline
@@ -22,7 +45,8 @@
 
 use std::time::Duration;
 use trellis::log::{self, Level};
-use trellis::{Error, Headers, Msg, Status};
+use trellis::policy::{Decision, Inbound, Response};
+use trellis::{kv, Error, Headers, Msg, Status};
 
 fn init() -> Result<(), Error> {
     trellis::subscribe("conf.>")?;
@@ -94,8 +118,105 @@ fn handle(msg: &Msg) -> Result<(), Error> {
             None => Err(Error::not_found(format!("no config key {}", text))),
         },
         "trap" => panic!("conformance: trap requested"),
+        "kv" => kv_behaviour(msg, &text),
+        "respheader" => {
+            trellis::response_header("X-Resp", "yes").map_err(|s| failed("response_header", s))?;
+            answer(msg, b"ok")
+        }
         _ => Err(Error::not_found(format!("unknown behaviour {}", subject))),
     }
 }
 
-trellis::plugin! { init: init, handle: handle }
+/// Fails with 500 "<call>: trellis: <status name>".
+fn failed(call: &str, s: Status) -> Error {
+    Error::internal(format!("{}: {}", call, s))
+}
+
+fn kv_behaviour(msg: &Msg, payload: &str) -> Result<(), Error> {
+    if let Some(key) = payload.strip_prefix("incr:") {
+        kv::incr(key, 1, Duration::ZERO).map_err(|s| failed("kv incr", s))?;
+        let n = kv::incr(key, 1, Duration::ZERO).map_err(|s| failed("kv incr", s))?;
+        return answer(msg, n.to_string().as_bytes());
+    }
+    if let Some(key) = payload.strip_prefix("cas:") {
+        kv::compare_and_set(key, b"", b"first", Duration::ZERO).map_err(|s| failed("kv cas", s))?;
+        return match kv::compare_and_set(key, b"", b"second", Duration::ZERO) {
+            Err(Status::Conflict) => answer(msg, b"conflict"),
+            Err(s) => Err(failed("kv cas", s)),
+            Ok(()) => Err(Error::internal(
+                "kv cas: the second compare-and-set did not conflict",
+            )),
+        };
+    }
+    let (key, value) = payload.split_once('=').ok_or_else(|| {
+        Error::bad_request("kv: the payload is not key=value, incr:key or cas:key")
+    })?;
+    kv::set(key, value.as_bytes(), Duration::ZERO).map_err(|s| failed("kv set", s))?;
+    match kv::get(key) {
+        Ok(Some(v)) => answer(msg, &v),
+        Ok(None) => Err(failed("kv get", Status::NotFound)),
+        Err(s) => Err(failed("kv get", s)),
+    }
+}
+
+fn policy(req: &mut Inbound) -> Result<Decision, Error> {
+    let action = req.header("X-Policy").unwrap_or_default();
+    match action.as_str() {
+        "" | "allow" => Ok(Decision::Continue),
+        "reject" => Ok(Decision::reject(403, "rejected by conformance policy")),
+        "answer" => req
+            .answer(b"answered by conformance policy")
+            .map_err(|s| failed("reply", s)),
+        "header" => {
+            req.set_header("X-In", "from-policy")
+                .map_err(|s| failed("set_header", s))?;
+            Ok(Decision::Continue)
+        }
+        "route" => {
+            req.route("conf.echo")
+                .map_err(|s| failed("set_subject", s))?;
+            Ok(Decision::Continue)
+        }
+        "data" => {
+            req.set_data(b"replaced")
+                .map_err(|s| failed("set_data", s))?;
+            Ok(Decision::Continue)
+        }
+        "http" => {
+            if !req.is_http() {
+                return Ok(Decision::Continue);
+            }
+            let text = format!(
+                "{} {}?{} from {}",
+                req.method(),
+                req.path(),
+                req.query(),
+                req.remote_addr()
+            );
+            req.set_data(text.as_bytes())
+                .map_err(|s| failed("set_data", s))?;
+            Ok(Decision::Continue)
+        }
+        other => Ok(Decision::reject(
+            400,
+            format!("unknown policy action {}", other),
+        )),
+    }
+}
+
+fn respond(resp: &mut Response) -> Result<Decision, Error> {
+    if !resp.is_success() || resp.request_header("X-Response").as_deref() != Some("append") {
+        return Ok(Decision::Continue);
+    }
+    let mut data = resp.data().to_vec();
+    data.extend_from_slice(b" [response]");
+    resp.set_data(&data).map_err(|s| failed("set_data", s))?;
+    Ok(Decision::Continue)
+}
+
+trellis::plugin! {
+    init: init,
+    handle: handle,
+    policy: policy,
+    policy_response: respond,
+}
