@@ -71,6 +71,7 @@ func (p *Plugin) PolicyResponse(ctx context.Context, msg *Message, resp *Respons
 	}
 	var res PolicyResult
 	err := p.call(ctx, msg, phaseResponse, func(in *instance) api.Function {
+		in.headers = abi.AppendHeaders(in.headers[:0], msg.Header) // the request's, for read(HEADERS)
 		in.resp = resp
 		in.resHdr = abi.AppendHeaders(in.resHdr[:0], resp.Header)
 		in.stack[0] = api.EncodeI32(resp.Status)

@@ -46,6 +46,9 @@ type Response struct {
 	Status int
 	Header Header
 	Data   []byte
+	// Request is the message being answered, as the handler got it
+	// (subject, reply and headers; not its payload).
+	Request *Msg
 }
 
 var (
@@ -141,7 +144,15 @@ func runPolicyResponse(status int32, headersLen, dataLen uint32) int32 {
 	if responseFn == nil {
 		return 0
 	}
-	resp := &Response{Status: int(status)}
+	resp := &Response{Status: int(status), Request: &Msg{
+		Subject: readString(abi.FieldSubject),
+		Reply:   readString(abi.FieldReply),
+	}}
+	if rh := readField(abi.FieldHeaders, 0); len(rh) > 0 {
+		if h, err := abi.ParseHeaders(rh); err == nil {
+			resp.Request.Header = h
+		}
+	}
 	if dataLen > 0 {
 		resp.Data = readField(abi.FieldResultData, dataLen)
 	}
@@ -161,21 +172,21 @@ func runPolicyResponse(status int32, headersLen, dataLen uint32) int32 {
 // ErrNotFound.
 func KVGet(key string) ([]byte, error) {
 	n := hostKVGet(sptr(key), uint32(len(key)), nil, 0)
-	if err := statusErr(n); err != nil {
-		return nil, err
-	}
-	b := make([]byte, n)
-	if n > 0 {
-		// The value may change between the calls; read what is there now.
+	for attempt := 0; ; attempt++ {
+		if err := statusErr(n); err != nil {
+			return nil, err
+		}
+		b := make([]byte, n)
+		// The value may change between the calls: if it grew, read again.
 		m := hostKVGet(sptr(key), uint32(len(key)), ptr(b), uint32(n))
 		if err := statusErr(m); err != nil {
 			return nil, err
 		}
-		if int(m) < len(b) {
-			b = b[:m]
+		if m <= n || attempt >= 3 {
+			return b[:min(m, n)], nil
 		}
+		n = m
 	}
-	return b, nil
 }
 
 // KVSet stores value under key; it expires after ttl (0: never).

@@ -1,5 +1,3 @@
-//go:build wasip1
-
 // Command conformance is the Go SDK's implementation of the Trellis
 // conformance plugin: the behaviours that host/conformance runs against
 // every SDK. It subscribes to "conf.>" and acts on the last token:
@@ -51,7 +49,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unsafe"
 
 	trellis "github.com/trellis-mesh/trellis/sdk/go"
 )
@@ -192,25 +189,10 @@ func decide(call string, err error) trellis.Decision {
 }
 
 func respond(resp *trellis.Response) trellis.Decision {
-	if resp.Status != 0 || !requestHeaderIs("X-Response", "append") {
+	if resp.Status != 0 || resp.Request.Header.Get("X-Response") != "append" {
 		return trellis.Continue
 	}
 	return decide("set_data", resp.SetData(append(resp.Data, " [response]"...)))
-}
-
-// The Go SDK's Response carries the response only; in the response phase
-// the host's header function still reads the request's headers.
-//
-//go:wasmimport trellis header
-func hostHeader(name unsafe.Pointer, nameLen uint32, buf unsafe.Pointer, bufLen uint32) int32
-
-// requestHeaderIs reports whether the first value of the request's header
-// name is want, which must not be empty.
-func requestHeaderIs(name, want string) bool {
-	buf := make([]byte, len(want))
-	n := hostHeader(unsafe.Pointer(unsafe.StringData(name)), uint32(len(name)),
-		unsafe.Pointer(unsafe.SliceData(buf)), uint32(len(buf)))
-	return int(n) == len(want) && string(buf) == want
 }
 
 func main() {}
