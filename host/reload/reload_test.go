@@ -30,6 +30,23 @@ func versions(t *testing.T) fixture {
 	}
 }
 
+// flip writes the version that is not current over path, in place on even
+// rounds and by rename on odd ones, waits until it answers, and returns it.
+func (fx fixture) flip(t *testing.T, h *trellistest.Host, path, current string, round int) string {
+	t.Helper()
+	next, b := "v2", fx.v2
+	if current == "v2" {
+		next, b = "v1", fx.v1
+	}
+	if round%2 == 0 {
+		writeInPlace(t, path, b)
+	} else {
+		writeByRename(t, path, b)
+	}
+	waitAnswer(t, h.Client(), next+":")
+	return next
+}
+
 // serveDir runs dev mode on dir, as `trellis dev` does, until the test ends.
 func serveDir(t *testing.T, h *trellistest.Host, dir string) { serveDirB(t, h, dir) }
 
@@ -166,17 +183,7 @@ func TestReloadUnderLoadLosesNothing(t *testing.T) {
 			waitAnswer(t, h.Client(), current+":")
 			continue
 		}
-		next, b := "v2", fx.v2
-		if current == "v2" {
-			next, b = "v1", fx.v1
-		}
-		if i%2 == 0 {
-			writeInPlace(t, path, b)
-		} else {
-			writeByRename(t, path, b)
-		}
-		waitAnswer(t, h.Client(), next+":")
-		current = next
+		current = fx.flip(t, h, path, current, i)
 		good++
 		time.Sleep(40 * time.Millisecond) // let traffic flow on this version
 	}
@@ -250,17 +257,7 @@ func TestReloadUnderLoadHandlesEveryEventOnce(t *testing.T) {
 	}()
 	current := "v1"
 	for i := 0; i < 20; i++ {
-		next, b := "v2", fx.v2
-		if current == "v2" {
-			next, b = "v1", fx.v1
-		}
-		if i%2 == 0 {
-			writeInPlace(t, path, b)
-		} else {
-			writeByRename(t, path, b)
-		}
-		waitAnswer(t, h.Client(), next+":")
-		current = next
+		current = fx.flip(t, h, path, current, i)
 		time.Sleep(30 * time.Millisecond)
 	}
 	stop.Store(true)
