@@ -146,6 +146,21 @@ func signalContext() (context.Context, context.CancelFunc) {
 	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 }
 
+// startHost applies the NATS flags and starts the host; on failure it
+// returns nil and the exit code.
+func startHost(ctx context.Context, verb string, bf *busFlags, opts host.Options, stderr io.Writer) (*host.Host, int) {
+	if err := bf.apply(&opts.Bus); err != nil {
+		fmt.Fprintf(stderr, "trellis %s: %v\n", verb, err)
+		return nil, 2
+	}
+	h, err := host.New(ctx, opts)
+	if err != nil {
+		opts.Logger.Error("start", "error", err)
+		return nil, 1
+	}
+	return h, 0
+}
+
 func shutdown(h *host.Host, log hclog.Logger) int {
 	log.Info("shutting down: finishing in-flight calls")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -175,17 +190,11 @@ func cmdDev(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	log := newLogger(*logLevel, "text", stderr)
-	opts := host.Options{DataDir: *dataDir, Logger: log}
-	if err := bf.apply(&opts.Bus); err != nil {
-		fmt.Fprintln(stderr, "trellis dev:", err)
-		return 2
-	}
 	ctx, stop := signalContext()
 	defer stop()
-	h, err := host.New(ctx, opts)
-	if err != nil {
-		log.Error("start", "error", err)
-		return 1
+	h, code := startHost(ctx, "dev", &bf, host.Options{DataDir: *dataDir, Logger: log}, stderr)
+	if h == nil {
+		return code
 	}
 	d := dev.New(h, pos[0], dev.Options{
 		BuildDir: filepath.Join(*dataDir, "build"),
@@ -233,16 +242,11 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	if *httpListen != "" {
 		opts.HTTP.Listen = *httpListen
 	}
-	if err := bf.apply(&opts.Bus); err != nil {
-		fmt.Fprintln(stderr, "trellis run:", err)
-		return 2
-	}
 	ctx, stop := signalContext()
 	defer stop()
-	h, err := host.New(ctx, opts)
-	if err != nil {
-		log.Error("start", "error", err)
-		return 1
+	h, code := startHost(ctx, "run", &bf, opts, stderr)
+	if h == nil {
+		return code
 	}
 	// Every plugin must load at startup; later changes that fail leave the
 	// running version serving.

@@ -283,18 +283,22 @@ func TestReloadUnderLoadHandlesEveryEventOnce(t *testing.T) {
 	t.Logf("%d events, 20 reloads, each event handled once", n)
 }
 
-// The reconciler on its own: a new file loads, a changed spec reloads, a
-// removed want unloads, a broken file is refused once and not retried.
-func TestReconcilerAppliesOnlyDifferences(t *testing.T) {
+// reconcilerSetup serves v1 from a file through a bare Reconciler.
+func reconcilerSetup(t *testing.T) (fixture, *trellistest.Host, string, *reload.Reconciler, reload.Want) {
 	fx := versions(t)
 	h := trellistest.NewHost(t)
-	dir := t.TempDir()
-	path := filepath.Join(dir, "v.wasm")
+	path := filepath.Join(t.TempDir(), "v.wasm")
 	writeByRename(t, path, fx.v1)
-	rec := reload.New(h.Host, nil)
 	want := reload.Want{}
 	want.Spec.Name = "versioned"
 	want.Spec.Path = path
+	return fx, h, path, reload.New(h.Host, nil), want
+}
+
+// The reconciler on its own: a new file loads, a changed spec reloads, a
+// removed want unloads, a broken file is refused once and not retried.
+func TestReconcilerAppliesOnlyDifferences(t *testing.T) {
+	_, h, path, rec, want := reconcilerSetup(t)
 	ctx := context.Background()
 
 	if res := rec.Apply(ctx, []reload.Want{want}); len(res.Loaded) != 1 {
@@ -327,15 +331,7 @@ func TestReconcilerAppliesOnlyDifferences(t *testing.T) {
 }
 
 func TestChangedSubjectsMoveWithoutAGapOnSharedOnes(t *testing.T) {
-	fx := versions(t)
-	h := trellistest.NewHost(t)
-	dir := t.TempDir()
-	path := filepath.Join(dir, "v.wasm")
-	writeByRename(t, path, fx.v1)
-	rec := reload.New(h.Host, nil)
-	want := reload.Want{}
-	want.Spec.Name = "versioned"
-	want.Spec.Path = path
+	_, h, _, rec, want := reconcilerSetup(t)
 	want.Spec.Subjects = []string{"versioned", "only.a"}
 	ctx := context.Background()
 	if res := rec.Apply(ctx, []reload.Want{want}); len(res.Loaded) != 1 {
