@@ -57,6 +57,10 @@ type behaviour struct {
 	run  func(t *testing.T, s *suite)
 }
 
+// onlyIn names behaviours that a single SDK implements: the language's own
+// API beyond the ABI.
+var onlyIn = map[string]string{"reply-subject": "go"}
+
 var behaviours = []behaviour{
 	{"echo", true, func(t *testing.T, s *suite) {
 		m := s.request(t, "conf.echo", []byte("hi"), nil)
@@ -75,6 +79,35 @@ var behaviours = []behaviour{
 		if code := m.Header.Get(abi.HeaderErrorCode); code != "" || !bytes.Equal(m.Data, payload) {
 			t.Fatalf("1 MiB echo: %d bytes back, error %q %q", len(m.Data), code, m.Header.Get(abi.HeaderError))
 		}
+	}},
+	{"sizes", true, func(t *testing.T, s *suite) {
+		// Sizes that grow, shrink and grow again, so that an SDK that reuses
+		// its message buffers shows any bytes left from an earlier message.
+		for _, n := range []int{3 << 20, 5, 100 << 10, 0, 1, 2 << 20, 17} {
+			payload := bytes.Repeat([]byte{byte('a' + n%26)}, n)
+			m := s.request(t, "conf.echo", payload, nil)
+			if code := m.Header.Get(abi.HeaderErrorCode); code != "" || !bytes.Equal(m.Data, payload) {
+				t.Fatalf("%d-byte echo: %d bytes back, error %q %q", n, len(m.Data), code, m.Header.Get(abi.HeaderError))
+			}
+		}
+	}},
+	{"reply-subject", false, func(t *testing.T, s *suite) {
+		// The handler answers with the reply subject it was given.
+		nc := s.h.Client()
+		inbox := nats.NewInbox()
+		sub, err := nc.SubscribeSync(inbox)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sub.Unsubscribe()
+		if err := nc.PublishRequest("conf.replyto", inbox, nil); err != nil {
+			t.Fatal(err)
+		}
+		m, err := sub.NextMsg(timeout)
+		if err != nil {
+			t.Fatalf("no answer on %s: %v", inbox, err)
+		}
+		wantOK(t, m, inbox)
 	}},
 	{"headers", false, func(t *testing.T, s *suite) {
 		m := s.request(t, "conf.headers", nil, nats.Header{"X-In": {"blue: sky"}})
@@ -314,7 +347,7 @@ func TestConformance(t *testing.T) {
 				}
 			})
 			for _, b := range behaviours {
-				if lang.echoOnly && !b.echo {
+				if lang.echoOnly && !b.echo || onlyIn[b.name] != "" && onlyIn[b.name] != lang.name {
 					continue
 				}
 				t.Run(b.name, func(t *testing.T) { b.run(t, s) })

@@ -14,6 +14,8 @@
 //	echo             conf.echo "hi"              reply "hi", no error headers
 //	empty            conf.echo ""                empty reply, no error headers
 //	large            conf.echo 1 MiB             the same 1 MiB
+//	sizes            conf.echo 3 MiB, 5 B, ...   each payload back exactly, sizes growing and
+//	                                             shrinking (SDKs may reuse their buffers)
 //	headers          conf.headers, X-In: v       reply "v", headers X-Out: v and X-Subject: conf.headers
 //	publish          conf.publish "p"            reply "ok"; "p" on published.conf with X-From: conformance
 //	                                             (the plugin is granted publish on published.conf)
@@ -31,11 +33,12 @@
 //	kv/cas           conf.kv "cas:k"             kv_cas(k, absent, "first") works, kv_cas(k, absent, "second")
 //	                                             gets CONFLICT: reply "conflict" (again: 500 "kv cas: trellis: conflict")
 //	respheader       conf.respheader             reply "ok" with header X-Resp: yes (set by response_header)
+//	reply-subject    conf.replyto, reply to R    (Go only) reply R: the handler reads its reply subject
 //
 // Error replies carry Nats-Service-Error-Code and Nats-Service-Error (abi/ABI.md section 4).
 //
 // abi/echo.wat, the ABI with no SDK, runs the echo subset (echo, empty,
-// large) as the reference for what the host itself guarantees.
+// large, sizes) as the reference for what the host itself guarantees.
 //
 // The same module is also a policy (trellis_policy and
 // trellis_policy_response). TestConformancePolicies loads it twice on one

@@ -10,7 +10,8 @@ import (
 
 // Inbound is the message a policy decides on: a NATS message, or an HTTP
 // request that came through the host's ingress (then Method, Path, Query and
-// RemoteAddr are set).
+// RemoteAddr are set). Like a handler's Msg, it is only valid until the
+// policy returns.
 type Inbound struct {
 	Msg
 	Method     string
@@ -54,6 +55,7 @@ type Response struct {
 var (
 	policyFn   PolicyFunc
 	responseFn ResponseFunc
+	curInbound Inbound // the request being decided on, reused like curMsg
 )
 
 // Policy registers fn as the plugin's policy (call it from init). A module
@@ -127,7 +129,8 @@ func runPolicy(subjectLen, replyLen, headersLen, dataLen uint32) int32 {
 		setError("this plugin registers no policy")
 		return 500
 	}
-	r := &Inbound{}
+	r := &curInbound
+	*r = Inbound{}
 	if st := fillMsg(&r.Msg, subjectLen, replyLen, headersLen, dataLen); st != 0 {
 		return st
 	}
@@ -146,7 +149,7 @@ func runPolicyResponse(status int32, headersLen, dataLen uint32) int32 {
 	}
 	resp := &Response{Status: int(status), Request: &Msg{
 		Subject: readString(abi.FieldSubject),
-		Reply:   readString(abi.FieldReply),
+		reply:   readString(abi.FieldReply),
 	}}
 	if rh := readField(abi.FieldHeaders, 0); len(rh) > 0 {
 		if h, err := abi.ParseHeaders(rh); err == nil {

@@ -60,16 +60,35 @@ func (h Header) Set(name, value string) { h[name] = []string{value} }
 func (h Header) Add(name, value string) { h[name] = append(h[name], value) }
 
 // Msg is a message a handler receives, or a response to Request.
+//
+// The Msg a handler or policy gets, and its Data, are only valid until the
+// handler returns: the SDK reuses their memory for the next message, because
+// allocating in a Wasm guest costs far more than copying. Copy what you keep
+// (bytes.Clone(m.Data)); Subject and Header are ordinary Go values and may be
+// kept. Replying with m.Data itself is fine.
 type Msg struct {
 	Subject string
-	// Reply is the subject to answer on; empty for events.
-	Reply string
 	// Header is nil when the message has none (Get still works).
 	Header Header
 	Data   []byte
 
-	replied bool
+	reply    string
+	replyLen uint32 // the host holds a reply subject of this length, not read yet
+	replied  bool
 }
+
+// Reply returns the subject the message asks to be answered on; "" for an
+// event. Respond does not need it: use it to answer later, from another
+// message, with Publish.
+func (m *Msg) Reply() string {
+	if m.reply == "" && m.replyLen > 0 {
+		m.reply = readString(abi.FieldReply)
+	}
+	return m.reply
+}
+
+// IsRequest reports whether somebody waits for an answer to m.
+func (m *Msg) IsRequest() bool { return m.replyLen > 0 || m.reply != "" }
 
 // HandlerFunc handles one message. For a request, the returned bytes are
 // the reply (unless the handler already called Respond); a returned error
@@ -285,8 +304,18 @@ func runInit() int32 {
 
 func setError(s string) { hostError(sptr(s), uint32(len(s))) }
 
+// The message being handled and the memory behind it, reused from one
+// message to the next: an instance handles one message at a time.
+var (
+	curMsg   Msg
+	inBuf    []byte    // holds curMsg.Data
+	hdrBuf   []byte    // raw headers, parsed into curMsg.Header
+	subjects [8]string // recent subjects, so that a subject is not allocated per message
+	nextSubj int
+)
+
 func runHandle(subjectLen, replyLen, headersLen, dataLen uint32) (status int32) {
-	m := &Msg{}
+	m := &curMsg
 	if st := fillMsg(m, subjectLen, replyLen, headersLen, dataLen); st != 0 {
 		return st
 	}
@@ -308,7 +337,7 @@ func runHandle(subjectLen, replyLen, headersLen, dataLen uint32) (status int32) 
 		setError(err.Error())
 		return 500
 	}
-	if m.Reply != "" && !m.replied {
+	if m.IsRequest() && !m.replied {
 		if err := m.Respond(out); err != nil && !errors.Is(err, ErrAlreadyReplied) {
 			setError("reply: " + err.Error())
 			return 500
@@ -317,22 +346,20 @@ func runHandle(subjectLen, replyLen, headersLen, dataLen uint32) (status int32) 
 	return 0
 }
 
-// fillMsg reads the message being handled into m.
+// fillMsg reads the message being handled into m, reusing the SDK's buffers.
 func fillMsg(m *Msg, subjectLen, replyLen, headersLen, dataLen uint32) int32 {
-	// Subject and reply share one allocation; the strings point into it and
-	// it is never written again.
-	names := make([]byte, subjectLen+replyLen)
-	hostRead(int32(abi.FieldSubject), 0, ptr(names), subjectLen)
-	if replyLen > 0 {
-		hostRead(int32(abi.FieldReply), 0, ptr(names[subjectLen:]), replyLen)
-	}
-	m.Subject = unsafe.String(unsafe.SliceData(names), subjectLen)
-	m.Reply = unsafe.String(unsafe.SliceData(names[subjectLen:]), replyLen)
+	*m = Msg{replyLen: replyLen}
+	inBuf = grow(inBuf, max(subjectLen, dataLen))
+	hostRead(int32(abi.FieldSubject), 0, ptr(inBuf), subjectLen)
+	m.Subject = intern(inBuf[:subjectLen])
 	if dataLen > 0 {
-		m.Data = readField(abi.FieldData, dataLen)
+		m.Data = inBuf[:dataLen:dataLen]
+		hostRead(int32(abi.FieldData), 0, ptr(m.Data), dataLen)
 	}
 	if headersLen > 0 {
-		h, err := abi.ParseHeaders(readField(abi.FieldHeaders, headersLen))
+		hdrBuf = grow(hdrBuf, headersLen)
+		hostRead(int32(abi.FieldHeaders), 0, ptr(hdrBuf), headersLen)
+		h, err := abi.ParseHeaders(hdrBuf[:headersLen])
 		if err != nil {
 			setError("malformed headers from host")
 			return 500
@@ -340,6 +367,32 @@ func fillMsg(m *Msg, subjectLen, replyLen, headersLen, dataLen uint32) int32 {
 		m.Header = h
 	}
 	return 0
+}
+
+// grow returns b with room for n bytes. A buffer that grew past 1 MiB for a
+// large message is let go once smaller messages follow.
+func grow(b []byte, n uint32) []byte {
+	switch {
+	case uint32(cap(b)) < n:
+		return make([]byte, n)
+	case cap(b) > 1<<20 && n < 64<<10:
+		return make([]byte, max(n, 4<<10))
+	}
+	return b[:cap(b)]
+}
+
+// intern returns b as a string, without allocating when b is one of the
+// subjects seen lately.
+func intern(b []byte) string {
+	for _, s := range subjects {
+		if s == string(b) { // the comparison does not allocate
+			return s
+		}
+	}
+	s := string(b)
+	subjects[nextSubj] = s
+	nextSubj = (nextSubj + 1) % len(subjects)
+	return s
 }
 
 func lookup(subject string) HandlerFunc {

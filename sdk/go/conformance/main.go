@@ -21,6 +21,7 @@
 //	              absent, "first"), then kv_cas(key, absent, "second"), which
 //	              must fail with CONFLICT: reply "conflict", else fail with 500
 //	conf.respheader  response_header("X-Resp", "yes"), reply "ok"
+//	conf.replyto  (Go only) reply with the message's reply subject
 //
 // The same module is a policy (trellis_policy), acting on the message's
 // header X-Policy:
@@ -104,6 +105,8 @@ func handle(m *trellis.Msg) ([]byte, error) {
 		panic("conformance: trap requested")
 	case "kv":
 		return kv(string(m.Data))
+	case "replyto":
+		return []byte(m.Reply()), nil
 	case "respheader":
 		if err := trellis.ResponseHeader("X-Resp", "yes"); err != nil {
 			return nil, trellis.Errorf(500, "response_header: %v", err)
