@@ -10,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/trellis-mesh/trellis/host/internal/deadline"
 	"github.com/trellis-mesh/trellis/host/plugin"
 	"github.com/trellis-mesh/trellis/host/resilience"
 )
@@ -126,22 +127,28 @@ func (r *route) serve(a arrival) {
 	timeout := p.Timeout()
 	ctx := context.Background()
 	if timeout > 0 {
-		deadline := a.at.Add(timeout)
-		if time.Now().After(deadline) {
+		at := a.at.Add(timeout)
+		if time.Now().After(at) {
 			h.log.Warn("busy: message waited past its deadline", "plugin", r.name, "subject", m.Subject)
 			h.errorReply(m.Reply, 503, "busy: no instance free before the deadline", nil)
 			return
 		}
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithDeadline(ctx, deadline)
-		defer cancel()
+		// Most messages are served well before their deadline: the
+		// context starts a timer only if something waits on it.
+		dl := deadline.New(ctx, at)
+		defer dl.Release()
+		ctx = dl
 	}
 	select {
 	case h.inflight <- struct{}{}:
-	case <-ctx.Done():
-		h.log.Warn("busy: host-wide call limit reached", "plugin", r.name, "subject", m.Subject)
-		h.errorReply(m.Reply, 503, "busy: host-wide call limit reached", nil)
-		return
+	default:
+		select {
+		case h.inflight <- struct{}{}:
+		case <-ctx.Done():
+			h.log.Warn("busy: host-wide call limit reached", "plugin", r.name, "subject", m.Subject)
+			h.errorReply(m.Reply, 503, "busy: host-wide call limit reached", nil)
+			return
+		}
 	}
 	defer func() { <-h.inflight }()
 

@@ -10,6 +10,7 @@ import (
 	"github.com/tetratelabs/wazero/api"
 
 	"github.com/trellis-mesh/trellis/abi"
+	"github.com/trellis-mesh/trellis/host/plugin/internal/interrupt"
 )
 
 // ErrABIVersion is wrapped by the load error of a plugin built for another
@@ -130,6 +131,9 @@ func (p *Plugin) check() error {
 	}
 	for _, d := range p.compiled.ImportedFunctions() {
 		mod, name, _ := d.Import()
+		if p.interruptible && mod == interrupt.ImportModule && name == interrupt.ImportName {
+			continue // added by the host, not the plugin's
+		}
 		provider := p.rt.Module(mod)
 		if provider == nil || (mod != abi.ImportModule && mod != "wasi_snapshot_preview1") {
 			return fmt.Errorf("%w: it imports %s.%s, but the host provides only modules %q and %q",

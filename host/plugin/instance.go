@@ -7,10 +7,13 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
 	"github.com/tetratelabs/wazero/sys"
 
 	"github.com/trellis-mesh/trellis/abi"
+	"github.com/trellis-mesh/trellis/host/internal/deadline"
+	"github.com/trellis-mesh/trellis/host/plugin/internal/interrupt"
 	"github.com/trellis-mesh/trellis/host/pool"
 )
 
@@ -104,12 +107,12 @@ func (c *callContext) Value(key any) any {
 	return c.Context.Value(key)
 }
 
-// callCtx returns the context for one call into the instance. With
-// deadlines on, wazero watches the context from a goroutine that may outlive
-// the call, so each call gets its own; with deadlines off the instance's
-// one is reused and the call allocates nothing.
+// callCtx returns the context for one call into the instance. When wazero
+// watches the context (a module without interrupt checks, deadlines on), it
+// does so from a goroutine that may outlive the call, so each call gets its
+// own; otherwise the instance's one is reused and the call allocates nothing.
 func (in *instance) callCtx(ctx context.Context) context.Context {
-	if in.p.timeout > 0 {
+	if in.p.timeout > 0 && !in.p.interruptible {
 		return &callContext{Context: ctx, inst: in}
 	}
 	in.cctx.Context = ctx
@@ -224,9 +227,9 @@ func (p *Plugin) Handle(ctx context.Context, msg *Message) (Result, error) {
 // Options.Timeout from now when ctx has none.
 func (p *Plugin) call(ctx context.Context, msg *Message, ph phase, prepare func(*instance) api.Function, done func(*instance)) error {
 	if _, has := ctx.Deadline(); !has && p.timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, p.timeout)
-		defer cancel()
+		dl := deadline.New(ctx, time.Now().Add(p.timeout))
+		defer dl.Release()
+		ctx = dl
 	}
 	in, err := p.pool.Acquire(ctx)
 	if err != nil {
@@ -373,10 +376,18 @@ func (p *Plugin) fault(err error, subject, what string) *Fault {
 	f := &Fault{Plugin: p.name, Version: p.version, Subject: subject, Kind: FaultTrap, Err: err}
 	var exit *sys.ExitError
 	var mf *memoryFault
+	var stop *interrupted
 	switch {
 	case errors.As(err, &mf):
 		f.Kind = FaultMemory
 		f.Err = mf
+	case errors.As(err, &stop):
+		f.Kind = FaultCanceled
+		f.Err = stop.err
+		if errors.Is(stop.err, context.DeadlineExceeded) {
+			f.Kind = FaultTimeout
+			f.Err = fmt.Errorf("stopped after the %s deadline", p.timeout)
+		}
 	case errors.As(err, &exit):
 		switch exit.ExitCode() {
 		case sys.ExitCodeDeadlineExceeded:
@@ -401,4 +412,29 @@ func remaining(ctx context.Context, d time.Duration) time.Duration {
 		}
 	}
 	return d
+}
+
+// interrupted is what the interrupt check panics with when the call's
+// context has ended; wazero turns the panic into the call's error.
+type interrupted struct{ err error }
+
+func (i *interrupted) Error() string { return "interrupted: " + i.err.Error() }
+
+// instantiateInterruptModule provides the check that package interrupt's
+// instrumentation calls every interrupt.Interval loop iterations: it ends
+// the call once its context has ended. The context is the one the call was
+// made with, so a deadline costs no goroutine and no timer of its own.
+func instantiateInterruptModule(ctx context.Context, rt wazero.Runtime) error {
+	_, err := rt.NewHostModuleBuilder(interrupt.ImportModule).NewFunctionBuilder().
+		WithGoModuleFunction(api.GoModuleFunc(func(ctx context.Context, _ api.Module, stack []uint64) {
+			if err := ctx.Err(); err != nil {
+				panic(&interrupted{err})
+			}
+			stack[0] = interrupt.Interval
+		}), nil, []api.ValueType{api.ValueTypeI32}).
+		Export(interrupt.ImportName).Instantiate(ctx)
+	if err != nil {
+		return fmt.Errorf("interrupt module: %w", err)
+	}
+	return nil
 }

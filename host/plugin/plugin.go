@@ -28,6 +28,7 @@ import (
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 
+	"github.com/trellis-mesh/trellis/host/plugin/internal/interrupt"
 	"github.com/trellis-mesh/trellis/host/pool"
 )
 
@@ -60,8 +61,7 @@ type Options struct {
 	PoolSize int
 	// Timeout is the wall-clock deadline of one invocation, including the wait
 	// for a free instance (default DefaultTimeout). A negative Timeout turns
-	// deadlines off: guests are compiled without the loop checks that let a
-	// deadline stop them, which makes tight loops faster and lets a guest that
+	// deadlines off, which saves a timer per call, and lets a guest that
 	// never returns hold its instance for ever. Only for trusted plugins.
 	Timeout time.Duration
 	// MemoryLimit caps each instance's linear memory, in bytes, rounded down
@@ -94,18 +94,19 @@ type Plugin struct {
 	log     hclog.Logger
 	outbox  Outbox
 
-	rt          wazero.Runtime
-	compiled    wazero.CompiledModule
-	modCfg      wazero.ModuleConfig
-	hasInit     bool
-	hasStart    bool // _initialize
-	hasHandle   bool
-	hasPolicy   bool
-	hasResponse bool
-	kv          KV
-	pool        *pool.Pool[*instance]
-	stdout      *lineWriter
-	stderr      *lineWriter
+	rt            wazero.Runtime
+	compiled      wazero.CompiledModule
+	interruptible bool // compiled with package interrupt's checks
+	modCfg        wazero.ModuleConfig
+	hasInit       bool
+	hasStart      bool // _initialize
+	hasHandle     bool
+	hasPolicy     bool
+	hasResponse   bool
+	kv            KV
+	pool          *pool.Pool[*instance]
+	stdout        *lineWriter
+	stderr        *lineWriter
 
 	subsMu   sync.Mutex
 	subs     []Subscription
@@ -174,31 +175,37 @@ func load(ctx context.Context, wasm []byte, opts Options) (*Plugin, error) {
 		return nil, fmt.Errorf("memory limit %d bytes is outside 64 KiB .. 4 GiB", limit)
 	}
 
-	cfg := wazero.NewRuntimeConfig().
-		WithMemoryLimitPages(uint32(pages)).
-		WithCloseOnContextDone(p.timeout > 0)
+	// The module is compiled with the interrupt checks of package
+	// interrupt, which stop a call at its deadline and let the Go runtime
+	// stop the world while a guest loops. A module the rewriter cannot
+	// handle runs as written, with wazero watching each call's context
+	// instead: slower, and only with deadlines on.
+	cfg := wazero.NewRuntimeConfig().WithMemoryLimitPages(uint32(pages))
 	if opts.Cache != nil {
 		cfg = cfg.WithCompilationCache(opts.Cache)
 	}
-	p.rt = wazero.NewRuntimeWithConfig(ctx, cfg)
 	ok := false
 	defer func() {
-		if !ok {
+		if !ok && p.rt != nil {
 			p.rt.Close(context.Background())
 		}
 	}()
-
-	if _, err := wasi_snapshot_preview1.Instantiate(ctx, p.rt); err != nil {
-		return nil, fmt.Errorf("wasi: %w", err)
+	code, err := interrupt.Instrument(wasm)
+	if err == nil {
+		p.interruptible = true
+		if err = p.compile(ctx, cfg, code); err != nil {
+			p.rt.Close(context.Background())
+			p.interruptible = false
+		}
 	}
-	if err := p.instantiateHostModule(ctx); err != nil {
-		return nil, err
+	if !p.interruptible {
+		if p.log.IsDebug() {
+			p.log.Debug("module runs without interrupt checks: deadlines cost a goroutine per call", "reason", err)
+		}
+		if err := p.compile(ctx, cfg.WithCloseOnContextDone(p.timeout > 0), wasm); err != nil {
+			return nil, err
+		}
 	}
-	compiled, err := p.rt.CompileModule(ctx, wasm)
-	if err != nil {
-		return nil, fmt.Errorf("compile: %w", err)
-	}
-	p.compiled = compiled
 	if err := p.check(); err != nil {
 		return nil, err
 	}
@@ -241,6 +248,35 @@ func load(ctx context.Context, wasm []byte, opts Options) (*Plugin, error) {
 	}
 	ok = true
 	return p, nil
+}
+
+// compile makes the plugin's runtime with its host modules and compiles
+// code in it.
+func (p *Plugin) compile(ctx context.Context, cfg wazero.RuntimeConfig, code []byte) (err error) {
+	p.rt = wazero.NewRuntimeWithConfig(ctx, cfg)
+	if _, err := wasi_snapshot_preview1.Instantiate(ctx, p.rt); err != nil {
+		return fmt.Errorf("wasi: %w", err)
+	}
+	if err := p.instantiateHostModule(ctx); err != nil {
+		return err
+	}
+	if p.interruptible {
+		if err := instantiateInterruptModule(ctx, p.rt); err != nil {
+			return err
+		}
+	}
+	defer func() {
+		// wazero panics on some malformed modules instead of returning an error.
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: compile: the module is malformed (%v)", ErrBadModule, r)
+		}
+	}()
+	compiled, err := p.rt.CompileModule(ctx, code)
+	if err != nil {
+		return fmt.Errorf("compile: %w", err)
+	}
+	p.compiled = compiled
+	return nil
 }
 
 // sniff rejects bytes that are plainly not a Wasm module with a message a

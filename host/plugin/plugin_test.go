@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -106,6 +107,9 @@ func TestLoadRefusesBadModules(t *testing.T) {
 		{"not wasm", func(*testing.T) []byte { return []byte("#!/bin/sh\necho hello\n") }, nil, "not a WebAssembly module"},
 		{"truncated", func(*testing.T) []byte { return echo[:len(echo)/2] }, nil, "compile"},
 		{"component", func(*testing.T) []byte { return []byte("\x00asm\x0d\x00\x01\x00") }, nil, "component"},
+		// A function of type 48 of 4, called: wazero panics on it rather than
+		// returning an error (found by FuzzInstrument).
+		{"malformed", func(*testing.T) []byte { return malformed }, plugin.ErrBadModule, "compile: the module is malformed"},
 		{"other ABI version", wasm("abiv2.wat"), plugin.ErrABIVersion, "built for Trellis ABI v2; this host supports v1"},
 		{"no ABI marker", wasm("noabi.wat"), plugin.ErrNotPlugin, "does not export trellis_abi_v1"},
 		{"missing handle", wasm("nohandle.wat"), plugin.ErrBadModule, "missing export trellis_handle"},
@@ -129,6 +133,11 @@ func TestLoadRefusesBadModules(t *testing.T) {
 		})
 	}
 }
+
+var malformed = []byte("\x00asm\x01\x00\x00\x00" +
+	"\x01\x14\x04`\x02\x7f\x7f\x02\x7f\x7f`\x01\x7f\x01\x7f`\x00\x01\x7f`\x00\x00" + // four types
+	"\x03\x04\x03\x03\x03\x30" + // three functions; the third of type 48
+	"\x0a\x0c\x03\x02\x00\x0b\x04\x00\x10\x02\x0b\x02\x00\x0b") // the second calls the third
 
 func faultOf(t *testing.T, err error) *plugin.Fault {
 	t.Helper()
@@ -171,6 +180,38 @@ func TestLoopingGuestIsStoppedAtDeadline(t *testing.T) {
 	_, err = p.Handle(context.Background(), &plugin.Message{Subject: "s"})
 	if faultOf(t, err).Kind != plugin.FaultTimeout {
 		t.Fatalf("second call: %v", err)
+	}
+}
+
+// With deadlines off, a looping guest is still stopped when its caller
+// gives up, and does not stall the Go runtime while it loops.
+func TestLoopingGuestWithoutDeadline(t *testing.T) {
+	p := load(t, "testdata/loop.wat", plugin.Options{Timeout: -1, PoolSize: 1})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		_, err := p.Handle(ctx, &plugin.Message{Subject: "s"})
+		done <- err
+	}()
+	time.Sleep(50 * time.Millisecond)
+	gc := make(chan struct{})
+	go func() {
+		runtime.GC() // stops the world: needs the looping goroutine to yield
+		close(gc)
+	}()
+	select {
+	case <-gc:
+	case <-time.After(10 * time.Second):
+		t.Fatal("a garbage collection did not finish in 10 s while the guest looped")
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if f := faultOf(t, err); f.Kind != plugin.FaultCanceled {
+			t.Fatalf("kind %v, want canceled: %v", f.Kind, err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the looping guest was not stopped 10 s after its caller gave up")
 	}
 }
 

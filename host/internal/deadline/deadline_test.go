@@ -1,0 +1,113 @@
+package deadline_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/trellis-mesh/trellis/host/internal/deadline"
+)
+
+func TestErrWithoutTimer(t *testing.T) {
+	c := deadline.New(context.Background(), time.Now().Add(30*time.Millisecond))
+	defer c.Release()
+	if err := c.Err(); err != nil {
+		t.Fatalf("Err before the deadline = %v", err)
+	}
+	time.Sleep(40 * time.Millisecond)
+	if err := c.Err(); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Err after the deadline = %v", err)
+	}
+	// Done, asked late, is closed at once and agrees with Err.
+	select {
+	case <-c.Done():
+	case <-time.After(time.Second):
+		t.Fatal("Done not closed after the deadline")
+	}
+	if err := c.Err(); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Err after Done = %v", err)
+	}
+}
+
+func TestDoneClosesAtDeadline(t *testing.T) {
+	c := deadline.New(context.Background(), time.Now().Add(20*time.Millisecond))
+	defer c.Release()
+	start := time.Now()
+	<-c.Done()
+	if el := time.Since(start); el < 15*time.Millisecond {
+		t.Fatalf("Done closed after %v, before the deadline", el)
+	}
+}
+
+func TestParentEnds(t *testing.T) {
+	parent, cancel := context.WithCancel(context.Background())
+	c := deadline.New(parent, time.Now().Add(time.Hour))
+	defer c.Release()
+	cancel()
+	if err := c.Err(); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Err after the parent's cancel = %v", err)
+	}
+	<-c.Done()
+}
+
+func TestEarlierParentDeadlineWins(t *testing.T) {
+	parent, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c := deadline.New(parent, time.Now().Add(time.Hour))
+	pd, _ := parent.Deadline()
+	if d, ok := c.Deadline(); !ok || !d.Equal(pd) {
+		t.Fatalf("Deadline = %v, want the parent's %v", d, pd)
+	}
+}
+
+// A context derived from a Context follows it without a goroutine of its
+// own (through AfterFunc), and ends when it does.
+func TestDerivedContextEnds(t *testing.T) {
+	c := deadline.New(context.Background(), time.Now().Add(20*time.Millisecond))
+	defer c.Release()
+	child, cancel := context.WithCancel(c)
+	defer cancel()
+	select {
+	case <-child.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("child not ended at the parent's deadline")
+	}
+	if !errors.Is(child.Err(), context.DeadlineExceeded) {
+		t.Fatalf("child Err = %v", child.Err())
+	}
+}
+
+func TestReleaseCancels(t *testing.T) {
+	c := deadline.New(context.Background(), time.Now().Add(time.Hour))
+	done := c.Done()
+	c.Release()
+	select {
+	case <-done:
+	default:
+		t.Fatal("Done open after Release")
+	}
+	c.Release() // twice is fine
+}
+
+func BenchmarkNewErrRelease(b *testing.B) {
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		c := deadline.New(context.Background(), time.Now().Add(time.Second))
+		if c.Err() != nil {
+			b.Fatal("ended")
+		}
+		c.Release()
+	}
+}
+
+func BenchmarkWithDeadline(b *testing.B) {
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		c, cancel := context.WithDeadline(context.Background(), time.Now().Add(time.Second))
+		if c.Err() != nil {
+			b.Fatal("ended")
+		}
+		cancel()
+	}
+}
