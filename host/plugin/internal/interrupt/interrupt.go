@@ -154,7 +154,6 @@ func Instrument(wasm []byte) ([]byte, error) {
 			globals, err = count(s.payload)
 		case secCode:
 			hasCode = true
-			rw.atEntry, err = usesTailCalls(s.payload)
 		}
 		if err != nil {
 			return nil, err
@@ -308,21 +307,6 @@ func countImports(payload []byte) (funcs, globals uint32, err error) {
 	return funcs, globals, nil
 }
 
-// usesTailCalls reports whether any function body holds return_call or
-// return_call_indirect.
-func usesTailCalls(payload []byte) (bool, error) {
-	found := false
-	err := eachBody(payload, func(_, code []byte) error {
-		_, err := walk(nil, code, false, func(op byte) {
-			if op == 0x12 || op == 0x13 {
-				found = true
-			}
-		}, nil, nil)
-		return err
-	})
-	return found, err
-}
-
 // eachBody calls fn with each function body of a code section, split into
 // its local declarations and its instructions.
 func eachBody(payload []byte, fn func(locals, code []byte) error) error {
@@ -352,11 +336,25 @@ func eachBody(payload []byte, fn func(locals, code []byte) error) error {
 }
 
 func (rw *rewriter) rewriteCode(payload []byte) ([]byte, error) {
+	out, tail, err := rw.rewriteBodies(payload)
+	if err == nil && tail && !rw.atEntry {
+		// Tail calls can loop with no loop instruction: check at every
+		// function entry too. Rare enough to pay a second pass for.
+		rw.atEntry = true
+		out, _, err = rw.rewriteBodies(payload)
+	}
+	return out, err
+}
+
+// rewriteBodies rewrites every function body of a code section, and
+// reports whether any holds a tail call.
+func (rw *rewriter) rewriteBodies(payload []byte) (out []byte, tail bool, err error) {
 	n, err := count(payload)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	out := appendU(nil, uint64(n))
+	out = make([]byte, 0, len(payload)+len(payload)/8)
+	out = appendU(out, uint64(n))
 	prologue := rw.prologue()
 	var body []byte
 	err = eachBody(payload, func(locals, code []byte) error {
@@ -364,31 +362,27 @@ func (rw *rewriter) rewriteCode(payload []byte) ([]byte, error) {
 		if rw.atEntry {
 			body = append(body, prologue...)
 		}
+		var t bool
 		var err error
-		body, err = walk(body, code, false, nil, func(out []byte, op byte) []byte {
-			if op == 0x03 { // loop: spend budget first thing in each iteration
-				return append(out, prologue...)
-			}
-			return out
-		}, rw)
+		body, _, t, err = rw.walk(body, code, false, prologue)
 		if err != nil {
 			return err
 		}
+		tail = tail || t
 		out = appendU(out, uint64(len(body)))
 		out = append(out, body...)
 		return nil
 	})
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	return out, nil
+	return out, tail, nil
 }
 
 // constExpr copies the constant expression at r's position to out,
 // renumbering ref.func, and moves r past it.
 func (rw *rewriter) constExpr(out []byte, r *reader) ([]byte, error) {
-	rest := r.b[r.i:]
-	out, n, err := walkN(out, rest, true, nil, nil, rw)
+	out, n, _, err := rw.walk(out, r.b[r.i:], true, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -552,49 +546,100 @@ func (rw *rewriter) rewriteCustom(payload []byte) ([]byte, error) {
 }
 
 // walk copies the instructions of code to out, renumbering function
-// indexes (when rw is set), calls seen with each opcode, and appends what
-// after returns once an instruction is copied.
-func walk(out, code []byte, constant bool, seen func(op byte), after func(out []byte, op byte) []byte, rw *rewriter) ([]byte, error) {
-	out, _, err := walkN(out, code, constant, seen, after, rw)
-	return out, err
-}
-
-// walkN is walk that also returns how many bytes of code it used: all of
-// them, or for a constant expression (constant set) up to its end.
-func walkN(out, code []byte, constant bool, seen func(op byte), after func(out []byte, op byte) []byte, rw *rewriter) ([]byte, int, error) {
-	r := &reader{b: code}
-	for !r.done() {
-		start := r.i
-		op := r.byte()
-		if rw != nil && (op == 0x10 || op == 0x12 || op == 0xD2) { // call, return_call, ref.func
-			f := r.u32()
+// indexes, and puts prologue (if any) after each loop instruction. For a
+// constant expression (constant set) it stops after the expression's end
+// and returns how many bytes of code that was. It reports whether code holds
+// a tail call. The common instructions are decoded inline: a Go module has
+// millions of them.
+func (rw *rewriter) walk(out, code []byte, constant bool, prologue []byte) (_ []byte, used int, tail bool, err error) {
+	i, last := 0, 0
+	for i < len(code) {
+		start := i
+		op := code[i]
+		i++
+		switch {
+		case op >= 0x45 && op <= 0xC4, op == 0x1A, op == 0x1B, op == 0x0F, op == 0x00, op == 0x01, op == 0x05:
+			// no immediates
+		case op == 0x0B: // end
+			if constant {
+				return append(out, code[last:i]...), i, tail, nil
+			}
+		case op >= 0x20 && op <= 0x24, op == 0x0C, op == 0x0D, op == 0x41, op == 0x42:
+			i = skipLEB(code, i)
+		case op >= 0x28 && op <= 0x3E: // loads and stores: align, offset
+			var align uint64
+			if align, i = readLEB(code, i); i >= 0 && align&0x40 != 0 { // multi-memory index
+				i = skipLEB(code, i)
+			}
+			if i >= 0 {
+				i = skipLEB(code, i)
+			}
+		case op == 0x10, op == 0x12, op == 0xD2: // call, return_call, ref.func
+			f, next := readLEB(code, i)
+			if next < 0 || f > 1<<32-1 {
+				return nil, 0, false, fmt.Errorf("offset %d: %w", start, errShort)
+			}
+			out = append(out, code[last:start]...)
 			out = append(out, op)
-			out = appendU(out, uint64(rw.remap(f)))
-		} else {
+			out = appendU(out, uint64(rw.remap(uint32(f))))
+			i, last = next, next
+			tail = tail || op == 0x12
+		case op == 0x03 && prologue != nil: // loop: spend budget first thing in each iteration
+			r := &reader{b: code, i: i}
+			r.blocktype()
+			if r.err != nil {
+				return nil, 0, false, fmt.Errorf("offset %d: %w", start, r.err)
+			}
+			i = r.i
+			out = append(out, code[last:i]...)
+			out = append(out, prologue...)
+			last = i
+		default:
+			r := &reader{b: code, i: i}
 			if err := r.immediates(op); err != nil {
-				return nil, 0, fmt.Errorf("offset %d: %w", start, err)
+				return nil, 0, false, fmt.Errorf("offset %d: %w", start, err)
 			}
-			if rw != nil || after != nil {
-				out = append(out, code[start:r.i]...)
+			if r.err != nil {
+				return nil, 0, false, fmt.Errorf("offset %d: %w", start, r.err)
 			}
+			i = r.i
+			tail = tail || op == 0x13
 		}
-		if r.err != nil {
-			return nil, 0, fmt.Errorf("offset %d: %w", start, r.err)
-		}
-		if seen != nil {
-			seen(op)
-		}
-		if after != nil {
-			out = after(out, op)
-		}
-		if constant && op == 0x0B {
-			return out, r.i, nil
+		if i < 0 {
+			return nil, 0, false, fmt.Errorf("offset %d: %w", start, errShort)
 		}
 	}
 	if constant {
-		return nil, 0, errShort
+		return nil, 0, false, errShort
 	}
-	return out, r.i, nil
+	return append(out, code[last:]...), i, tail, nil
+}
+
+// skipLEB returns the index after the LEB128 number at code[i:], or -1.
+func skipLEB(code []byte, i int) int {
+	for n := 0; i < len(code) && n < 10; n++ {
+		c := code[i]
+		i++
+		if c < 0x80 {
+			return i
+		}
+	}
+	return -1
+}
+
+// readLEB reads the unsigned LEB128 number at code[i:] and returns it and
+// the index after it, or -1.
+func readLEB(code []byte, i int) (uint64, int) {
+	var v uint64
+	for shift := 0; i < len(code) && shift < 70; shift += 7 {
+		c := code[i]
+		i++
+		v |= uint64(c&0x7F) << shift
+		if c < 0x80 {
+			return v, i
+		}
+	}
+	return 0, -1
 }
 
 // immediates skips the immediates of the instruction whose opcode was just read.

@@ -322,3 +322,75 @@ func compile(rt wazero.Runtime, wasm []byte) (err error) {
 }
 
 func runtimeGC() { runtime.GC() }
+
+// BenchmarkTightLoop is the cost of making a loop stoppable: sum(1..1e6) in
+// a tight loop, as written (no way to stop it), with the interrupt checks,
+// and with wazero's own WithCloseOnContextDone and a deadline.
+func BenchmarkTightLoop(b *testing.B) {
+	orig := wat(b, "loops")
+	inst, err := interrupt.Instrument(orig)
+	if err != nil {
+		b.Fatal(err)
+	}
+	const n = 1_000_000
+	for _, c := range []struct {
+		name       string
+		wasm       []byte
+		closeOnCtx bool
+	}{
+		{"as-written", orig, false},
+		{"interrupt-checks", inst, false},
+		{"wazero-close-on-done", orig, true},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			ctx := context.Background()
+			rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfig().
+				WithCoreFeatures(api.CoreFeaturesV2|experimental.CoreFeaturesTailCall).
+				WithCloseOnContextDone(c.closeOnCtx))
+			defer rt.Close(ctx)
+			_, err := rt.NewHostModuleBuilder(interrupt.ImportModule).NewFunctionBuilder().
+				WithGoModuleFunction(api.GoModuleFunc(func(ctx context.Context, _ api.Module, stack []uint64) {
+					if err := ctx.Err(); err != nil {
+						panic(err)
+					}
+					stack[0] = interrupt.Interval
+				}), nil, []api.ValueType{api.ValueTypeI32}).
+				Export(interrupt.ImportName).Instantiate(ctx)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := rt.InstantiateWithConfig(ctx, wat(b, "env"), wazero.NewModuleConfig().WithName("env")); err != nil {
+				b.Fatal(err)
+			}
+			mod, err := rt.InstantiateWithConfig(ctx, c.wasm, wazero.NewModuleConfig().WithName(""))
+			if err != nil {
+				b.Fatal(err)
+			}
+			callCtx, cancel := context.WithTimeout(ctx, time.Hour)
+			defer cancel()
+			fn := mod.ExportedFunction("sum")
+			stack := []uint64{n}
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				stack[0] = n
+				if err := fn.CallWithStack(callCtx, stack); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/n, "ns/iteration")
+		})
+	}
+}
+
+// BenchmarkInstrument is the load-time cost of the rewrite, for the Go echo
+// (2.7 MB, the largest module the repository builds).
+func BenchmarkInstrument(b *testing.B) {
+	wasm := trellistest.WasmBytes(b, "../../../../examples/echo")
+	b.SetBytes(int64(len(wasm)))
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		if _, err := interrupt.Instrument(wasm); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
