@@ -88,6 +88,16 @@ func instantiate(t *testing.T, wasm []byte) *guest {
 	return g
 }
 
+// start calls fn on a goroutine of its own; the channel gets its error.
+func (g *guest) start(fn string) <-chan error {
+	done := make(chan error, 1)
+	go func() {
+		_, err := g.ExportedFunction(fn).Call(context.Background())
+		done <- err
+	}()
+	return done
+}
+
 func call(t *testing.T, mod api.Module, fn string, args ...uint64) uint64 {
 	t.Helper()
 	res, err := mod.ExportedFunction(fn).Call(context.Background(), args...)
@@ -153,11 +163,7 @@ func TestInterruptStopsGuest(t *testing.T) {
 	for _, fn := range []string{"spin", "tailspin"} {
 		t.Run(fn, func(t *testing.T) {
 			g := instantiate(t, out)
-			done := make(chan error, 1)
-			go func() {
-				_, err := g.ExportedFunction(fn).Call(context.Background())
-				done <- err
-			}()
+			done := g.start(fn)
 			select {
 			case err := <-done:
 				t.Fatalf("%s returned before the interrupt: %v", fn, err)
@@ -184,11 +190,7 @@ func TestSpinningGuestLetsGCRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	g := instantiate(t, out)
-	done := make(chan error, 1)
-	go func() {
-		_, err := g.ExportedFunction("spin").Call(context.Background())
-		done <- err
-	}()
+	done := g.start("spin")
 	defer func() {
 		g.stop.Store(true)
 		<-done
