@@ -86,6 +86,7 @@ type section struct {
 
 // rewriter holds what the rewrite of one module needs to know.
 type rewriter struct {
+	types       uint32 // types the module declares; the check's type comes next
 	funcImports uint32 // imported functions before the new one: defined functions start here
 	check       uint32 // function index of the check import
 	budget      uint32 // global index of the budget
@@ -141,15 +142,17 @@ func Instrument(wasm []byte) ([]byte, error) {
 	// What the rewrite needs: counts of types, imported functions and
 	// globals, and whether tail calls appear.
 	rw := &rewriter{}
-	var types, importedGlobals, globals uint32
+	var importedGlobals, globals uint32
 	hasCode := false
 	for _, s := range sections {
 		var err error
 		switch s.id {
 		case secType:
-			types, err = count(s.payload)
+			rw.types, err = count(s.payload)
 		case secImport:
-			rw.funcImports, importedGlobals, err = countImports(s.payload)
+			rw.funcImports, importedGlobals, err = countImports(s.payload, rw.types)
+		case secFunction:
+			err = checkFunctionTypes(s.payload, rw.types)
 		case secGlobal:
 			globals, err = count(s.payload)
 		case secCode:
@@ -165,7 +168,7 @@ func Instrument(wasm []byte) ([]byte, error) {
 	rw.check = rw.funcImports
 	rw.budget = importedGlobals + globals
 
-	checkType := appendU(nil, uint64(types))
+	checkType := appendU(nil, uint64(rw.types))
 	added := map[byte]func(old []byte) ([]byte, error){
 		secType: func(old []byte) ([]byte, error) {
 			return appendEntry(old, []byte{0x60, 0x00, 0x01, 0x7F}) // [] -> [i32]
@@ -273,8 +276,21 @@ func appendEntry(old, entry []byte) ([]byte, error) {
 	return append(p, entry...), nil
 }
 
-func countImports(payload []byte) (funcs, globals uint32, err error) {
-	r := &reader{b: payload}
+// checkFunctionTypes refuses a function section that names a type the
+// module does not declare (once instrumented, it would name the check's).
+func checkFunctionTypes(payload []byte, types uint32) error {
+	r := &reader{b: payload, types: types, checkTypes: true}
+	for n := r.u32(); n > 0 && r.err == nil; n-- {
+		r.typeIndex(r.uleb())
+	}
+	if r.finish() != nil {
+		return fmt.Errorf("function section: %w", r.err)
+	}
+	return nil
+}
+
+func countImports(payload []byte, types uint32) (funcs, globals uint32, err error) {
+	r := &reader{b: payload, types: types, checkTypes: true}
 	for n := r.u32(); n > 0 && r.err == nil; n-- {
 		module := r.name()
 		r.name()
@@ -283,7 +299,7 @@ func countImports(payload []byte) (funcs, globals uint32, err error) {
 		}
 		switch kind := r.byte(); kind {
 		case 0x00: // func
-			r.u32()
+			r.typeIndex(r.uleb())
 			funcs++
 		case 0x01: // table
 			r.valtype()
@@ -301,7 +317,7 @@ func countImports(payload []byte) (funcs, globals uint32, err error) {
 			return 0, 0, fmt.Errorf("%w: import kind 0x%02x", ErrUnsupported, kind)
 		}
 	}
-	if r.err != nil {
+	if r.finish() != nil {
 		return 0, 0, fmt.Errorf("import section: %w", r.err)
 	}
 	return funcs, globals, nil
@@ -329,7 +345,7 @@ func eachBody(payload []byte, fn func(locals, code []byte) error) error {
 			return fmt.Errorf("function %d: %w", i, err)
 		}
 	}
-	if r.err != nil {
+	if r.finish() != nil {
 		return fmt.Errorf("code section: %w", r.err)
 	}
 	return nil
@@ -410,7 +426,7 @@ func (rw *rewriter) rewriteGlobals(payload []byte) ([]byte, error) {
 			return nil, fmt.Errorf("global section: %w", err)
 		}
 	}
-	if r.err != nil {
+	if r.finish() != nil {
 		return nil, fmt.Errorf("global section: %w", r.err)
 	}
 	return out, nil
@@ -424,13 +440,16 @@ func (rw *rewriter) rewriteExports(payload []byte) ([]byte, error) {
 		out = appendName(out, r.name())
 		kind := r.byte()
 		idx := r.u32()
-		if kind == 0x00 {
+		switch {
+		case kind == 0x00:
 			idx = rw.remap(idx)
+		case kind == 0x03 && idx >= rw.budget:
+			return nil, fmt.Errorf("export section: global index %d out of range", idx)
 		}
 		out = append(out, kind)
 		out = appendU(out, uint64(idx))
 	}
-	if r.err != nil {
+	if r.finish() != nil {
 		return nil, fmt.Errorf("export section: %w", r.err)
 	}
 	return out, nil
@@ -439,7 +458,7 @@ func (rw *rewriter) rewriteExports(payload []byte) ([]byte, error) {
 func (rw *rewriter) rewriteStart(payload []byte) ([]byte, error) {
 	r := &reader{b: payload}
 	f := r.u32()
-	if r.err != nil {
+	if r.finish() != nil {
 		return nil, fmt.Errorf("start section: %w", r.err)
 	}
 	return appendU(nil, uint64(rw.remap(f))), nil
@@ -484,7 +503,7 @@ func (rw *rewriter) rewriteElements(payload []byte) ([]byte, error) {
 		}
 	}
 	if err == nil {
-		err = r.err
+		err = r.finish()
 	}
 	if err != nil {
 		return nil, fmt.Errorf("element section: %w", err)
@@ -564,7 +583,14 @@ func (rw *rewriter) walk(out, code []byte, constant bool, prologue []byte) (_ []
 			if constant {
 				return append(out, code[last:i]...), i, tail, nil
 			}
-		case op >= 0x20 && op <= 0x24, op == 0x0C, op == 0x0D, op == 0x41, op == 0x42:
+		case op == 0x23 || op == 0x24: // global.get, global.set
+			var g uint64
+			if g, i = readLEB(code, i); i >= 0 && g >= uint64(rw.budget) {
+				// Out of range as written; the budget's index once
+				// instrumented. Let the compiler refuse the module as it is.
+				return nil, 0, false, fmt.Errorf("offset %d: global index %d out of range", start, g)
+			}
+		case op >= 0x20 && op <= 0x22, op == 0x0C, op == 0x0D, op == 0x41, op == 0x42:
 			i = skipLEB(code, i)
 		case op >= 0x28 && op <= 0x3E: // loads and stores: align, offset
 			var align uint64
@@ -585,7 +611,7 @@ func (rw *rewriter) walk(out, code []byte, constant bool, prologue []byte) (_ []
 			i, last = next, next
 			tail = tail || op == 0x12
 		case op == 0x03 && prologue != nil: // loop: spend budget first thing in each iteration
-			r := &reader{b: code, i: i}
+			r := &reader{b: code, i: i, types: rw.types, checkTypes: true}
 			r.blocktype()
 			if r.err != nil {
 				return nil, 0, false, fmt.Errorf("offset %d: %w", start, r.err)
@@ -595,7 +621,7 @@ func (rw *rewriter) walk(out, code []byte, constant bool, prologue []byte) (_ []
 			out = append(out, prologue...)
 			last = i
 		default:
-			r := &reader{b: code, i: i}
+			r := &reader{b: code, i: i, types: rw.types, checkTypes: true}
 			if err := r.immediates(op); err != nil {
 				return nil, 0, false, fmt.Errorf("offset %d: %w", start, err)
 			}
@@ -659,7 +685,7 @@ func (r *reader) immediates(op byte) error {
 	case op == 0x10 || op == 0x12: // call, return_call
 		r.u32()
 	case op == 0x11 || op == 0x13: // call_indirect, return_call_indirect
-		r.u32()
+		r.typeIndex(r.uleb())
 		r.u32()
 	case op == 0x1C: // select t*
 		for n := r.u32(); n > 0 && r.err == nil; n-- {
@@ -763,9 +789,32 @@ type reader struct {
 	b   []byte
 	i   int
 	err error
+
+	// types, when checkTypes is set, is the number of types the module
+	// declares: a type index past it is an error, since it would name the
+	// check's type once instrumented.
+	types      uint32
+	checkTypes bool
+}
+
+// typeIndex checks a type index read from code.
+func (r *reader) typeIndex(t uint64) {
+	if r.checkTypes && t >= uint64(r.types) && r.err == nil {
+		r.err = fmt.Errorf("type index %d out of range", t)
+	}
 }
 
 var errShort = errors.New("unexpected end of module")
+
+// finish returns the first error, or an error if bytes are left over: a
+// section that holds more than its entries is malformed, and a rewrite that
+// dropped the excess would make it well-formed.
+func (r *reader) finish() error {
+	if r.err == nil && r.i != len(r.b) {
+		r.err = fmt.Errorf("%d bytes after the last entry", len(r.b)-r.i)
+	}
+	return r.err
+}
 
 func (r *reader) done() bool { return r.err != nil || r.i >= len(r.b) }
 
@@ -834,7 +883,7 @@ func (r *reader) blocktype() {
 		r.valtype()
 		return
 	}
-	r.uleb() // a type index, as a signed 33-bit number
+	r.typeIndex(r.uleb()) // a type index, as a signed 33-bit number
 }
 
 func (r *reader) memarg() {

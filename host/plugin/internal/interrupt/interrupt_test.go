@@ -249,6 +249,13 @@ func TestInstrumentRefuses(t *testing.T) {
 		{"not wasm", []byte("hello, world"), false},
 		{"truncated", wat(t, "loops")[:200], false},
 		{"import clash", clash, true},
+		// global.set 0 in a module with no globals: invalid as written, but
+		// it would write the budget once instrumented.
+		{"global out of range", []byte{0, 'a', 's', 'm', 1, 0, 0, 0,
+			1, 4, 1, 0x60, 0, 0, 3, 2, 1, 0, 10, 8, 1, 6, 0, 0x41, 0, 0x24, 0, 0x0B}, false},
+		// (block (type 1)) with one type: the check's type once instrumented.
+		{"type out of range", []byte{0, 'a', 's', 'm', 1, 0, 0, 0,
+			1, 4, 1, 0x60, 0, 0, 3, 2, 1, 0, 10, 7, 1, 5, 0, 0x02, 0x01, 0x0B, 0x0B}, false},
 		{"unknown opcode", []byte{0, 'a', 's', 'm', 1, 0, 0, 0,
 			1, 4, 1, 0x60, 0, 0, 3, 2, 1, 0, 10, 5, 1, 3, 0, 0xF0, 0x0B}, true},
 	} {
@@ -300,13 +307,16 @@ func FuzzInstrument(f *testing.F) {
 		if err != nil {
 			return
 		}
-		// What wazero accepts as written it must accept instrumented.
+		// What wazero accepts as written it must accept instrumented, and
+		// what it refuses as written it must refuse instrumented: the
+		// indexes the rewrite adds must not make a bad module good.
 		rt, _ := newRuntime(t)
-		if err := compile(rt, wasm); err != nil {
-			return
-		}
-		if err := compile(rt, out); err != nil {
-			t.Fatalf("the module compiles as written but not instrumented: %v", err)
+		before, after := compile(rt, wasm), compile(rt, out)
+		switch {
+		case before == nil && after != nil:
+			t.Fatalf("the module compiles as written but not instrumented: %v", after)
+		case before != nil && after == nil:
+			t.Fatalf("the module compiles instrumented but not as written: %v", before)
 		}
 	})
 }
