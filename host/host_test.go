@@ -176,6 +176,9 @@ func TestBadFilesAreRefusedWithTheirNameAndHostKeepsServing(t *testing.T) {
 	files := map[string][]byte{
 		"text.wasm":      []byte("hello, I am not wasm"),
 		"truncated.wasm": good[:len(good)/3],
+		// 14 bytes that declare 2^28 imports: the decoder would ask for
+		// gigabytes, and a host in a small container would be killed.
+		"bomb.wasm": []byte("\x00asm\x01\x00\x00\x00\x02\x04\xff\xff\xff\x7f"),
 	}
 	for _, f := range []string{"abiv2", "nohandle", "initfail"} {
 		b, _ := os.ReadFile(wat(t, f))

@@ -29,6 +29,7 @@ import (
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 
 	"github.com/trellis-mesh/trellis/host/plugin/internal/interrupt"
+	"github.com/trellis-mesh/trellis/host/plugin/internal/limits"
 	"github.com/trellis-mesh/trellis/host/pool"
 )
 
@@ -123,6 +124,11 @@ type Subscription struct {
 	Queue string
 }
 
+// MaxModuleSize is the largest module Load accepts, 1 GiB: the limit
+// browsers apply. Callers that read a module from a file should refuse a
+// larger file before reading it.
+const MaxModuleSize = limits.MaxModuleSize
+
 // Version returns a short content hash of an encoded module, the version
 // string the host logs and replies with.
 func Version(wasm []byte) string {
@@ -145,6 +151,11 @@ func Load(ctx context.Context, wasm []byte, opts Options) (*Plugin, error) {
 
 func load(ctx context.Context, wasm []byte, opts Options) (*Plugin, error) {
 	if err := sniff(wasm); err != nil {
+		return nil, err
+	}
+	// wazero's decoder allocates what a module declares before it reads
+	// it, so a few crafted bytes could make it ask for gigabytes.
+	if err := limits.Check(wasm); err != nil {
 		return nil, err
 	}
 	p := &Plugin{

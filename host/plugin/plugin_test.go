@@ -105,7 +105,12 @@ func TestLoadRefusesBadModules(t *testing.T) {
 	}{
 		{"empty file", func(*testing.T) []byte { return nil }, nil, "file is empty"},
 		{"not wasm", func(*testing.T) []byte { return []byte("#!/bin/sh\necho hello\n") }, nil, "not a WebAssembly module"},
-		{"truncated", func(*testing.T) []byte { return echo[:len(echo)/2] }, nil, "compile"},
+		{"truncated", func(*testing.T) []byte { return echo[:len(echo)/2] }, nil, "is it truncated?"},
+		// A few bytes that declare 2^28 imports, or 2^32 locals: refused
+		// before the decoder allocates for them (see package limits).
+		{"import bomb", func(*testing.T) []byte { return []byte("\x00asm\x01\x00\x00\x00\x02\x04\xff\xff\xff\x7f") }, nil,
+			"import section: 268435455 imports, more than the limit of 100000"},
+		{"locals bomb", func(*testing.T) []byte { return localsBomb }, nil, "more than the limit of 50000"},
 		{"component", func(*testing.T) []byte { return []byte("\x00asm\x0d\x00\x01\x00") }, nil, "component"},
 		// A function of type 48 of 4, called: wazero panics on it rather than
 		// returning an error (found by FuzzInstrument).
@@ -133,6 +138,11 @@ func TestLoadRefusesBadModules(t *testing.T) {
 		})
 	}
 }
+
+var localsBomb = []byte("\x00asm\x01\x00\x00\x00" +
+	"\x01\x04\x01\x60\x00\x00" + // one type
+	"\x03\x02\x01\x00" + // one function
+	"\x0a\x0b\x01\x09\x01\xff\xff\xff\xff\x0f\x7f\x00\x0b") // with 2^32-1 locals of i32
 
 var malformed = []byte("\x00asm\x01\x00\x00\x00" +
 	"\x01\x14\x04`\x02\x7f\x7f\x02\x7f\x7f`\x01\x7f\x01\x7f`\x00\x01\x7f`\x00\x00" + // four types

@@ -189,6 +189,9 @@ func readSettled(path string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	if before.Size() > plugin.MaxModuleSize {
+		return nil, fmt.Errorf("%s: %d bytes, more than a module may have (%d)", path, before.Size(), plugin.MaxModuleSize)
+	}
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err

@@ -547,10 +547,10 @@ func (rw *rewriter) rewriteCustom(payload []byte) ([]byte, error) {
 				}
 				p = append(p, sub[start:sr.i]...)
 			}
-			if sr.err != nil {
-				// A name section that does not parse is dropped rather
-				// than left with wrong names.
-				return nil, nil
+			if sr.finish() != nil {
+				// wazero refuses a module whose name section does not
+				// parse; dropping it here would make such a module good.
+				return nil, fmt.Errorf("name section: subsection %d: %w", id, sr.err)
 			}
 			sub = p
 		}
@@ -559,7 +559,7 @@ func (rw *rewriter) rewriteCustom(payload []byte) ([]byte, error) {
 		out = append(out, sub...)
 	}
 	if r.err != nil {
-		return nil, nil
+		return nil, fmt.Errorf("name section: %w", r.err)
 	}
 	return out, nil
 }
