@@ -201,6 +201,12 @@ func load(ctx context.Context, wasm []byte, opts Options) (*Plugin, error) {
 			p.rt.Close(context.Background())
 		}
 	}()
+	// Tables get a maximum, so that table.grow cannot take a gigabyte
+	// outside the memory limit.
+	wasm, err := limits.CapTables(wasm)
+	if err != nil {
+		return nil, err
+	}
 	code, err := interrupt.Instrument(wasm)
 	if err == nil {
 		p.interruptible = true

@@ -249,6 +249,25 @@ func TestHandlerStatusAndErrorText(t *testing.T) {
 	}
 }
 
+// TestTableGrowthIsCapped: a table declared without a maximum can grow by
+// about a million elements; past that table.grow fails, instead of taking
+// a gigabyte of host memory outside the memory limit.
+func TestTableGrowthIsCapped(t *testing.T) {
+	var out recorder
+	p := load(t, "testdata/tablehog.wat", plugin.Options{Name: "tablehog", Outbox: &out})
+	for _, c := range []struct {
+		by   byte // 2^20 elements each
+		want string
+	}{{0, "grown"}, {2, "refused"}, {128, "refused"}, {1, "grown"}, {1, "refused"}} {
+		if _, err := p.Handle(context.Background(), &plugin.Message{Subject: "s", Reply: "r", Data: []byte{c.by}}); err != nil {
+			t.Fatal(err)
+		}
+		if sent := out.take(); len(sent) != 1 || string(sent[0].Data) != c.want {
+			t.Fatalf("grow by %d<<20: sent %v, want %q", c.by, sent, c.want)
+		}
+	}
+}
+
 func TestMemoryLimitCapsGrowth(t *testing.T) {
 	for _, c := range []struct {
 		limit uint64

@@ -204,8 +204,12 @@ func (d *decoder) section(id byte) {
 			d.uleb()
 		}
 	case secTable:
+		var total uint64
 		for n := d.count("tables", MaxTables, 3); n > 0 && d.err == nil; n-- {
-			d.tableType()
+			total += d.tableType()
+			if d.err == nil && total > MaxTableSize {
+				d.fail("tables of %d elements or more in all, more than the limit of %d", total, MaxTableSize)
+			}
 		}
 	case secMemory:
 		for n := d.count("memories", MaxMemories, 2); n > 0 && d.err == nil; n-- {
@@ -289,11 +293,14 @@ func (d *decoder) limits() (min uint64) {
 	return min
 }
 
-func (d *decoder) tableType() {
+// tableType checks a table type and returns its minimum size.
+func (d *decoder) tableType() uint64 {
 	d.refType()
-	if min := d.limits(); d.err == nil && min > MaxTableSize {
+	min := d.limits()
+	if d.err == nil && min > MaxTableSize {
 		d.fail("table of %d elements, more than the limit of %d", min, MaxTableSize)
 	}
+	return min
 }
 
 func (d *decoder) importDesc() {
@@ -465,5 +472,88 @@ func (d *decoder) nameMap(what string) {
 	for n := d.count(what, MaxFunctions, 2); n > 0 && d.err == nil; n-- {
 		d.uleb()
 		d.name("name")
+	}
+}
+
+// TableGrowth is how many elements, in all, an instance's tables may grow
+// by past what the module declares. wazero lets table.grow take a table to
+// 2^27 elements of 8 bytes, a gigabyte outside the memory limit; CapTables
+// holds it to about 8 MB.
+const TableGrowth = 1 << 20
+
+// CapTables returns wasm with a maximum size on every table it defines, so
+// that table.grow fails (returns -1, as the specification allows) instead
+// of growing a table without bound. A table's maximum becomes at most its
+// minimum plus its share of TableGrowth; a declared maximum below that is
+// kept. wasm must have passed Check. A module without tables is returned
+// as it is.
+func CapTables(wasm []byte) ([]byte, error) {
+	d := &decoder{b: wasm, i: 8}
+	for d.err == nil && d.i < len(d.b) {
+		start := d.i
+		id := d.byte()
+		size := int(d.uleb())
+		if d.err != nil || id != secTable {
+			d.skip(size)
+			continue
+		}
+		body := d.i
+		table, err := capTables(d.b[body : body+size])
+		if err != nil {
+			return nil, fmt.Errorf("table section: %w", err)
+		}
+		out := make([]byte, 0, len(wasm)+len(table)-size)
+		out = append(out, wasm[:start]...)
+		out = append(out, secTable)
+		out = appendULEB(out, uint64(len(table)))
+		out = append(out, table...)
+		return append(out, wasm[body+size:]...), nil
+	}
+	if d.err != nil {
+		return nil, d.err
+	}
+	return wasm, nil
+}
+
+func capTables(payload []byte) ([]byte, error) {
+	d := &decoder{b: payload}
+	n := d.uleb()
+	if n == 0 || d.err != nil {
+		return payload, d.err
+	}
+	share := uint64(TableGrowth) / n
+	out := appendULEB(nil, n)
+	for ; n > 0 && d.err == nil; n-- {
+		out = append(out, d.byte()) // reference type
+		flags := d.byte()
+		min := d.uleb()
+		max, hasMax := uint64(0), flags&0x01 != 0
+		if hasMax {
+			max = d.uleb()
+		}
+		if flags&^0x01 != 0 {
+			return nil, fmt.Errorf("table limits flags 0x%02x", flags)
+		}
+		if limit := min + share; !hasMax || max > limit {
+			max = limit
+		}
+		out = append(out, 0x01)
+		out = appendULEB(out, min)
+		out = appendULEB(out, max)
+	}
+	if d.err == nil && d.i != len(d.b) {
+		d.fail("%d bytes after the last table", len(d.b)-d.i)
+	}
+	return out, d.err
+}
+
+func appendULEB(out []byte, v uint64) []byte {
+	for {
+		c := byte(v & 0x7F)
+		v >>= 7
+		if v == 0 {
+			return append(out, c)
+		}
+		out = append(out, c|0x80)
 	}
 }

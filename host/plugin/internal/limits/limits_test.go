@@ -85,6 +85,8 @@ var bombs = []struct {
 	{"local names", "name subsection 2", cat(header, typ, fn, code([]byte{0, 0x0B}),
 		sec(0, []byte{4, 'n', 'a', 'm', 'e'}, sec(2, []byte{1, 0}, huge)))},
 	{"table size", "table of 134217728 elements", cat(header, sec(4, []byte{1, 0x70, 0}, leb(1<<27)))},
+	{"tables in all", "tables of 10000002 elements or more in all", cat(header, sec(4, []byte{3},
+		[]byte{0x70, 0}, leb(5_000_001), []byte{0x70, 0}, leb(5_000_001), []byte{0x70, 0, 1}))},
 	{"section size", "type section at offset 8 declares 268435455 bytes, but the file ends 4 bytes later", cat(header, []byte{1}, huge, []byte{1, 2, 3, 4})},
 	{"section id", "unknown section id 14", cat(header, sec(14))},
 	{"trailing bytes", "1 bytes after the last entry", cat(header, sec(3, []byte{1, 0, 0}))},
@@ -152,15 +154,57 @@ func FuzzCheck(f *testing.F) {
 		}
 		var before, after runtime.MemStats
 		runtime.ReadMemStats(&before)
-		func() {
-			defer func() { recover() }() // wazero panics on some malformed modules
-			if m, err := rt.CompileModule(context.Background(), wasm); err == nil {
-				m.Close(context.Background())
-			}
-		}()
+		compiles(rt, wasm)
 		runtime.ReadMemStats(&after)
 		if grew := after.TotalAlloc - before.TotalAlloc; grew > 16<<20+uint64(len(wasm))*512 {
 			t.Fatalf("a %d-byte module passed Check and made the decoder allocate %d MiB", len(wasm), grew>>20)
 		}
+		// A module that compiles still compiles with its tables capped.
+		capped, err := limits.CapTables(wasm)
+		if err == nil && compiles(rt, wasm) && !compiles(rt, capped) {
+			t.Fatal("the module compiles, but not with its tables capped")
+		}
 	})
+}
+
+func TestCapTables(t *testing.T) {
+	table := func(n byte, tables ...[]byte) []byte {
+		return cat(header, sec(4, []byte{n}, cat(tables...)), sec(3, []byte{0}))
+	}
+	ref := func(b ...byte) []byte { return append([]byte{0x70}, b...) }
+	for _, c := range []struct {
+		name    string
+		in, out []byte
+	}{
+		{"no table", cat(header, typ, fn), cat(header, typ, fn)},
+		{"no maximum", table(1, ref(0, 1)), table(1, ref(1, 1), leb(1+limits.TableGrowth))},
+		{"maximum kept", table(1, ref(1, 1, 10)), table(1, ref(1, 1, 10))},
+		{"maximum lowered", table(1, ref(1, 1), leb(1<<27)), table(1, ref(1, 1), leb(1+limits.TableGrowth))},
+		{"shared by two", table(2, ref(0, 0), ref(0, 5)),
+			table(2, ref(1, 0), leb(limits.TableGrowth/2), ref(1, 5), leb(5+limits.TableGrowth/2))},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			got, err := limits.CapTables(c.in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(got) != string(c.out) {
+				t.Fatalf("CapTables = % x\nwant        % x", got, c.out)
+			}
+		})
+	}
+}
+
+func compiles(rt wazero.Runtime, wasm []byte) (ok bool) {
+	defer func() {
+		if recover() != nil { // wazero panics on some malformed modules
+			ok = false
+		}
+	}()
+	m, err := rt.CompileModule(context.Background(), wasm)
+	if err != nil {
+		return false
+	}
+	m.Close(context.Background())
+	return true
 }
