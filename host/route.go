@@ -40,7 +40,7 @@ type route struct {
 // so time spent waiting for a worker counts against it.
 type arrival struct {
 	m  *nats.Msg
-	at time.Time
+	at time.Duration // deadline.Now()
 }
 
 func newRoute(h *Host, name string) *route {
@@ -118,7 +118,7 @@ func (r *route) subscribe(subjects []string, queue string, stats func() (int, in
 // onMsg runs on the subscription's goroutine. It blocks when the route's
 // inbox is full: that is the backpressure, and NATS buffers what waits.
 func (r *route) onMsg(m *nats.Msg) {
-	r.inbox <- arrival{m: m, at: time.Now()}
+	r.inbox <- arrival{m: m, at: deadline.Now()}
 }
 
 func (r *route) serve(a arrival) {
@@ -127,15 +127,15 @@ func (r *route) serve(a arrival) {
 	timeout := p.Timeout()
 	ctx := context.Background()
 	if timeout > 0 {
-		at := a.at.Add(timeout)
-		if time.Now().After(at) {
+		at := a.at + timeout
+		if deadline.Now() > at {
 			h.log.Warn("busy: message waited past its deadline", "plugin", r.name, "subject", m.Subject)
 			h.errorReply(m.Reply, 503, "busy: no instance free before the deadline", nil)
 			return
 		}
 		// Most messages are served well before their deadline: the
 		// context starts a timer only if something waits on it.
-		dl := deadline.New(ctx, at)
+		dl := deadline.At(ctx, at)
 		defer dl.Release()
 		ctx = dl
 	}

@@ -100,6 +100,12 @@ type callContext struct {
 
 type instanceKey struct{}
 
+// AfterFunc lets contexts derived from a call's context (a host function's
+// request timeout) follow it without a goroutine of their own: the context
+// package would otherwise start one that reads the callContext after the
+// call has ended and the instance has moved on to its next call.
+func (c *callContext) AfterFunc(f func()) (stop func() bool) { return context.AfterFunc(c.Context, f) }
+
 func (c *callContext) Value(key any) any {
 	if key == (instanceKey{}) {
 		return c.inst
@@ -227,7 +233,7 @@ func (p *Plugin) Handle(ctx context.Context, msg *Message) (Result, error) {
 // Options.Timeout from now when ctx has none.
 func (p *Plugin) call(ctx context.Context, msg *Message, ph phase, prepare func(*instance) api.Function, done func(*instance)) error {
 	if _, has := ctx.Deadline(); !has && p.timeout > 0 {
-		dl := deadline.New(ctx, time.Now().Add(p.timeout))
+		dl := deadline.After(ctx, p.timeout)
 		defer dl.Release()
 		ctx = dl
 	}

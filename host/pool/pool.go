@@ -12,7 +12,6 @@ import (
 	"context"
 	"errors"
 	"sync"
-	"sync/atomic"
 )
 
 // ErrClosed is returned by Acquire once Close has begun.
@@ -23,14 +22,32 @@ var ErrClosed = errors.New("pool closed")
 var ErrBusy = errors.New("pool busy")
 
 // Pool is a bounded pool of T. It is safe for concurrent use.
+//
+// Its state is one mutex-guarded struct: an Acquire or a Release that finds
+// an idle item or a free slot takes the lock once and does not block or
+// allocate. Only a caller that must wait makes a channel, on which the next
+// Release hands it an item directly (or the next Discard the right to make
+// one). Waiters are served in arrival order.
 type Pool[T any] struct {
 	newItem   func(context.Context) (T, error)
 	closeItem func(T)
+	max       int
 
-	slots  chan struct{} // one token per item in use or being made
-	idle   chan T        // items ready for reuse, never more than cap(slots)
-	closed atomic.Bool
-	once   sync.Once
+	mu      sync.Mutex
+	idle    []T // ready for reuse; the last one returned is reused first
+	inUse   int // handed out or being made; inUse+len(idle) <= max
+	waiters []chan grant[T]
+	closed  bool
+	drained chan struct{} // closed once the pool is closed and nothing is in use
+	once    sync.Once
+}
+
+// grant is what a waiting Acquire receives: an item, the right to make a
+// new one (fresh), or ErrClosed.
+type grant[T any] struct {
+	it    T
+	fresh bool
+	err   error
 }
 
 // New returns a pool of at most max items (max < 1 means 1). newItem makes an
@@ -43,19 +60,28 @@ func New[T any](max int, newItem func(context.Context) (T, error), closeItem fun
 	return &Pool[T]{
 		newItem:   newItem,
 		closeItem: closeItem,
-		slots:     make(chan struct{}, max),
-		idle:      make(chan T, max),
+		max:       max,
+		idle:      make([]T, 0, max),
+		drained:   make(chan struct{}),
 	}
 }
 
 // Max returns the most items the pool will hold.
-func (p *Pool[T]) Max() int { return cap(p.slots) }
+func (p *Pool[T]) Max() int { return p.max }
 
 // InUse returns how many items are handed out or being made right now.
-func (p *Pool[T]) InUse() int { return len(p.slots) }
+func (p *Pool[T]) InUse() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.inUse
+}
 
 // Idle returns how many items wait for reuse.
-func (p *Pool[T]) Idle() int { return len(p.idle) }
+func (p *Pool[T]) Idle() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.idle)
+}
 
 // Acquire returns an idle item, or a new one if fewer than Max are live. If
 // all are in use it waits until one comes back or ctx ends, and then returns
@@ -63,30 +89,70 @@ func (p *Pool[T]) Idle() int { return len(p.idle) }
 // item back with exactly one Release or Discard.
 func (p *Pool[T]) Acquire(ctx context.Context) (T, error) {
 	var zero T
-	if p.closed.Load() {
+	p.mu.Lock()
+	switch {
+	case p.closed:
+		p.mu.Unlock()
 		return zero, ErrClosed
+	case len(p.idle) > 0:
+		it := p.idle[len(p.idle)-1]
+		p.idle[len(p.idle)-1] = zero
+		p.idle = p.idle[:len(p.idle)-1]
+		p.inUse++
+		p.mu.Unlock()
+		return it, nil
+	case p.inUse+len(p.idle) < p.max:
+		p.inUse++
+		p.mu.Unlock()
+		return p.make(ctx)
 	}
+	w := make(chan grant[T], 1)
+	p.waiters = append(p.waiters, w)
+	p.mu.Unlock()
+
 	select {
-	case p.slots <- struct{}{}:
-	default:
-		select {
-		case p.slots <- struct{}{}:
-		case <-ctx.Done():
+	case g := <-w:
+		return p.take(ctx, g)
+	case <-ctx.Done():
+	}
+	p.mu.Lock()
+	for i, o := range p.waiters {
+		if o == w {
+			p.waiters = append(p.waiters[:i], p.waiters[i+1:]...)
+			p.mu.Unlock()
 			return zero, errors.Join(ErrBusy, ctx.Err())
 		}
 	}
-	if p.closed.Load() {
-		<-p.slots
-		return zero, ErrClosed
-	}
-	select {
-	case it := <-p.idle:
-		return it, nil
+	p.mu.Unlock()
+	// Granted while the context ended: the grant is in w already (it is
+	// sent under the lock). Pass it on rather than lose it.
+	switch g := <-w; {
+	case g.err != nil:
+	case g.fresh:
+		p.freeSlot()
 	default:
+		p.Release(g.it)
 	}
+	return zero, errors.Join(ErrBusy, ctx.Err())
+}
+
+func (p *Pool[T]) take(ctx context.Context, g grant[T]) (T, error) {
+	switch {
+	case g.err != nil:
+		var zero T
+		return zero, g.err
+	case g.fresh:
+		return p.make(ctx)
+	}
+	return g.it, nil
+}
+
+// make makes an item in a slot already counted in inUse.
+func (p *Pool[T]) make(ctx context.Context) (T, error) {
 	it, err := p.newItem(ctx)
 	if err != nil {
-		<-p.slots
+		p.freeSlot()
+		var zero T
 		return zero, err
 	}
 	return it, nil
@@ -94,24 +160,56 @@ func (p *Pool[T]) Acquire(ctx context.Context) (T, error) {
 
 // Release returns a healthy item for reuse. After Close it closes the item.
 func (p *Pool[T]) Release(it T) {
-	if p.closed.Load() {
+	p.mu.Lock()
+	switch {
+	case p.closed:
+		p.inUse--
+		p.signalDrained()
+		p.mu.Unlock()
 		p.closeItem(it)
-		<-p.slots
-		return
-	}
-	// Room is guaranteed: idle items never outnumber slots.
-	p.idle <- it
-	<-p.slots
-	// Close may have drained idle between the check above and the send.
-	if p.closed.Load() {
-		p.drainIdle()
+	case len(p.waiters) > 0:
+		p.popWaiter() <- grant[T]{it: it} // the item stays in use, by the waiter
+		p.mu.Unlock()
+	default:
+		p.idle = append(p.idle, it)
+		p.inUse--
+		p.mu.Unlock()
 	}
 }
 
 // Discard closes an item that must not be reused and frees its slot.
 func (p *Pool[T]) Discard(it T) {
 	p.closeItem(it)
-	<-p.slots
+	p.freeSlot()
+}
+
+// freeSlot gives up a slot counted in inUse: to the first waiter, who makes
+// an item in it, or back to the pool.
+func (p *Pool[T]) freeSlot() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.closed && len(p.waiters) > 0 {
+		p.popWaiter() <- grant[T]{fresh: true}
+		return
+	}
+	p.inUse--
+	p.signalDrained()
+}
+
+// popWaiter removes and returns the first waiter. p.mu is held.
+func (p *Pool[T]) popWaiter() chan grant[T] {
+	w := p.waiters[0]
+	p.waiters[0] = nil
+	p.waiters = p.waiters[1:]
+	return w
+}
+
+// signalDrained closes drained when the last item in use of a closed pool
+// comes back. p.mu is held.
+func (p *Pool[T]) signalDrained() {
+	if p.closed && p.inUse == 0 {
+		close(p.drained)
+	}
 }
 
 // Prime makes sure at least one item exists, so that an item that cannot be
@@ -126,41 +224,33 @@ func (p *Pool[T]) Prime(ctx context.Context) error {
 	return nil
 }
 
-// Close stops handing out items, waits until every item in use is handed
-// back (or ctx ends), and closes all idle ones. Items handed back later are
-// closed on return. Close is safe to call more than once; only the first
-// call waits.
+// Close stops handing out items, turns away every waiting Acquire with
+// ErrClosed, closes the idle items, and waits until every item in use is
+// handed back (or ctx ends); items handed back later are closed on return.
+// Close is safe to call more than once; only the first call waits.
 func (p *Pool[T]) Close(ctx context.Context) error {
 	var err error
 	p.once.Do(func() {
-		p.closed.Store(true)
-		// Take every slot: when we hold them all, nothing is in use.
-		taken := 0
-	wait:
-		for taken < cap(p.slots) {
-			select {
-			case p.slots <- struct{}{}:
-				taken++
-			case <-ctx.Done():
-				err = ctx.Err()
-				break wait
-			}
+		p.mu.Lock()
+		p.closed = true
+		for _, w := range p.waiters {
+			w <- grant[T]{err: ErrClosed}
 		}
-		p.drainIdle()
-		for ; taken > 0; taken-- {
-			<-p.slots
+		p.waiters = nil
+		idle := p.idle
+		p.idle = nil
+		if p.inUse == 0 {
+			close(p.drained)
+		}
+		p.mu.Unlock()
+		for _, it := range idle {
+			p.closeItem(it)
+		}
+		select {
+		case <-p.drained:
+		case <-ctx.Done():
+			err = ctx.Err()
 		}
 	})
 	return err
-}
-
-func (p *Pool[T]) drainIdle() {
-	for {
-		select {
-		case it := <-p.idle:
-			p.closeItem(it)
-		default:
-			return
-		}
-	}
 }

@@ -158,3 +158,148 @@ func TestNewItemErrorFreesSlot(t *testing.T) {
 		t.Fatalf("Prime = %v", err)
 	}
 }
+
+func TestWaitersAreServedInArrivalOrder(t *testing.T) {
+	var c counter
+	p := c.pool(1)
+	it, _ := p.Acquire(context.Background())
+	order := make(chan int, 3)
+	for i := 0; i < 3; i++ {
+		go func() {
+			it, err := p.Acquire(context.Background())
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			order <- i
+			p.Release(it)
+		}()
+		waitFor(t, func() bool { return p.waiting() == i+1 })
+	}
+	p.Release(it)
+	for want := 0; want < 3; want++ {
+		if got := <-order; got != want {
+			t.Fatalf("waiter %d served before waiter %d", got, want)
+		}
+	}
+}
+
+func TestDiscardLetsAWaiterMakeANewItem(t *testing.T) {
+	var c counter
+	p := c.pool(1)
+	it, _ := p.Acquire(context.Background())
+	got := make(chan int64)
+	go func() {
+		it, err := p.Acquire(context.Background())
+		if err != nil {
+			t.Error(err)
+		}
+		got <- it
+	}()
+	waitFor(t, func() bool { return p.waiting() == 1 })
+	p.Discard(it)
+	if it2 := <-got; it2 == it || c.made.Load() != 2 {
+		t.Fatalf("waiter got item %d (made %d), want a new one", it2, c.made.Load())
+	}
+}
+
+func TestCloseTurnsAwayWaiters(t *testing.T) {
+	var c counter
+	p := c.pool(1)
+	it, _ := p.Acquire(context.Background())
+	errc := make(chan error)
+	go func() {
+		_, err := p.Acquire(context.Background())
+		errc <- err
+	}()
+	waitFor(t, func() bool { return p.waiting() == 1 })
+	closed := make(chan error)
+	go func() { closed <- p.Close(context.Background()) }()
+	if err := <-errc; !errors.Is(err, ErrClosed) {
+		t.Fatalf("waiting Acquire = %v, want ErrClosed", err)
+	}
+	p.Release(it)
+	if err := <-closed; err != nil {
+		t.Fatal(err)
+	}
+	if c.made.Load() != c.closed.Load() {
+		t.Fatalf("made %d, closed %d", c.made.Load(), c.closed.Load())
+	}
+}
+
+// TestTimeoutsLoseNoItem has waiters give up at every moment, some just as
+// an item is handed to them: every item must come back to the pool.
+func TestTimeoutsLoseNoItem(t *testing.T) {
+	var c counter
+	const max = 2
+	p := c.pool(max)
+	var wg sync.WaitGroup
+	for g := 0; g < 16; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			for i := 0; i < 300; i++ {
+				ctx, cancel := context.WithTimeout(context.Background(), time.Duration(i%5)*20*time.Microsecond)
+				it, err := p.Acquire(ctx)
+				cancel()
+				if err != nil {
+					if !errors.Is(err, ErrBusy) {
+						t.Error(err)
+						return
+					}
+					continue
+				}
+				if (g+i)%11 == 0 {
+					p.Discard(it)
+				} else {
+					p.Release(it)
+				}
+			}
+		}(g)
+	}
+	wg.Wait()
+	if n := p.InUse(); n != 0 {
+		t.Fatalf("%d items still in use after every caller returned them", n)
+	}
+	// Both slots are free: two Acquires succeed at once.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	for i := 0; i < max; i++ {
+		if _, err := p.Acquire(ctx); err != nil {
+			t.Fatalf("Acquire %d after the storm: %v", i, err)
+		}
+	}
+	if alive := c.made.Load() - c.closed.Load(); alive > max {
+		t.Fatalf("%d items alive, max %d", alive, max)
+	}
+}
+
+// BenchmarkAcquireRelease is the pool's cost per call when an item is idle.
+func BenchmarkAcquireRelease(b *testing.B) {
+	var c counter
+	p := c.pool(4)
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		it, err := p.Acquire(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		p.Release(it)
+	}
+}
+
+func (p *Pool[T]) waiting() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.waiters)
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); !cond(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not reached in 5s")
+		}
+	}
+}

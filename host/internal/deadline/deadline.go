@@ -12,30 +12,50 @@ package deadline
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 )
+
+// base is the origin of Now.
+var base = time.Now()
+
+// Now returns the monotonic time since the package started. It costs one
+// clock read, half what time.Now costs.
+func Now() time.Duration { return time.Since(base) }
 
 // Context is a context.Context that ends at a deadline or when its parent
 // ends. Call Release when done with it, as with a CancelFunc.
 type Context struct {
 	parent context.Context
-	at     time.Time
+	at     time.Duration // since base
 
-	mu     sync.Mutex
-	timer  context.Context // made by the first Done
+	released atomic.Bool
+	timer    atomic.Pointer[timer] // made by the first Done
+	mu       sync.Mutex            // held to make the timer
+}
+
+type timer struct {
+	ctx    context.Context
 	cancel context.CancelFunc
 }
 
 // New returns a context that ends at at, or when parent ends.
-func New(parent context.Context, at time.Time) *Context {
-	if pd, ok := parent.Deadline(); ok && pd.Before(at) {
-		at = pd
+func New(parent context.Context, at time.Time) *Context { return At(parent, at.Sub(base)) }
+
+// At returns a context that ends at at, a time as Now tells it, or when
+// parent ends.
+func At(parent context.Context, at time.Duration) *Context {
+	if pd, ok := parent.Deadline(); ok {
+		at = min(at, pd.Sub(base))
 	}
 	return &Context{parent: parent, at: at}
 }
 
+// After returns a context that ends d from now, or when parent ends.
+func After(parent context.Context, d time.Duration) *Context { return At(parent, Now()+d) }
+
 // Deadline returns the deadline.
-func (c *Context) Deadline() (time.Time, bool) { return c.at, true }
+func (c *Context) Deadline() (time.Time, bool) { return base.Add(c.at), true }
 
 // Done returns a channel closed when the context ends. The first call
 // starts the timer that closes it.
@@ -45,17 +65,17 @@ func (c *Context) Done() <-chan struct{} { return c.real().Done() }
 // parent's error once it has ended, and nil before. It reads the clock; it
 // starts no timer.
 func (c *Context) Err() error {
-	c.mu.Lock()
-	timer := c.timer
-	c.mu.Unlock()
-	if timer != nil {
-		return timer.Err()
+	if t := c.timer.Load(); t != nil {
+		return t.ctx.Err()
 	}
 	if err := c.parent.Err(); err != nil {
 		return err
 	}
-	if !time.Now().Before(c.at) {
+	if Now() >= c.at {
 		return context.DeadlineExceeded
+	}
+	if c.released.Load() {
+		return context.Canceled
 	}
 	return nil
 }
@@ -72,21 +92,31 @@ func (c *Context) AfterFunc(f func()) (stop func() bool) { return context.AfterF
 // context.Canceled if it had not ended yet.
 func (c *Context) Release() {
 	c.mu.Lock()
-	cancel := c.cancel
+	c.released.Store(true)
+	t := c.timer.Load()
 	c.mu.Unlock()
-	if cancel != nil {
-		cancel()
+	if t != nil {
+		t.cancel()
 	}
 }
 
 func (c *Context) real() context.Context {
+	if t := c.timer.Load(); t != nil {
+		return t.ctx
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.timer == nil {
-		c.timer, c.cancel = context.WithDeadline(c.parent, c.at)
+	t := c.timer.Load()
+	if t == nil {
+		ctx, cancel := context.WithDeadline(c.parent, base.Add(c.at))
+		if c.released.Load() {
+			cancel()
+		}
+		t = &timer{ctx, cancel}
+		c.timer.Store(t)
 	}
-	return c.timer
+	return t.ctx
 }
 
 // String names the context for debugging, as the standard contexts do.
-func (c *Context) String() string { return "deadline.Context(" + c.at.String() + ")" }
+func (c *Context) String() string { return "deadline.Context(" + base.Add(c.at).String() + ")" }

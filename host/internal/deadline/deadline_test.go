@@ -111,3 +111,41 @@ func BenchmarkWithDeadline(b *testing.B) {
 		cancel()
 	}
 }
+
+func TestReleaseCancelsWithoutTimer(t *testing.T) {
+	c := deadline.After(context.Background(), time.Hour)
+	if err := c.Err(); err != nil {
+		t.Fatalf("Err before Release = %v", err)
+	}
+	c.Release()
+	if err := c.Err(); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Err after Release = %v, want Canceled", err)
+	}
+	// Done asked after Release is closed at once.
+	select {
+	case <-c.Done():
+	case <-time.After(time.Second):
+		t.Fatal("Done open after Release")
+	}
+}
+
+func TestDeadlineMatchesAfter(t *testing.T) {
+	before := time.Now()
+	c := deadline.After(context.Background(), time.Minute)
+	defer c.Release()
+	at, ok := c.Deadline()
+	if !ok || at.Before(before.Add(time.Minute)) || at.After(time.Now().Add(time.Minute)) {
+		t.Fatalf("Deadline = %v, %v; want a minute from now", at, ok)
+	}
+}
+
+func BenchmarkAfterErrRelease(b *testing.B) {
+	b.ReportAllocs()
+	for b.Loop() {
+		c := deadline.After(context.Background(), time.Second)
+		if c.Err() != nil {
+			b.Fatal("ended")
+		}
+		c.Release()
+	}
+}
