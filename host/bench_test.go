@@ -2,6 +2,7 @@ package host_test
 
 import (
 	"bytes"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -63,6 +64,67 @@ func BenchmarkRequestReply(b *testing.B) {
 				}
 			})
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+			if n := failed.Load(); n > 0 {
+				b.Fatalf("%d requests failed", n)
+			}
+		})
+	}
+}
+
+// BenchmarkRequestReplyInterleaved is the 16-requester comparison of
+// BenchmarkRequestReply made robust to a machine whose speed drifts: it
+// alternates bursts of 1,600 requests to the native responder and to the
+// Wasm echo, many times over, so both see the same machine, and reports
+// each one's rate and the ratio. b.N requests go to each.
+func BenchmarkRequestReplyInterleaved(b *testing.B) {
+	h := trellistest.NewHost(b)
+	h.Load("echo-wat", trellistest.Wasm(b, "../abi/echo.wat"), func(s *host.Spec) { s.Subjects = []string{"bench.wat"} })
+	h.Load("echo-go", trellistest.Wasm(b, echoSrc), func(s *host.Spec) { s.Subjects = []string{"bench.go"} })
+	native, err := h.Conn().QueueSubscribe("bench.native", "native", func(m *nats.Msg) { m.Respond(m.Data) })
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer native.Unsubscribe()
+	h.Conn().Flush()
+	nc := h.Client()
+	payload := bytes.Repeat([]byte("x"), 100)
+
+	const requesters, burst = 16, 1600
+	var failed atomic.Int64
+	// run sends n requests to subject from 16 goroutines and returns how
+	// long that took.
+	run := func(subject string, n int) time.Duration {
+		var wg sync.WaitGroup
+		start := time.Now()
+		for g := 0; g < requesters; g++ {
+			wg.Add(1)
+			go func(k int) {
+				defer wg.Done()
+				for ; k > 0; k-- {
+					m, err := nc.Request(subject, payload, 5*time.Second)
+					if err != nil || len(m.Data) != len(payload) {
+						failed.Add(1)
+					}
+				}
+			}((n + g) / requesters)
+		}
+		wg.Wait()
+		return time.Since(start)
+	}
+	for _, target := range []string{"wat", "go"} {
+		b.Run(target, func(b *testing.B) {
+			run("bench.native", burst) // warm both up
+			run("bench."+target, burst)
+			var tNative, tWasm time.Duration
+			b.ResetTimer()
+			for done := 0; done < b.N; done += burst {
+				n := min(burst, b.N-done)
+				tNative += run("bench.native", n)
+				tWasm += run("bench."+target, n)
+			}
+			b.ReportMetric(float64(b.N)/tNative.Seconds(), "native-msgs/s")
+			b.ReportMetric(float64(b.N)/tWasm.Seconds(), "wasm-msgs/s")
+			b.ReportMetric(100*tNative.Seconds()/tWasm.Seconds(), "%-of-native")
 			if n := failed.Load(); n > 0 {
 				b.Fatalf("%d requests failed", n)
 			}

@@ -208,3 +208,15 @@ func compiles(rt wazero.Runtime, wasm []byte) (ok bool) {
 	m.Close(context.Background())
 	return true
 }
+
+// BenchmarkCheck is the cost of Check on a Go module, the largest kind
+// (2.7 MB); it runs once per load.
+func BenchmarkCheck(b *testing.B) {
+	wasm := trellistest.WasmBytes(b, "../../../../examples/echo")
+	b.SetBytes(int64(len(wasm)))
+	for b.Loop() {
+		if err := limits.Check(wasm); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
