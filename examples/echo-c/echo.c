@@ -1,5 +1,7 @@
 /*
  * echo: answers every request on subject "echo" with its payload, unchanged.
+ * It joins queue group "echo", as the echo examples in the other languages
+ * do, so each request is answered by one of them.
  *
  * Build (in this directory):
  *     clang --target=wasm32-wasi -O2 -mexec-model=reactor -s -I../../sdk/c -o echo-c.wasm echo.c
@@ -7,7 +9,7 @@
 #include "trellis.h"
 
 static int32_t init(void) {
-    return trellis_status_of(trellis_subscribe("echo", NULL));
+    return trellis_status_of(trellis_subscribe("echo", "echo"));
 }
 
 static int32_t handle(const trellis_msg *msg) {

@@ -1,6 +1,8 @@
 /*
  * greet: answers every request on subject "greet" with "Hello, <payload>!".
  * The operator may change the greeting word with the config key "greeting".
+ * It joins queue group "greet", as the greet examples in the other languages
+ * do, so each request is answered by one of them.
  *
  * Build (in this directory):
  *     clang --target=wasm32-wasi -O2 -mexec-model=reactor -s -I../../sdk/c -o greet-c.wasm greet.c
@@ -8,7 +10,7 @@
 #include "trellis.h"
 
 static int32_t init(void) {
-    return trellis_status_of(trellis_subscribe("greet", NULL));
+    return trellis_status_of(trellis_subscribe("greet", "greet"));
 }
 
 static int32_t handle(const trellis_msg *msg) {

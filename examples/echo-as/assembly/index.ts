@@ -1,4 +1,6 @@
 // echo: answers every request on subject "echo" with its payload, unchanged.
+// It joins queue group "echo", as the echo examples in the other languages
+// do, so each request is answered by one of them.
 //
 // Build (in this directory): npm ci && npm run build   → echo-as.wasm
 
@@ -6,7 +8,7 @@ import { Msg, Status, TrellisError, failStatus, plugin, reply, subscribe } from 
 export { trellis_abi_v1, trellis_init, trellis_handle } from "@trellis-mesh/sdk";
 
 function init(): TrellisError | null {
-  const s = subscribe("echo");
+  const s = subscribe("echo", "echo");
   return s == Status.OK ? null : failStatus(s);
 }
 

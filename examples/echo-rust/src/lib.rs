@@ -1,4 +1,6 @@
 //! echo: answers every request on subject `echo` with its payload, unchanged.
+//! It joins queue group `echo`, as the echo examples in the other languages
+//! do, so each request is answered by one of them.
 //!
 //! Build (in this directory):
 //!     RUSTC=/usr/bin/rustc /usr/bin/cargo build --release --target wasm32-wasi --offline
@@ -7,7 +9,7 @@
 use trellis::{Error, Msg};
 
 fn init() -> Result<(), Error> {
-    trellis::subscribe("echo")?;
+    trellis::subscribe_queue("echo", "echo")?;
     Ok(())
 }
 

@@ -1,5 +1,7 @@
 // greet: answers every request on subject "greet" with "Hello, <payload>!".
 // The operator may change the greeting word with the config key "greeting".
+// It joins queue group "greet", as the greet examples in the other languages
+// do, so each request is answered by one of them.
 //
 // Build (in this directory): npm ci && npm run build   → greet-as.wasm
 
@@ -7,7 +9,7 @@ import { Msg, Status, TrellisError, configBytes, failStatus, plugin, reply, subs
 export { trellis_abi_v1, trellis_init, trellis_handle } from "@trellis-mesh/sdk";
 
 function init(): TrellisError | null {
-  const s = subscribe("greet");
+  const s = subscribe("greet", "greet");
   return s == Status.OK ? null : failStatus(s);
 }
 

@@ -1,5 +1,7 @@
 //! greet: answers every request on subject `greet` with `Hello, <payload>!`.
 //! The operator may change the greeting word with the config key `greeting`.
+//! It joins queue group `greet`, as the greet examples in the other languages
+//! do, so each request is answered by one of them.
 //!
 //! Build (in this directory):
 //!     RUSTC=/usr/bin/rustc /usr/bin/cargo build --release --target wasm32-wasi --offline
@@ -8,7 +10,7 @@
 use trellis::{Error, Msg};
 
 fn init() -> Result<(), Error> {
-    trellis::subscribe("greet")?;
+    trellis::subscribe_queue("greet", "greet")?;
     Ok(())
 }
 

@@ -220,3 +220,15 @@ func BenchmarkCheck(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkCapTables is the cost of CapTables on the Go echo, whose table
+// has no maximum: one copy of the module.
+func BenchmarkCapTables(b *testing.B) {
+	wasm := trellistest.WasmBytes(b, "../../../../examples/echo")
+	b.SetBytes(int64(len(wasm)))
+	for b.Loop() {
+		if _, err := limits.CapTables(wasm); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
