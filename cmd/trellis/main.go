@@ -6,6 +6,7 @@
 //	trellis new --lang L DIR      write a new plugin that builds and runs as is
 //	trellis req SUBJECT [DATA]    send a request and print the reply
 //	trellis pub SUBJECT [DATA]    publish a message
+//	trellis sub SUBJECT           print the messages on a subject
 //	trellis version               print the version and the ABI version
 package main
 
@@ -48,6 +49,7 @@ Usage:
   trellis new --lang LANG DIR        write a new plugin (go, rust, c or as)
   trellis req [flags] SUBJECT [DATA] send a request, print the reply
   trellis pub [flags] SUBJECT [DATA] publish a message
+  trellis sub [flags] SUBJECT        print the messages on a subject (wildcards allowed)
   trellis version                    print versions
 
 Run "trellis VERB --help" for a verb's flags.
@@ -63,7 +65,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	verbs := map[string]func([]string, io.Writer, io.Writer) int{
-		"dev": cmdDev, "run": cmdRun, "build": cmdBuild, "new": cmdNew, "req": cmdReq, "pub": cmdPub, "version": cmdVersion,
+		"dev": cmdDev, "run": cmdRun, "build": cmdBuild, "new": cmdNew, "req": cmdReq, "pub": cmdPub, "sub": cmdSub, "version": cmdVersion,
 	}
 	switch args[0] {
 	case "-h", "--help", "help":
@@ -383,6 +385,58 @@ func cmdPub(args []string, stdout, stderr io.Writer) int {
 	if err := c.nc.FlushTimeout(*c.timeout); err != nil {
 		fmt.Fprintf(stderr, "trellis pub: %v\n", err)
 		return 1
+	}
+	return 0
+}
+
+func cmdSub(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("sub", "Usage: trellis sub [flags] SUBJECT\n\nPrints each message on SUBJECT (NATS wildcards * and > allowed) as\n\"SUBJECT: DATA\", until interrupted, -count messages or -timeout.", stderr)
+	url := fs.String("s", "nats://"+bus.DefaultListen, "NATS server URL")
+	count := fs.Int("count", 0, "stop after this many messages (0: no limit)")
+	timeout := fs.Duration("timeout", 0, "stop after this long (0: no limit)")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return flagExit(err)
+	}
+	if len(pos) != 1 {
+		fs.Usage()
+		return 2
+	}
+	nc, err := nats.Connect(*url, nats.Timeout(5*time.Second))
+	if err != nil {
+		fmt.Fprintf(stderr, "trellis sub: connect %s: %v\n", *url, err)
+		return 1
+	}
+	defer nc.Close()
+	msgs := make(chan *nats.Msg, 64)
+	sub, err := nc.ChanSubscribe(pos[0], msgs)
+	if err != nil {
+		fmt.Fprintf(stderr, "trellis sub %s: %v\n", pos[0], err)
+		return 1
+	}
+	defer sub.Unsubscribe()
+	if err := nc.Flush(); err != nil {
+		fmt.Fprintf(stderr, "trellis sub %s: %v\n", pos[0], err)
+		return 1
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if *timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, *timeout)
+		defer cancel()
+	}
+	for n := 0; *count == 0 || n < *count; n++ {
+		select {
+		case m := <-msgs:
+			fmt.Fprintf(stdout, "%s: %s\n", m.Subject, m.Data)
+		case <-ctx.Done():
+			if *count > 0 && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				fmt.Fprintf(stderr, "trellis sub: %d of %d messages before the timeout\n", n, *count)
+				return 1
+			}
+			return 0
+		}
 	}
 	return 0
 }

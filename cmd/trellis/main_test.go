@@ -27,7 +27,7 @@ func TestVersion(t *testing.T) {
 }
 
 func TestEveryVerbHasHelp(t *testing.T) {
-	for _, verb := range []string{"dev", "run", "build", "new", "req", "pub", "version"} {
+	for _, verb := range []string{"dev", "run", "build", "new", "req", "pub", "sub", "version"} {
 		code, _, errOut := runCLI(verb, "--help")
 		if code != 0 || !strings.Contains(errOut, "Usage: trellis "+verb) {
 			t.Errorf("%s --help: exit %d, output %q", verb, code, errOut)
@@ -98,9 +98,34 @@ func TestDevServesAndShutsDownOnSignal(t *testing.T) {
 	if code != 0 || out != "through the CLI\n" {
 		t.Fatalf("req: %d %q %q", code, out, errOut)
 	}
-	code, _, errOut = runCLI("pub", "-s", url, "echo", "event")
-	if code != 0 {
-		t.Fatalf("pub: %d %q", code, errOut)
+	// sub sees what pub sends.
+	type result struct {
+		code     int
+		out, err string
+	}
+	subbed := make(chan result, 1)
+	go func() {
+		code, out, errOut := runCLI("sub", "-s", url, "-count", "1", "-timeout", "30s", "events.>")
+		subbed <- result{code, out, errOut}
+	}()
+	for sent := false; !sent; {
+		select {
+		case r := <-subbed:
+			t.Fatalf("sub ended before any message: %+v", r)
+		case <-time.After(100 * time.Millisecond):
+		}
+		// Publish until sub has subscribed and seen one.
+		if code, _, errOut := runCLI("pub", "-s", url, "events.one", "event"); code != 0 {
+			t.Fatalf("pub: %d %q", code, errOut)
+		}
+		select {
+		case r := <-subbed:
+			if r.code != 0 || r.out != "events.one: event\n" {
+				t.Fatalf("sub: %+v", r)
+			}
+			sent = true
+		case <-time.After(100 * time.Millisecond):
+		}
 	}
 	syscall.Kill(os.Getpid(), syscall.SIGINT)
 	select {
