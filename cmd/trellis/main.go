@@ -419,7 +419,7 @@ func cmdSub(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "trellis sub %s: %v\n", pos[0], err)
 		return 1
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := signalContext()
 	defer stop()
 	if *timeout > 0 {
 		var cancel context.CancelFunc
