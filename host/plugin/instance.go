@@ -76,6 +76,7 @@ type instance struct {
 	respond api.Function
 	stack   [4]uint64
 	cctx    callContext
+	dl      deadline.Context // the deadline of a call that found this instance idle
 	first   bool
 
 	// State of the current call, reset by endCall.
@@ -232,20 +233,37 @@ func (p *Plugin) Handle(ctx context.Context, msg *Message) (Result, error) {
 // cleared. The whole invocation, wait included, has one deadline: ctx's, or
 // Options.Timeout from now when ctx has none.
 func (p *Plugin) call(ctx context.Context, msg *Message, ph phase, prepare func(*instance) api.Function, done func(*instance)) error {
+	var in *instance
+	var own *deadline.Context // the instance's own; released before the instance goes back
 	if _, has := ctx.Deadline(); !has && p.timeout > 0 {
-		dl := deadline.After(ctx, p.timeout)
-		defer dl.Release()
-		ctx = dl
-	}
-	in, err := p.pool.Acquire(ctx)
-	if err != nil {
-		kind := FaultBusy
-		if errors.Is(err, pool.ErrClosed) {
-			kind = FaultClosed
-		} else if !errors.Is(err, pool.ErrBusy) {
-			kind = FaultTrap // making a new instance failed
+		// An idle instance means no wait, so the deadline can live in the
+		// instance, reused call after call, instead of a new context. Not
+		// when wazero watches the context: its goroutine may outlive the call.
+		if idle, ok := p.pool.TryAcquire(); ok {
+			in = idle
+			if p.interruptible {
+				own = &in.dl
+				own.Reset(ctx, deadline.Now()+p.timeout)
+				ctx = own
+			}
 		}
-		return &Fault{Plugin: p.name, Version: p.version, Subject: msg.Subject, Kind: kind, Err: err}
+		if own == nil {
+			dl := deadline.After(ctx, p.timeout)
+			defer dl.Release()
+			ctx = dl
+		}
+	}
+	if in == nil {
+		var err error
+		if in, err = p.pool.Acquire(ctx); err != nil {
+			kind := FaultBusy
+			if errors.Is(err, pool.ErrClosed) {
+				kind = FaultClosed
+			} else if !errors.Is(err, pool.ErrBusy) {
+				kind = FaultTrap // making a new instance failed
+			}
+			return &Fault{Plugin: p.name, Version: p.version, Subject: msg.Subject, Kind: kind, Err: err}
+		}
 	}
 	in.phase = ph
 	in.msg = msg
@@ -255,6 +273,9 @@ func (p *Plugin) call(ctx context.Context, msg *Message, ph phase, prepare func(
 		done(in)
 	}
 	in.endCall()
+	if own != nil {
+		own.Release()
+	}
 	if callErr != nil || in.mod.IsClosed() {
 		p.pool.Discard(in)
 		if callErr == nil {

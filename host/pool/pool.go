@@ -95,10 +95,7 @@ func (p *Pool[T]) Acquire(ctx context.Context) (T, error) {
 		p.mu.Unlock()
 		return zero, ErrClosed
 	case len(p.idle) > 0:
-		it := p.idle[len(p.idle)-1]
-		p.idle[len(p.idle)-1] = zero
-		p.idle = p.idle[:len(p.idle)-1]
-		p.inUse++
+		it := p.popIdle()
 		p.mu.Unlock()
 		return it, nil
 	case p.inUse+len(p.idle) < p.max:
@@ -145,6 +142,28 @@ func (p *Pool[T]) take(ctx context.Context, g grant[T]) (T, error) {
 		return p.make(ctx)
 	}
 	return g.it, nil
+}
+
+// TryAcquire returns an idle item if there is one, without waiting and
+// without making one; ok reports whether it did. The caller hands the item
+// back as after Acquire.
+func (p *Pool[T]) TryAcquire() (it T, ok bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed || len(p.idle) == 0 {
+		return it, false
+	}
+	return p.popIdle(), true
+}
+
+// popIdle hands out the idle item returned last. p.mu is held.
+func (p *Pool[T]) popIdle() T {
+	var zero T
+	it := p.idle[len(p.idle)-1]
+	p.idle[len(p.idle)-1] = zero
+	p.idle = p.idle[:len(p.idle)-1]
+	p.inUse++
+	return it
 }
 
 // make makes an item in a slot already counted in inUse.

@@ -31,7 +31,7 @@ type Context struct {
 
 	released atomic.Bool
 	timer    atomic.Pointer[timer] // made by the first Done
-	mu       sync.Mutex            // held to make the timer
+	mu       sync.Mutex            // held to make the timer, so there is one
 }
 
 type timer struct {
@@ -49,6 +49,19 @@ func At(parent context.Context, at time.Duration) *Context {
 		at = min(at, pd.Sub(base))
 	}
 	return &Context{parent: parent, at: at}
+}
+
+// Reset makes c a new context that ends at at or when parent ends, as At
+// would make, so that its owner can reuse one Context for call after call
+// with no allocation. c must have been released (or never used), and
+// nothing may hold it from before: its owner must be its only user.
+func (c *Context) Reset(parent context.Context, at time.Duration) {
+	if pd, ok := parent.Deadline(); ok {
+		at = min(at, pd.Sub(base))
+	}
+	c.parent, c.at = parent, at
+	c.timer.Store(nil)
+	c.released.Store(false)
 }
 
 // After returns a context that ends d from now, or when parent ends.
@@ -91,11 +104,11 @@ func (c *Context) AfterFunc(f func()) (stop func() bool) { return context.AfterF
 // Release frees the timer, if Done started one. The context ends with
 // context.Canceled if it had not ended yet.
 func (c *Context) Release() {
-	c.mu.Lock()
+	// No lock: Release stores released then loads timer, and real stores
+	// timer then loads released, so at least one of them sees the other's
+	// store and cancels the timer (both may; cancel is idempotent).
 	c.released.Store(true)
-	t := c.timer.Load()
-	c.mu.Unlock()
-	if t != nil {
+	if t := c.timer.Load(); t != nil {
 		t.cancel()
 	}
 }
@@ -109,11 +122,11 @@ func (c *Context) real() context.Context {
 	t := c.timer.Load()
 	if t == nil {
 		ctx, cancel := context.WithDeadline(c.parent, base.Add(c.at))
+		t = &timer{ctx, cancel}
+		c.timer.Store(t)
 		if c.released.Load() {
 			cancel()
 		}
-		t = &timer{ctx, cancel}
-		c.timer.Store(t)
 	}
 	return t.ctx
 }

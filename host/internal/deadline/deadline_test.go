@@ -149,3 +149,40 @@ func BenchmarkAfterErrRelease(b *testing.B) {
 		c.Release()
 	}
 }
+
+// TestReleaseRacesDone has Release and a first Done run at once: whichever
+// comes second, the timer made by Done ends with the release.
+func TestReleaseRacesDone(t *testing.T) {
+	for i := 0; i < 200; i++ {
+		c := deadline.After(context.Background(), time.Hour)
+		done := make(chan (<-chan struct{}))
+		go func() { done <- c.Done() }()
+		c.Release()
+		select {
+		case <-<-done:
+		case <-time.After(5 * time.Second):
+			t.Fatal("Done still open after Release")
+		}
+	}
+}
+
+// TestResetReuses: a released context, reset, is a new one.
+func TestResetReuses(t *testing.T) {
+	var c deadline.Context
+	c.Reset(context.Background(), deadline.Now()+time.Hour)
+	<-func() <-chan struct{} { c.Release(); return c.Done() }()
+	c.Reset(context.Background(), deadline.Now()+time.Hour)
+	if err := c.Err(); err != nil {
+		t.Fatalf("Err after Reset = %v", err)
+	}
+	select {
+	case <-c.Done():
+		t.Fatal("Done closed after Reset")
+	default:
+	}
+	c.Reset(context.Background(), deadline.Now()-time.Second)
+	if err := c.Err(); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Err past the deadline = %v", err)
+	}
+	c.Release()
+}
