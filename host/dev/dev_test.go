@@ -3,6 +3,7 @@ package dev_test
 import (
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -75,4 +76,44 @@ func TestSourceIsRebuiltOnSaveAndABrokenBuildKeepsTheLastGoodVersion(t *testing.
 
 	save(strings.Replace(source, "VERSION", "four", 1))
 	expect("four x")
+}
+
+// TestSourceThatNeverBuiltIsReportedNotLoaded: a plugin whose first build
+// fails has no last good version; the log says it is not loaded, and the
+// first good save loads it.
+func TestSourceThatNeverBuiltIsReportedNotLoaded(t *testing.T) {
+	if _, err := exec.LookPath("wat2wasm"); err != nil {
+		trellistest.SkipWithoutToolchain(t, "wat2wasm not found (apt-get install wabt)")
+	}
+	echo, err := os.ReadFile("../../abi/echo.wat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := t.TempDir()
+	src := filepath.Join(root, "fresh")
+	os.MkdirAll(src, 0o755)
+	if err := os.WriteFile(filepath.Join(src, "echo.wat"), []byte("(module (this is not wat"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	h := trellistest.NewHost(t)
+	d := dev.New(h.Host, root, dev.Options{BuildDir: t.TempDir(), Debounce: 50 * time.Millisecond, Logger: h.Logger()})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx, nil) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	if !h.WaitLog(30*time.Second, "build failed; the plugin is not loaded", "plugin=fresh") {
+		t.Fatalf("first build failure not logged as such:\n%s", h.Logs())
+	}
+	if err := os.WriteFile(filepath.Join(src, "echo.wat"), echo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if m, err := h.Client().Request("echo", []byte("now"), time.Second); err == nil && string(m.Data) == "now" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the fixed plugin never answered\n%s", h.Logs())
+		}
+	}
 }

@@ -141,8 +141,11 @@ func (r *Reconciler) apply(ctx context.Context, w Want, st *state) (string, erro
 			start := time.Now()
 			if err := build.Build(ctx, w.Source, w.Spec.Path); err != nil {
 				st.srcFailed = true
-				r.log.Error("build failed; the last good version keeps serving", "plugin", name,
-					"source", w.Source, "error", err)
+				msg := "build failed; the last good version keeps serving"
+				if st.version == "" {
+					msg = "build failed; the plugin is not loaded"
+				}
+				r.log.Error(msg, "plugin", name, "source", w.Source, "error", err)
 				return "", err
 			}
 			st.srcFailed = false
