@@ -45,12 +45,7 @@ func TestSourceIsRebuiltOnSaveAndABrokenBuildKeepsTheLastGoodVersion(t *testing.
 	}
 	save(strings.Replace(source, "VERSION", "one", 1))
 
-	h := trellistest.NewHost(t)
-	d := dev.New(h.Host, root, dev.Options{BuildDir: t.TempDir(), Debounce: 50 * time.Millisecond, Logger: h.Logger()})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- d.Run(ctx, nil) }()
-	t.Cleanup(func() { cancel(); <-done })
+	h := serveDev(t, root)
 
 	expect := func(want string) {
 		t.Helper()
@@ -95,12 +90,7 @@ func TestSourceThatNeverBuiltIsReportedNotLoaded(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(src, "echo.wat"), []byte("(module (this is not wat"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	h := trellistest.NewHost(t)
-	d := dev.New(h.Host, root, dev.Options{BuildDir: t.TempDir(), Debounce: 50 * time.Millisecond, Logger: h.Logger()})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- d.Run(ctx, nil) }()
-	t.Cleanup(func() { cancel(); <-done })
+	h := serveDev(t, root)
 
 	if !h.WaitLog(30*time.Second, "build failed; the plugin is not loaded", "plugin=fresh") {
 		t.Fatalf("first build failure not logged as such:\n%s", h.Logs())
@@ -116,4 +106,17 @@ func TestSourceThatNeverBuiltIsReportedNotLoaded(t *testing.T) {
 			t.Fatalf("the fixed plugin never answered\n%s", h.Logs())
 		}
 	}
+}
+
+// serveDev runs the dev loop on root against a new test host until the
+// test ends.
+func serveDev(t *testing.T, root string) *trellistest.Host {
+	t.Helper()
+	h := trellistest.NewHost(t)
+	d := dev.New(h.Host, root, dev.Options{BuildDir: t.TempDir(), Debounce: 50 * time.Millisecond, Logger: h.Logger()})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx, nil) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return h
 }
