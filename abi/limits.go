@@ -25,7 +25,7 @@ const (
 	// add with set_header and response_header during one call.
 	MaxHeaderBytesPerCall = 64 << 10
 	// MaxKVKeyLen is the longest key-value key, in bytes.
-	MaxKVKeyLen = 512
+	MaxKVKeyLen = 256
 	// MaxConfigKeyLen is the longest config key, in bytes.
 	MaxConfigKeyLen = 256
 	// MaxConfigValueLen is the longest config value, in bytes.

@@ -10,15 +10,15 @@ const (
 	StatusOK              Status = 0  // success
 	StatusNotFound        Status = 1  // no such header or config key
 	StatusInvalidArgument Status = 2  // a bad field, level, or malformed headers
-	StatusInvalidSubject  Status = 3  // an empty subject, or one with spaces or bad wildcards
-	StatusDenied          Status = 4  // the operator did not grant this subject
+	StatusInvalidSubject  Status = 3  // an empty or over-long subject or queue name, or one with spaces or bad wildcards
+	StatusDenied          Status = 4  // the operator did not grant this subject, or it is a system subject
 	StatusNoReply         Status = 5  // the message has no reply subject
 	StatusAlreadyReplied  Status = 6  // reply was already called for this message
 	StatusTimeout         Status = 7  // the request timed out, or the call deadline passed
 	StatusNoResponders    Status = 8  // nobody is subscribed to the request subject
 	StatusBus             Status = 9  // the bus failed (connection closed, payload too large)
 	StatusWrongPhase      Status = 10 // the function is not allowed now (subscribe outside init)
-	StatusTooLarge        Status = 11 // a value exceeds a host limit
+	StatusTooLarge        Status = 11 // a value exceeds a host limit, or a per-call budget is spent
 	StatusConflict        Status = 12 // kv_cas found another value than expected
 )
 

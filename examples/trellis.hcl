@@ -12,23 +12,27 @@ nats {
 
 plugin "echo" {
   source    = "echo"
+  subjects  = ["echo"]
   pool_size = 4
   timeout   = "2s"
 }
 
 plugin "greet" {
-  source = "greet"
-  config = { greeting = "Hello" }
+  source   = "greet"
+  subjects = ["greet"]
+  config   = { greeting = "Hello" }
 }
 
 plugin "orders-enrich" {
   source       = "orders-enrich"
+  subjects     = ["orders.created"]
   publish      = ["orders.enriched", "orders.rejected"]
   memory_limit = "64MiB"
 }
 
 plugin "orders-notify" {
-  source  = "orders-notify"
-  publish = ["notifications.email"]
-  config  = { default_recipient = "orders@example.com" }
+  source   = "orders-notify"
+  subjects = ["orders.enriched"]
+  publish  = ["notifications.email"]
+  config   = { default_recipient = "orders@example.com" }
 }

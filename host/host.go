@@ -86,7 +86,9 @@ type Spec struct {
 	PoolSize    int
 	Timeout     time.Duration
 	MemoryLimit uint64
-	// Grants is what the plugin may do beyond replying.
+	// Grants is what the plugin may do beyond replying. When
+	// Grants.Subscribe is nil, Subjects is the subscription grant: a plugin
+	// with neither may not subscribe to anything.
 	Grants plugin.Grants
 	// Policy loads the module as a traffic policy: it subscribes to nothing
 	// and runs where handlers or HTTP routes name it in their Policies.
@@ -272,6 +274,25 @@ func (h *Host) Load(ctx context.Context, spec Spec) error {
 		}
 		wasm = b
 	}
+	if spec.Queue != "" {
+		if err := abi.ValidQueue(spec.Queue); err != nil {
+			return fmt.Errorf("plugin %q: queue %q: %w", spec.Name, spec.Queue, err)
+		}
+	}
+	for _, s := range spec.Subjects {
+		if err := subscribable(s); err != nil {
+			return fmt.Errorf("plugin %q: subject %q: %w", spec.Name, s, err)
+		}
+	}
+	grants := spec.Grants
+	if grants.Subscribe == nil && (len(spec.Subjects) > 0 || spec.Policy) {
+		// The operator chose the subjects (a policy has none), and they
+		// replace whatever the plugin subscribes to in trellis_init: let
+		// those calls succeed
+		// (system subjects aside) so that the plugin's init does not fail
+		// over subscriptions that are never made.
+		grants.Subscribe = []string{">"}
+	}
 	start := time.Now()
 	version := plugin.Version(wasm)
 	p, err := plugin.Load(ctx, wasm, plugin.Options{
@@ -280,7 +301,7 @@ func (h *Host) Load(ctx context.Context, spec Spec) error {
 		PoolSize:    spec.PoolSize,
 		Timeout:     spec.Timeout,
 		MemoryLimit: spec.MemoryLimit,
-		Grants:      spec.Grants,
+		Grants:      grants,
 		Logger:      h.log.Named(spec.Name).With("version", version),
 		Outbox:      h.outbox,
 		KV:          h.kv.Namespace(kvNamespace(spec)),
@@ -332,10 +353,14 @@ func (h *Host) Load(ctx context.Context, spec Spec) error {
 		return err
 	}
 	for _, s := range subjects {
-		if err := plugin.ValidSubject(s, true); err != nil {
+		if err := subscribable(s); err != nil {
 			p.Close(context.Background())
 			return fmt.Errorf("plugin %q: subject %q: %w", spec.Name, s, err)
 		}
+	}
+	if err := abi.ValidQueue(queue); err != nil {
+		p.Close(context.Background())
+		return fmt.Errorf("plugin %q: queue %q: %w", spec.Name, queue, err)
 	}
 	r.setConfig(spec)
 	prev := r.current.Swap(p)
@@ -433,6 +458,18 @@ func (h *Host) Close(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
+// subscribable checks a subject a handler is to serve: a valid subject or
+// pattern, and not one of the bus's own (see abi.SystemSubject).
+func subscribable(s string) error {
+	if err := abi.ValidSubject(s, true); err != nil {
+		return err
+	}
+	if abi.SystemSubject(s) {
+		return errors.New("system subjects are reachable only through the host functions made for them")
+	}
+	return nil
+}
+
 func kvNamespace(spec Spec) string {
 	if spec.KVNamespace != "" {
 		return spec.KVNamespace
@@ -490,6 +527,10 @@ type Counters struct {
 	DeadLetters     atomic.Int64 // events sent to a dead-letter subject
 	Fallbacks       atomic.Int64 // requests answered with a fallback
 	HandlerFailures atomic.Int64 // handler calls that failed (after all retries)
+	// Dropped counts messages refused where they arrived: a system subject
+	// matched by a wildcard subscription, or a reply subject longer than
+	// abi.MaxSubjectLen, to which the host could not safely answer.
+	Dropped atomic.Int64
 }
 
 // Counters returns the host's counters.

@@ -15,6 +15,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/trellis-mesh/trellis/abi"
 	"github.com/trellis-mesh/trellis/host/plugin"
 )
 
@@ -173,7 +174,10 @@ func expandSubject(tmpl string, r *http.Request) (string, error) {
 		}
 		b.WriteString(tmpl[:i])
 		v := r.PathValue(tmpl[i+1 : i+j])
-		if v == "" || strings.ContainsAny(v, ".*> \t\r\n") {
+		if len(v) > abi.MaxSubjectLen {
+			return "", fmt.Errorf("path value %s: %w: %d bytes, more than %d", tmpl[i+1:i+j], abi.ErrSubjectTooLong, len(v), abi.MaxSubjectLen)
+		}
+		if v == "" || strings.ContainsAny(v, ".*>") || abi.ValidSubject(v, false) != nil {
 			return "", fmt.Errorf("path value %q cannot be part of a subject", v)
 		}
 		b.WriteString(v)
@@ -240,7 +244,12 @@ func (h *Host) serveRoute(w http.ResponseWriter, r *http.Request, rt HTTPRoute) 
 	defer cancel()
 	msg := requestMessage(r, subject, body)
 	for _, name := range patternParams(rt.Pattern) {
-		if v := r.PathValue(name); v != "" {
+		v := r.PathValue(name)
+		if len(v) > abi.MaxHeaderValueLen {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("path value %s: %d bytes, more than %d", name, len(v), abi.MaxHeaderValueLen))
+			return
+		}
+		if v != "" {
 			msg.Header["Trellis-Param-"+name] = []string{v}
 		}
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/trellis-mesh/trellis/abi"
 	"github.com/trellis-mesh/trellis/host/internal/deadline"
 	"github.com/trellis-mesh/trellis/host/plugin"
 	"github.com/trellis-mesh/trellis/host/resilience"
@@ -117,7 +118,17 @@ func (r *route) subscribe(subjects []string, queue string, stats func() (int, in
 
 // onMsg runs on the subscription's goroutine. It blocks when the route's
 // inbox is full: that is the backpressure, and NATS buffers what waits.
+//
+// A message on a system subject (which only a wildcard subscription can
+// match) never reaches a plugin, and one whose reply subject is over
+// abi.MaxSubjectLen is dropped: answering it would send the server a
+// protocol line longer than it accepts, and it would close the host's
+// connection.
 func (r *route) onMsg(m *nats.Msg) {
+	if len(m.Reply) > abi.MaxSubjectLen || abi.SystemSubject(m.Subject) {
+		r.h.counters.Dropped.Add(1)
+		return
+	}
 	r.inbox <- arrival{m: m, at: deadline.Now()}
 }
 

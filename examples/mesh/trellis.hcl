@@ -42,19 +42,22 @@ policy "canary" {
 # Handlers.
 
 plugin "orders-enrich" {
-  source  = "../orders-enrich"
-  publish = ["orders.enriched", "orders.rejected"]
+  source   = "../orders-enrich"
+  subjects = ["orders.created"]
+  publish  = ["orders.enriched", "orders.rejected"]
 }
 
 plugin "orders-store" {
   source       = "orders-store"
+  subjects     = ["orders.enriched"]
   kv_namespace = "orders"
 }
 
 plugin "orders-notify" {
-  source  = "../orders-notify"
-  publish = ["notifications.email"]
-  config  = { default_recipient = "orders@example.com" }
+  source   = "../orders-notify"
+  subjects = ["orders.enriched"]
+  publish  = ["notifications.email"]
+  config   = { default_recipient = "orders@example.com" }
 }
 
 plugin "orders-get-v1" {
@@ -73,6 +76,7 @@ plugin "orders-get-v2" {
 
 plugin "mailer" {
   source      = "mailer"
+  subjects    = ["notifications.email"]
   publish     = ["mail.sent"]
   idempotent  = true
   retries     = 2

@@ -341,9 +341,11 @@ func TestConformance(t *testing.T) {
 			s := &suite{h: traceHost(t), plugin: "conf-" + lang.name}
 			s.h.Load(s.plugin, wasm, func(spec *host.Spec) {
 				spec.Config = map[string]string{"colour": "green"}
-				spec.Grants = plugin.Grants{Publish: []string{"published.conf"}, Request: []string{"upstream.conf"}}
+				spec.Grants = plugin.Grants{Publish: []string{"published.conf"}, Request: []string{"upstream.conf"}, Subscribe: []string{"conf.>"}}
 				if lang.echoOnly {
+					// The operator's subjects are the grant.
 					spec.Subjects = []string{"conf.echo"}
+					spec.Grants.Subscribe = nil
 				}
 			})
 			for _, b := range behaviours {

@@ -12,7 +12,6 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/trellis-mesh/trellis/host"
-	"github.com/trellis-mesh/trellis/host/plugin"
 	"github.com/trellis-mesh/trellis/host/reload"
 	"github.com/trellis-mesh/trellis/host/scan"
 	"github.com/trellis-mesh/trellis/host/watch"
@@ -73,8 +72,13 @@ func (d *Dev) Sync(ctx context.Context) (reload.Result, error) {
 		spec := d.opts.Spec
 		spec.Name = p.Name
 		spec.Path = p.Wasm
+		// A dev directory has no config to grant subjects in: each plugin
+		// serves what it subscribes to (system subjects never). Strict
+		// grants nothing else, as in production.
+		spec.Grants.Subscribe = []string{">"}
 		if !d.opts.Strict {
-			spec.Grants = plugin.Grants{Publish: []string{">"}, Request: []string{">"}}
+			spec.Grants.Publish = []string{">"}
+			spec.Grants.Request = []string{">"}
 		}
 		w := reload.Want{Spec: spec}
 		if p.Source != "" {

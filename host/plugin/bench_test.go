@@ -99,7 +99,8 @@ func BenchmarkDispatch(b *testing.B) {
 			b.Run(name, func(b *testing.B) {
 				out := &discard{}
 				p, err := plugin.Load(context.Background(), trellistest.WasmBytes(b, c.src),
-					plugin.Options{Name: "bench", Outbox: out, Timeout: timeout, PoolSize: 1})
+					plugin.Options{Name: "bench", Outbox: out, Timeout: timeout, PoolSize: 1,
+						Grants: plugin.Grants{Subscribe: []string{">"}}})
 				if err != nil {
 					b.Fatal(err)
 				}

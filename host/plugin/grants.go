@@ -17,6 +17,12 @@ type Grants struct {
 	Publish []string
 	// Request lists the subjects the plugin may send requests to.
 	Request []string
+	// Subscribe lists what the plugin may subscribe to in trellis_init,
+	// with or without a queue group: a subscription must be covered by one
+	// of these patterns ("orders.>" covers "orders.*"). The host grants a
+	// plugin the subjects its operator configured for it; `trellis dev`
+	// grants ">".
+	Subscribe []string
 	// Env holds the environment variables the plugin sees through WASI.
 	Env map[string]string
 	// Dirs are host directories mounted into the plugin's WASI file system.
@@ -31,7 +37,7 @@ type Dir struct {
 }
 
 func (g Grants) validate() error {
-	for _, list := range [][]string{g.Publish, g.Request} {
+	for _, list := range [][]string{g.Publish, g.Request, g.Subscribe} {
 		for _, s := range list {
 			if err := ValidSubject(s, true); err != nil {
 				return fmt.Errorf("grant %q: %w", s, err)
@@ -41,9 +47,31 @@ func (g Grants) validate() error {
 	return nil
 }
 
+// allows reports whether a literal subject is granted by list. System
+// subjects never are, whatever the list says: plugins reach them only
+// through the host functions made for them.
 func allows(list []string, subject string) bool {
+	if abi.SystemSubject(subject) {
+		return false
+	}
 	for _, pat := range list {
 		if abi.SubjectMatches(pat, subject) {
+			return true
+		}
+	}
+	return false
+}
+
+// covers reports whether a subscription pattern is granted by list. A
+// pattern naming system subjects never is; a pattern whose first token is a
+// wildcard may be granted, and the host drops the system subjects it would
+// match before they reach the plugin.
+func covers(list []string, pattern string) bool {
+	if abi.SystemSubject(pattern) {
+		return false
+	}
+	for _, g := range list {
+		if abi.SubjectCovers(g, pattern) {
 			return true
 		}
 	}

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 	"unsafe"
 
 	"github.com/hashicorp/go-hclog"
@@ -73,6 +75,45 @@ func fail(stack []uint64, s abi.Status) { stack[0] = api.EncodeI32(s.Result()) }
 func u32(stack []uint64, i int) uint32  { return api.DecodeU32(stack[i]) }
 func bytesOf(s string) []byte           { return unsafe.Slice(unsafe.StringData(s), len(s)) }
 func (in *instance) size() uint32       { return in.mem.Size() }
+
+// hostWorkPerCheck is how much work host functions do between two checks of
+// the call's deadline: one unit per call, plus one per 4 KiB moved. Guest
+// loops check the deadline through the interrupt rewrite every
+// interrupt.Interval iterations; a loop whose iterations are host calls
+// that each move megabytes would pass far more time between those checks,
+// so host functions check too. Functions that may block on the bus check
+// on every call.
+const hostWorkPerCheck = 64
+
+// charge counts n bytes of host work against the call and checks the
+// deadline once enough has been done.
+func (in *instance) charge(ctx context.Context, n int) {
+	in.spent.work += 1 + n>>12
+	if in.spent.work >= hostWorkPerCheck {
+		in.spent.work = 0
+		checkDeadline(ctx)
+	}
+}
+
+// checkDeadline stops the call, as the interrupt check does, once its
+// context has ended.
+func checkDeadline(ctx context.Context) {
+	if err := ctx.Err(); err != nil {
+		panic(&interrupted{err})
+	}
+}
+
+// spent is what the current call has used of its per-call budgets (see the
+// limits in package abi); endCall clears it.
+type spent struct {
+	work      int // host work since the deadline was last checked
+	hdrBytes  int // set_header and response_header
+	logBytes  int
+	publishes int // publish and set_subject
+	requests  int
+	outBytes  int // headers and data sent with publish and request
+}
+
 func (in *instance) faultf(fn string, ptr, n uint32) {
 	panic(&memoryFault{fn: fn, ptr: ptr, len: n, size: in.size()})
 }
@@ -88,6 +129,18 @@ func (in *instance) view(fn string, ptr, n uint32) []byte {
 		in.faultf(fn, ptr, n)
 	}
 	return b
+}
+
+// viewString returns guest memory [ptr, ptr+n) as a string, or ok false
+// without copying anything when n is over max: a guest cannot make the host
+// copy more than a name's limit to find out that the name is too long.
+// Out of bounds is a fault either way.
+func (in *instance) viewString(fn string, ptr, n uint32, max int) (string, bool) {
+	b := in.view(fn, ptr, n)
+	if len(b) > max {
+		return "", false
+	}
+	return string(b), true
 }
 
 // copyOut writes src to guest memory at ptr, at most n bytes.
@@ -157,6 +210,7 @@ func (p *Plugin) hostRead(ctx context.Context, _ api.Module, stack []uint64) {
 		part = src[off:]
 	}
 	in.copyOut(abi.FuncRead, buf, n, part)
+	in.charge(ctx, min(len(part), int(n)))
 	ok(stack, len(src))
 }
 
@@ -164,6 +218,12 @@ func (p *Plugin) hostHeader(ctx context.Context, _ api.Module, stack []uint64) {
 	in := instanceOf(ctx)
 	name := in.view(abi.FuncHeader, u32(stack, 0), u32(stack, 1))
 	buf, n := u32(stack, 2), u32(stack, 3)
+	in.charge(ctx, int(n))
+	if len(name) > abi.MaxHeaderNameLen {
+		in.copyOut(abi.FuncHeader, buf, n, nil)
+		fail(stack, abi.StatusNotFound)
+		return
+	}
 	var h map[string][]string
 	if in.msg != nil {
 		h = in.msg.Header
@@ -198,6 +258,7 @@ func (in *instance) guestHeaders(fn string, ptr, n uint32) (map[string][]string,
 
 func (p *Plugin) hostReply(ctx context.Context, _ api.Module, stack []uint64) {
 	in := instanceOf(ctx)
+	checkDeadline(ctx)
 	hdr, hok := in.guestHeaders(abi.FuncReply, u32(stack, 0), u32(stack, 1))
 	data := in.view(abi.FuncReply, u32(stack, 2), u32(stack, 3))
 	switch {
@@ -229,22 +290,49 @@ func (p *Plugin) hostReply(ctx context.Context, _ api.Module, stack []uint64) {
 
 // outboundSubject reads and checks a subject the guest wants to send to.
 func (p *Plugin) outboundSubject(in *instance, fn string, ptr, n uint32, grant []string) (string, abi.Status) {
-	subject := string(in.view(fn, ptr, n))
-	if ValidSubject(subject, false) != nil {
+	subject, fits := in.viewString(fn, ptr, n, abi.MaxSubjectLen)
+	if !fits || ValidSubject(subject, false) != nil {
 		return subject, abi.StatusInvalidSubject
 	}
 	if !allows(grant, subject) {
-		p.ndenied.Add(1)
-		if _, seen := p.denied.LoadOrStore(fn+" "+subject, struct{}{}); !seen {
-			p.log.Warn("denied: subject not granted", "call", fn, "subject", subject)
-		}
+		p.deny(fn, subject, "subject not granted")
 		return subject, abi.StatusDenied
 	}
 	return subject, abi.StatusOK
 }
 
+// maxLoggedSubject is where a denied subject is cut in the log.
+const maxLoggedSubject = 128
+
+// deny counts a refused call and logs it the first time this plugin version
+// makes it, for the first maxDenialRecords distinct ones.
+func (p *Plugin) deny(fn, subject, why string) {
+	n := p.ndenied.Add(1)
+	key := fn + " " + subject
+	p.deniedMu.Lock()
+	_, seen := p.denied[key]
+	full := len(p.denied) >= maxDenialRecords
+	if !seen && !full {
+		if p.denied == nil {
+			p.denied = map[string]struct{}{}
+		}
+		p.denied[key] = struct{}{}
+	}
+	p.deniedMu.Unlock()
+	if len(subject) > maxLoggedSubject {
+		subject = subject[:maxLoggedSubject] + "..."
+	}
+	switch {
+	case !seen && !full:
+		p.log.Warn("denied: "+why, "call", fn, "subject", subject)
+	case !seen && full && n%1024 == 1:
+		p.log.Warn("denied: "+why+"; too many distinct denials to log each", "call", fn, "subject", subject, "denied", n)
+	}
+}
+
 func (p *Plugin) hostPublish(ctx context.Context, _ api.Module, stack []uint64) {
 	in := instanceOf(ctx)
+	checkDeadline(ctx)
 	subject, st := p.outboundSubject(in, abi.FuncPublish, u32(stack, 0), u32(stack, 1), p.grants.Publish)
 	hdr, hok := in.guestHeaders(abi.FuncPublish, u32(stack, 2), u32(stack, 3))
 	data := in.view(abi.FuncPublish, u32(stack, 4), u32(stack, 5))
@@ -253,6 +341,8 @@ func (p *Plugin) hostPublish(ctx context.Context, _ api.Module, stack []uint64) 
 		fail(stack, st)
 	case !hok:
 		fail(stack, abi.StatusInvalidArgument)
+	case !in.spend(&in.spent.publishes, abi.MaxPublishesPerCall, int(u32(stack, 3))+len(data)):
+		fail(stack, abi.StatusTooLarge)
 	case p.outbox == nil:
 		fail(stack, abi.StatusBus)
 	default:
@@ -267,6 +357,7 @@ func (p *Plugin) hostPublish(ctx context.Context, _ api.Module, stack []uint64) 
 
 func (p *Plugin) hostRequest(ctx context.Context, _ api.Module, stack []uint64) {
 	in := instanceOf(ctx)
+	checkDeadline(ctx)
 	subject, st := p.outboundSubject(in, abi.FuncRequest, u32(stack, 0), u32(stack, 1), p.grants.Request)
 	hdr, hok := in.guestHeaders(abi.FuncRequest, u32(stack, 2), u32(stack, 3))
 	data := in.view(abi.FuncRequest, u32(stack, 4), u32(stack, 5))
@@ -277,6 +368,9 @@ func (p *Plugin) hostRequest(ctx context.Context, _ api.Module, stack []uint64) 
 		return
 	case !hok:
 		fail(stack, abi.StatusInvalidArgument)
+		return
+	case !in.spend(&in.spent.requests, abi.MaxRequestsPerCall, int(u32(stack, 3))+len(data)):
+		fail(stack, abi.StatusTooLarge)
 		return
 	case p.outbox == nil:
 		fail(stack, abi.StatusBus)
@@ -307,7 +401,17 @@ func (p *Plugin) hostRequest(ctx context.Context, _ api.Module, stack []uint64) 
 	}
 }
 
-const maxLogMessage = 64 << 10
+// spend counts one more call against *count, limited to max per call, and
+// n bytes against the call's outbound bytes; it reports false, counting
+// nothing, when either would go over.
+func (in *instance) spend(count *int, max, n int) bool {
+	if *count >= max || in.spent.outBytes+n > abi.MaxOutboundBytesPerCall {
+		return false
+	}
+	*count++
+	in.spent.outBytes += n
+	return true
+}
 
 func (p *Plugin) hostLog(ctx context.Context, _ api.Module, stack []uint64) {
 	in := instanceOf(ctx)
@@ -317,24 +421,48 @@ func (p *Plugin) hostLog(ctx context.Context, _ api.Module, stack []uint64) {
 		fail(stack, abi.StatusInvalidArgument)
 		return
 	}
-	if len(msg) > maxLogMessage {
-		msg = msg[:maxLogMessage]
+	if len(msg) > abi.MaxLogBytes {
+		msg = msg[:abi.MaxLogBytes]
 	}
+	in.charge(ctx, len(msg))
+	if in.spent.logBytes+len(msg) > abi.MaxLogBytesPerCall {
+		fail(stack, abi.StatusTooLarge)
+		return
+	}
+	in.spent.logBytes += len(msg)
 	lvl := hclog.Level(level)
 	if p.log.GetLevel() <= lvl {
+		text := logText(msg)
 		if in.msg != nil {
-			p.log.Log(lvl, string(msg), "subject", in.msg.Subject)
+			p.log.Log(lvl, text, "subject", in.msg.Subject)
 		} else {
-			p.log.Log(lvl, string(msg))
+			p.log.Log(lvl, text)
 		}
 	}
 	ok(stack, 0)
+}
+
+// logText makes a plugin's log text safe to write as one log line: if it
+// holds a control character (a newline above all, which could forge a line
+// of its own), a line or paragraph separator, or invalid UTF-8, the whole
+// text is escaped as a Go string literal's contents.
+func logText(msg []byte) string {
+	text := string(msg)
+	for i, r := range text {
+		if r < ' ' || r == 0x7f || (r >= 0x80 && r < 0xa0) || r == '\u2028' || r == '\u2029' ||
+			(r == utf8.RuneError && !strings.HasPrefix(text[i:], "\xef\xbf\xbd")) {
+			q := strconv.Quote(text)
+			return q[1 : len(q)-1]
+		}
+	}
+	return text
 }
 
 func (p *Plugin) hostConfig(ctx context.Context, _ api.Module, stack []uint64) {
 	in := instanceOf(ctx)
 	key := in.view(abi.FuncConfig, u32(stack, 0), u32(stack, 1))
 	buf, n := u32(stack, 2), u32(stack, 3)
+	in.charge(ctx, int(n))
 	v, found := p.config[string(key)]
 	if !found {
 		in.copyOut(abi.FuncConfig, buf, n, nil)
@@ -347,18 +475,29 @@ func (p *Plugin) hostConfig(ctx context.Context, _ api.Module, stack []uint64) {
 
 func (p *Plugin) hostSubscribe(ctx context.Context, _ api.Module, stack []uint64) {
 	in := instanceOf(ctx)
-	subject := string(in.view(abi.FuncSubscribe, u32(stack, 0), u32(stack, 1)))
-	queue := string(in.view(abi.FuncSubscribe, u32(stack, 2), u32(stack, 3)))
+	in.charge(ctx, 0)
+	subject, sfits := in.viewString(abi.FuncSubscribe, u32(stack, 0), u32(stack, 1), abi.MaxSubjectLen)
+	queue, qfits := in.viewString(abi.FuncSubscribe, u32(stack, 2), u32(stack, 3), abi.MaxQueueLen)
 	switch {
 	case in.phase != phaseInit:
 		fail(stack, abi.StatusWrongPhase)
-	case ValidSubject(subject, true) != nil || strings.ContainsAny(queue, " \t\r\n"):
+	case !sfits || !qfits || ValidSubject(subject, true) != nil || (queue != "" && abi.ValidQueue(queue) != nil):
 		fail(stack, abi.StatusInvalidSubject)
+	case !covers(p.grants.Subscribe, subject):
+		p.deny(abi.FuncSubscribe, subject, "subscription not granted (the operator grants it with the plugin's subjects in its config)")
+		fail(stack, abi.StatusDenied)
 	default:
 		if in.first {
 			p.subsMu.Lock()
-			p.subs = append(p.subs, Subscription{Subject: subject, Queue: queue})
+			full := len(p.subs) >= abi.MaxSubscriptions
+			if !full {
+				p.subs = append(p.subs, Subscription{Subject: subject, Queue: queue})
+			}
 			p.subsMu.Unlock()
+			if full {
+				fail(stack, abi.StatusTooLarge)
+				return
+			}
 		}
 		ok(stack, 0)
 	}
@@ -367,9 +506,10 @@ func (p *Plugin) hostSubscribe(ctx context.Context, _ api.Module, stack []uint64
 func (p *Plugin) hostError(ctx context.Context, _ api.Module, stack []uint64) {
 	in := instanceOf(ctx)
 	msg := in.view(abi.FuncError, u32(stack, 0), u32(stack, 1))
-	if len(msg) > maxLogMessage {
-		msg = msg[:maxLogMessage]
+	if len(msg) > abi.MaxLogBytes {
+		msg = msg[:abi.MaxLogBytes]
 	}
+	in.charge(ctx, len(msg))
 	in.errText = append(in.errText[:0], msg...)
 	ok(stack, 0)
 }
@@ -390,9 +530,20 @@ func mergeHeaders(h, extra map[string][]string) map[string][]string {
 
 // validHeader reports whether name and value can travel as a header.
 func validHeader(name, value []byte) bool {
-	if len(name) == 0 || bytes.ContainsAny(name, ":\r\n") || bytes.ContainsAny(value, "\r\n") {
+	if len(name) == 0 || len(name) > abi.MaxHeaderNameLen || len(value) > abi.MaxHeaderValueLen ||
+		bytes.ContainsAny(name, ":\r\n") || bytes.ContainsAny(value, "\r\n") {
 		return false
 	}
+	return true
+}
+
+// addHeaderBytes counts n header bytes against the call's budget; it
+// reports false, counting nothing, when that would go over.
+func (in *instance) addHeaderBytes(n int) bool {
+	if in.spent.hdrBytes+n > abi.MaxHeaderBytesPerCall {
+		return false
+	}
+	in.spent.hdrBytes += n
 	return true
 }
 
@@ -400,11 +551,14 @@ func (p *Plugin) hostSetHeader(ctx context.Context, _ api.Module, stack []uint64
 	in := instanceOf(ctx)
 	name := in.view(abi.FuncSetHeader, u32(stack, 0), u32(stack, 1))
 	value := in.view(abi.FuncSetHeader, u32(stack, 2), u32(stack, 3))
+	in.charge(ctx, len(name)+len(value))
 	switch {
 	case in.phase != phasePolicy:
 		fail(stack, abi.StatusWrongPhase)
 	case !validHeader(name, value):
 		fail(stack, abi.StatusInvalidArgument)
+	case !in.addHeaderBytes(len(name) + len(value)):
+		fail(stack, abi.StatusTooLarge)
 	default:
 		if in.msg.Header == nil {
 			in.msg.Header = map[string][]string{}
@@ -422,6 +576,7 @@ func (p *Plugin) hostSetHeader(ctx context.Context, _ api.Module, stack []uint64
 func (p *Plugin) hostSetData(ctx context.Context, _ api.Module, stack []uint64) {
 	in := instanceOf(ctx)
 	data := in.view(abi.FuncSetData, u32(stack, 0), u32(stack, 1))
+	in.charge(ctx, len(data))
 	switch in.phase {
 	case phasePolicy:
 		in.msg.Data = bytes.Clone(data)
@@ -440,12 +595,15 @@ func (p *Plugin) hostSetSubject(ctx context.Context, _ api.Module, stack []uint6
 	if in.msg != nil && in.msg.expectsReply() {
 		grant = p.grants.Request
 	}
+	in.charge(ctx, 0)
 	subject, st := p.outboundSubject(in, abi.FuncSetSubject, u32(stack, 0), u32(stack, 1), grant)
 	switch {
 	case in.phase != phasePolicy:
 		fail(stack, abi.StatusWrongPhase)
 	case st != abi.StatusOK:
 		fail(stack, st)
+	case !in.spend(&in.spent.publishes, abi.MaxPublishesPerCall, 0):
+		fail(stack, abi.StatusTooLarge)
 	default:
 		in.target = subject
 		ok(stack, 0)
@@ -456,11 +614,14 @@ func (p *Plugin) hostResponseHeader(ctx context.Context, _ api.Module, stack []u
 	in := instanceOf(ctx)
 	name := in.view(abi.FuncResponseHeader, u32(stack, 0), u32(stack, 1))
 	value := in.view(abi.FuncResponseHeader, u32(stack, 2), u32(stack, 3))
+	in.charge(ctx, len(name)+len(value))
 	switch {
 	case in.msg == nil:
 		fail(stack, abi.StatusWrongPhase)
 	case !validHeader(name, value):
 		fail(stack, abi.StatusInvalidArgument)
+	case !in.addHeaderBytes(len(name) + len(value)):
+		fail(stack, abi.StatusTooLarge)
 	default:
 		if in.msg.RespHeader == nil {
 			in.msg.RespHeader = map[string][]string{}

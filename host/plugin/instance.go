@@ -89,6 +89,7 @@ type instance struct {
 	errText []byte
 	target  string    // set_subject
 	resp    *Response // the response a policy's response phase sees
+	spent   spent
 }
 
 // callContext is the context of every call into an instance: the caller's
@@ -152,6 +153,7 @@ func (p *Plugin) newInstance(ctx context.Context) (*instance, error) {
 	in.phase = phaseInit
 	err = in.initialize(in.callCtx(ctx))
 	in.phase = phaseIdle
+	in.spent = spent{}
 	if err != nil {
 		mod.Close(context.Background())
 		return nil, err
@@ -308,6 +310,7 @@ func (in *instance) endCall() {
 	in.errText = in.errText[:0]
 	in.target = ""
 	in.resp = nil
+	in.spent = spent{}
 	// Keep reusable buffers from pinning a large message's memory.
 	if cap(in.headers) > 64<<10 {
 		in.headers = nil

@@ -36,10 +36,10 @@ var (
 // MaxKVValue is the largest value kv_set accepts.
 const MaxKVValue = 1 << 20
 
-// ValidKey reports whether key is usable: 1 to 256 bytes of A-Z a-z 0-9 - _ = . /
-// with no empty dot-separated token.
+// ValidKey reports whether key is usable: 1 to abi.MaxKVKeyLen bytes of
+// A-Z a-z 0-9 - _ = . / with no empty dot-separated token.
 func ValidKey(key string) bool {
-	if len(key) == 0 || len(key) > 256 || key[0] == '.' || key[len(key)-1] == '.' {
+	if len(key) == 0 || len(key) > abi.MaxKVKeyLen || key[0] == '.' || key[len(key)-1] == '.' {
 		return false
 	}
 	prevDot := false
@@ -76,9 +76,12 @@ func kvStatus(err error) abi.Status {
 	return abi.StatusBus
 }
 
-func (p *Plugin) kvKey(in *instance, fn string, stack []uint64) (string, bool) {
-	key := string(in.view(fn, u32(stack, 0), u32(stack, 1)))
-	if !ValidKey(key) {
+// kvKey reads and checks the key of a kv_* call, after checking the call's
+// deadline: every kv call is a round trip to the bus.
+func (p *Plugin) kvKey(ctx context.Context, in *instance, fn string, stack []uint64) (string, bool) {
+	checkDeadline(ctx)
+	key, fits := in.viewString(fn, u32(stack, 0), u32(stack, 1), abi.MaxKVKeyLen)
+	if !fits || !ValidKey(key) {
 		fail(stack, abi.StatusInvalidArgument)
 		return "", false
 	}
@@ -100,7 +103,7 @@ func (p *Plugin) kvFailed(stack []uint64, op, key string, err error) {
 func (p *Plugin) hostKVGet(ctx context.Context, _ api.Module, stack []uint64) {
 	in := instanceOf(ctx)
 	buf, n := u32(stack, 2), u32(stack, 3)
-	key, good := p.kvKey(in, abi.FuncKVGet, stack)
+	key, good := p.kvKey(ctx, in, abi.FuncKVGet, stack)
 	if !good {
 		return
 	}
@@ -117,7 +120,7 @@ func (p *Plugin) hostKVSet(ctx context.Context, _ api.Module, stack []uint64) {
 	in := instanceOf(ctx)
 	value := in.view(abi.FuncKVSet, u32(stack, 2), u32(stack, 3))
 	ttl := time.Duration(u32(stack, 4)) * time.Millisecond
-	key, good := p.kvKey(in, abi.FuncKVSet, stack)
+	key, good := p.kvKey(ctx, in, abi.FuncKVSet, stack)
 	if !good {
 		return
 	}
@@ -141,7 +144,7 @@ func (p *Plugin) hostKVIncr(ctx context.Context, _ api.Module, stack []uint64) {
 	if _, good := in.mem.Read(out, 8); !good {
 		in.faultf(abi.FuncKVIncr, out, 8)
 	}
-	key, good := p.kvKey(in, abi.FuncKVIncr, stack)
+	key, good := p.kvKey(ctx, in, abi.FuncKVIncr, stack)
 	if !good {
 		return
 	}
@@ -158,7 +161,7 @@ func (p *Plugin) hostKVIncr(ctx context.Context, _ api.Module, stack []uint64) {
 
 func (p *Plugin) hostKVDelete(ctx context.Context, _ api.Module, stack []uint64) {
 	in := instanceOf(ctx)
-	key, good := p.kvKey(in, abi.FuncKVDelete, stack)
+	key, good := p.kvKey(ctx, in, abi.FuncKVDelete, stack)
 	if !good {
 		return
 	}
@@ -174,7 +177,7 @@ func (p *Plugin) hostKVCAS(ctx context.Context, _ api.Module, stack []uint64) {
 	expected := in.view(abi.FuncKVCAS, u32(stack, 2), u32(stack, 3))
 	value := in.view(abi.FuncKVCAS, u32(stack, 4), u32(stack, 5))
 	ttl := time.Duration(u32(stack, 6)) * time.Millisecond
-	key, good := p.kvKey(in, abi.FuncKVCAS, stack)
+	key, good := p.kvKey(ctx, in, abi.FuncKVCAS, stack)
 	if !good {
 		return
 	}

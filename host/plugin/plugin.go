@@ -113,9 +113,15 @@ type Plugin struct {
 	subs     []Subscription
 	declared bool // the first instance's trellis_init has run
 
-	denied  sync.Map // "kind subject" -> struct{}: logged once
-	ndenied atomic.Int64
+	deniedMu sync.Mutex
+	denied   map[string]struct{} // "call subject", logged once; at most maxDenialRecords
+	ndenied  atomic.Int64
 }
+
+// maxDenialRecords bounds the distinct denials a plugin's log records one by
+// one; past it, denials are only counted (Denied), so a plugin cannot grow
+// the host's memory or its log by asking for ever new subjects.
+const maxDenialRecords = 64
 
 // Subscription is a subject a plugin declared in trellis_init.
 type Subscription struct {

@@ -47,6 +47,9 @@ func load(t testing.TB, src string, opts plugin.Options) *plugin.Plugin {
 	if opts.Name == "" {
 		opts.Name = strings.TrimSuffix(src[strings.LastIndex(src, "/")+1:], ".wat")
 	}
+	if opts.Grants.Subscribe == nil {
+		opts.Grants.Subscribe = []string{">"}
+	}
 	p, err := plugin.Load(context.Background(), trellistest.WasmBytes(t, src), opts)
 	if err != nil {
 		t.Fatal(err)

@@ -292,6 +292,7 @@ func reconcilerSetup(t *testing.T) (fixture, *trellistest.Host, string, *reload.
 	want := reload.Want{}
 	want.Spec.Name = "versioned"
 	want.Spec.Path = path
+	want.Spec.Grants.Subscribe = []string{">"} // as in dev
 	return fx, h, path, reload.New(h.Host, nil), want
 }
 

@@ -15,6 +15,7 @@ import (
 
 	"github.com/trellis-mesh/trellis/host"
 	"github.com/trellis-mesh/trellis/host/bus"
+	"github.com/trellis-mesh/trellis/host/plugin"
 )
 
 // Host is a real Trellis host with an embedded NATS server on a free port
@@ -71,7 +72,8 @@ func NewHost(tb testing.TB, configure ...func(*host.Options)) *Host {
 // configure may change the spec (subjects, grants, config, limits).
 func (h *Host) Load(name, path string, configure ...func(*host.Spec)) {
 	h.tb.Helper()
-	spec := host.Spec{Name: name, Path: path}
+	// Like `trellis dev`, the plugin may serve what it subscribes to.
+	spec := host.Spec{Name: name, Path: path, Grants: plugin.Grants{Subscribe: []string{">"}}}
 	for _, c := range configure {
 		c(&spec)
 	}
