@@ -158,3 +158,24 @@ func FuzzValidSubject(f *testing.F) {
 		}
 	})
 }
+
+// FuzzSubjectCovers checks the property subscription grants rest on: if a
+// grant covers a pattern, every subject the pattern matches, the grant
+// matches too.
+func FuzzSubjectCovers(f *testing.F) {
+	f.Add(">", "a.*", "a.b")
+	f.Add("a.*", "a.b", "a.b")
+	f.Add("a.>", "a.*.c", "a.b.c")
+	f.Add("*.b", "*.b", "x.b")
+	f.Fuzz(func(t *testing.T, grant, pattern, subject string) {
+		if ValidSubject(grant, true) != nil || ValidSubject(pattern, true) != nil || ValidSubject(subject, false) != nil {
+			return
+		}
+		if SubjectCovers(grant, pattern) && SubjectMatches(pattern, subject) && !SubjectMatches(grant, subject) {
+			t.Fatalf("%q covers %q, which matches %q, but %q does not", grant, pattern, subject, grant)
+		}
+		if !SubjectCovers(pattern, pattern) {
+			t.Fatalf("%q does not cover itself", pattern)
+		}
+	})
+}

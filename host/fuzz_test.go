@@ -18,6 +18,8 @@ func FuzzHTTPToMessage(f *testing.F) {
 	f.Add("/orders/42", "a=1", "X-Id", "7")
 	f.Add("/orders/a.b", "", "Connection", "close")
 	f.Add("/orders/%2A", "q", "Nats-Service-Error-Code", "500")
+	f.Add("/orders/"+strings.Repeat("x", 5000), "", "X", "y")
+	f.Add("/orders/a%00b", "", "X", "y")
 	mux := http.NewServeMux()
 	var gotSubject string
 	var gotErr error
@@ -39,7 +41,7 @@ func FuzzHTTPToMessage(f *testing.F) {
 		gotSubject, gotErr = "", nil
 		mux.ServeHTTP(httptest.NewRecorder(), r)
 		if gotErr == nil && gotSubject != "" {
-			if err := abi.ValidSubject(gotSubject, false); err != nil {
+			if err := abi.ValidSubject(gotSubject, false); err != nil || len(gotSubject) > abi.MaxSubjectLen {
 				t.Fatalf("accepted subject %q: %v", gotSubject, err)
 			}
 		}
