@@ -19,6 +19,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -260,6 +261,9 @@ func (h *Host) Load(ctx context.Context, spec Spec) error {
 	if spec.Name == "" {
 		return errors.New("plugin spec without a name")
 	}
+	if err := validName(spec.Name); err != nil {
+		return err
+	}
 	wasm := spec.Wasm
 	if wasm == nil {
 		if spec.Path == "" {
@@ -273,6 +277,9 @@ func (h *Host) Load(ctx context.Context, spec Spec) error {
 			return fmt.Errorf("plugin %q: %w", spec.Name, err)
 		}
 		wasm = b
+	}
+	if ns := kvNamespace(spec); !plugin.ValidKey(ns) {
+		return fmt.Errorf("plugin %q: KV namespace %.64q: want 1 to %d bytes of A-Z a-z 0-9 - _ = . /", spec.Name, ns, abi.MaxKVKeyLen)
 	}
 	if spec.Queue != "" {
 		if err := abi.ValidQueue(spec.Queue); err != nil {
@@ -456,6 +463,19 @@ func (h *Host) Close(ctx context.Context) error {
 	h.cache.Close(context.Background())
 	h.log.Info("host stopped")
 	return errors.Join(errs...)
+}
+
+// validName checks a plugin's name: it is the default queue group, the
+// logger's name and the default KV namespace, so it must be a queue name
+// and a single subject token.
+func validName(name string) error {
+	if err := abi.ValidQueue(name); err != nil {
+		return fmt.Errorf("plugin name %.64q: %w", name, err)
+	}
+	if strings.ContainsAny(name, ".*>") {
+		return fmt.Errorf("plugin name %q: it may not contain '.', '*' or '>'", name)
+	}
+	return nil
 }
 
 // subscribable checks a subject a handler is to serve: a valid subject or

@@ -97,6 +97,21 @@ func TestOversizedNamesNeverReachTheBus(t *testing.T) {
 		connected(t, h, "a 5000-byte queue name")
 	})
 
+	t.Run("names and namespaces", func(t *testing.T) {
+		wasm := trellistest.WasmBytes(t, hostileSrc)
+		for _, spec := range []host.Spec{
+			{Name: long, Wasm: wasm, Subjects: []string{"n"}},
+			{Name: "a.b", Wasm: wasm, Subjects: []string{"n"}},
+			{Name: "a b", Wasm: wasm, Subjects: []string{"n"}},
+			{Name: "kv", Wasm: wasm, Subjects: []string{"n"}, KVNamespace: long},
+		} {
+			if err := h.Host.Load(context.Background(), spec); err == nil {
+				t.Errorf("loaded a plugin named %.20q with KV namespace %.20q", spec.Name, spec.KVNamespace)
+			}
+		}
+		connected(t, h, "oversized names")
+	})
+
 	t.Run("client reply subject", func(t *testing.T) {
 		before := h.Counters().Dropped.Load()
 		if err := h.Client().PublishMsg(&nats.Msg{Subject: "echo", Reply: strings.Repeat("r", 3500), Data: []byte("x")}); err != nil {
