@@ -54,12 +54,46 @@ func (l *ConfigLoop) Apply(ctx context.Context, c *config.Config) Result {
 }
 
 func (l *ConfigLoop) apply(ctx context.Context, c *config.Config) Result {
-	l.current = c
-	res := l.rec.Apply(ctx, Wants(c))
-	// HTTP routes after plugins, so that new routes find their policies.
-	if hr, ok := l.host.(interface {
+	// The whole config is checked before anything changes: routes the
+	// ingress would refuse leave every plugin and route as it is.
+	hr, hasHTTP := l.host.(interface {
 		SetHTTPRoutes([]host.HTTPRoute) error
-	}); ok && c.HTTP.Listen != "" {
+	})
+	hasHTTP = hasHTTP && c.HTTP.Listen != ""
+	if hasHTTP {
+		if errs := host.CheckHTTPRoutes(c.HTTP.Routes); len(errs) > 0 {
+			res := Result{Failed: map[string]error{}}
+			for _, err := range errs {
+				l.log.Error("http route refused; nothing of this config is applied", "file", l.file, "error", err)
+				res.Failed["http_route "+err.Pattern] = err
+			}
+			return res
+		}
+	}
+	prev := l.current
+	l.current = c
+	// Plugins the new config drops go first, so that a plugin renamed (or
+	// a subject moved to another plugin) does not meet its old self.
+	var unloaded []string
+	if prev != nil {
+		keep := map[string]bool{}
+		for _, p := range c.Plugins {
+			keep[p.Name] = true
+		}
+		var stay []Want
+		for _, w := range Wants(prev) {
+			if keep[w.Spec.Name] {
+				stay = append(stay, w)
+			}
+		}
+		if len(stay) < len(prev.Plugins) {
+			unloaded = l.rec.Apply(ctx, stay).Unloaded
+		}
+	}
+	res := l.rec.Apply(ctx, Wants(c))
+	res.Unloaded = append(unloaded, res.Unloaded...)
+	// HTTP routes after plugins, so that new routes find their policies.
+	if hasHTTP {
 		if err := hr.SetHTTPRoutes(c.HTTP.Routes); err != nil {
 			l.log.Error("http routes refused; the running routes stay", "file", l.file, "error", err)
 		}
