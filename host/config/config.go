@@ -58,6 +58,9 @@ type Config struct {
 	Plugins []Plugin
 	// HTTP is the ingress; Listen is empty when the file has no http block.
 	HTTP host.HTTPOptions
+
+	// httpRange is where the http block is, for Check's diagnostics.
+	httpRange hcl.Range
 }
 
 // Plugin is one plugin block.
@@ -67,8 +70,8 @@ type Plugin struct {
 	Source string
 	// Range is where the block is in the file, for Check's diagnostics.
 	Range hcl.Range
-	// SubjectsRange is where its subjects attribute is, or the block's
-	// end when it has none.
+	// SubjectsRange is where its subjects attribute is, or Range when it
+	// has none.
 	SubjectsRange hcl.Range
 }
 
@@ -265,6 +268,7 @@ func Parse(src []byte, filename string) (*Config, error) {
 		}
 	}
 	if hs := fs.HTTP; hs != nil {
+		c.httpRange = hs.DefRange
 		c.HTTP.Listen = host.DefaultHTTPListen
 		if hs.Listen != nil {
 			c.HTTP.Listen = *hs.Listen
@@ -402,7 +406,10 @@ func (d *decoder) plugin(ps pluginSchema, dataDir string, isPolicy bool) Plugin 
 	p := Plugin{Spec: host.Spec{Name: ps.Name, Config: d.pluginConfig(ps.Config), Queue: deref(ps.Queue), Policy: isPolicy,
 		KVNamespace: deref(ps.KVNamespace), Shared: ps.Shared != nil && *ps.Shared}}
 	p.Range = ps.DefRange
-	p.SubjectsRange = ps.Subjects.Range()
+	p.SubjectsRange = ps.DefRange
+	if set(ps.Subjects) {
+		p.SubjectsRange = ps.Subjects.Range()
+	}
 	if isPolicy {
 		for _, bad := range []struct {
 			set  bool
