@@ -352,7 +352,6 @@ func (h *Host) Load(ctx context.Context, spec Spec) error {
 		return err
 	}
 	r.setConfig(spec)
-	r.shared = spec.Shared
 	prev := r.current.Swap(p)
 	if err := r.subscribe(subjects, queue, p.PoolStats); err != nil {
 		if prev != nil {
@@ -362,6 +361,7 @@ func (h *Host) Load(ctx context.Context, spec Spec) error {
 		return fmt.Errorf("plugin %q: %w", spec.Name, err)
 	}
 	h.routes[spec.Name] = r
+	r.shared = spec.Shared
 	if prev != nil {
 		// In-flight calls finish on the old version; Handle retries a call
 		// that raced with the swap on the new one.

@@ -46,15 +46,19 @@ plugin "orders-enrich" {
   publish = ["orders.enriched", "orders.rejected"]
 }
 
+# orders-store and orders-notify both take every "orders.enriched" event:
+# a subject served by two handlers must be marked shared on both.
 plugin "orders-store" {
   source       = "orders-store"
   kv_namespace = "orders"
+  shared       = true
 }
 
 plugin "orders-notify" {
   source  = "../orders-notify"
   publish = ["notifications.email"]
   config  = { default_recipient = "orders@example.com" }
+  shared  = true
 }
 
 plugin "orders-get-v1" {

@@ -11,13 +11,30 @@
 //	  listen = "127.0.0.1:4222"
 //	}
 //
-//	plugin "greet" {
-//	  path     = "plugins/greet.wasm"
-//	  subjects = ["greet"]
-//	  timeout  = "2s"
-//	  config   = { greeting = "Hello" }
-//	  publish  = ["audit.>"]
+//	http {
+//	  listen       = "127.0.0.1:8080"
+//	  read_timeout = "30s"   # a whole request, body included
+//	  idle_timeout = "60s"   # a keep-alive connection between requests
+//	  max_conns    = 1024    # open at once; more wait to be accepted
 //	}
+//
+//	plugin "greet" {
+//	  path         = "plugins/greet.wasm"
+//	  subjects     = ["greet"]
+//	  timeout      = "2s"
+//	  pool_size    = 8
+//	  memory_limit = "64MiB"
+//	  config       = { greeting = "Hello" }
+//	  publish      = ["audit.>"]
+//	  shared       = false   # true on each handler meant to share a subject
+//	}
+//
+// Numbers are read strictly: a size is a whole number of bytes or a string
+// with a unit ("64MiB"), a count a whole number (8 or "8"), a duration a
+// string ("2s"); trailing characters, fractions, signs where none makes
+// sense, overflows and values outside the bounds declared below are each
+// refused with a diagnostic naming the attribute. Parse checks what it can
+// from the file alone; Check also opens every module the file names.
 package config
 
 import (

@@ -28,9 +28,10 @@ const (
 	MaxRetries = 10
 	// MaxBreakerFailures is the largest breaker failures count.
 	MaxBreakerFailures = 1 << 20
-	// MinMemoryLimit and MaxMemoryLimit bound memory_limit: one 64 KiB
-	// Wasm page at least, and at most 4 GiB, all a wasm32 module can address.
+	// MinMemoryLimit is the smallest memory_limit: one 64 KiB Wasm page.
 	MinMemoryLimit = 64 << 10
+	// MaxMemoryLimit is the largest memory_limit: 4 GiB, all a wasm32
+	// module can address.
 	MaxMemoryLimit = 4 << 30
 	// MaxNATSPayload is the largest max_payload NATS allows, 64 MiB.
 	MaxNATSPayload = 64 << 20

@@ -119,10 +119,13 @@ func (l *ConfigLoop) reloadFile(ctx context.Context) {
 		return
 	}
 	if l.current != nil {
+		// Everything of the http block but its routes is the server's.
+		newHTTP, oldHTTP := c.HTTP, l.current.HTTP
+		newHTTP.Routes, oldHTTP.Routes = nil, nil
 		if !reflect.DeepEqual(c.NATS, l.current.NATS) || c.DataDir != l.current.DataDir ||
-			c.HTTP.Listen != l.current.HTTP.Listen || c.HTTP.TLSCert != l.current.HTTP.TLSCert ||
+			!reflect.DeepEqual(newHTTP, oldHTTP) ||
 			c.MaxInFlight != l.current.MaxInFlight || c.LogLevel != l.current.LogLevel || c.LogFormat != l.current.LogFormat {
-			l.log.Warn("config: nats, http listen/TLS, data_dir, max_in_flight and log settings apply at the next start", "file", l.file)
+			l.log.Warn("config: nats, the http block's settings (all but routes), data_dir, max_in_flight and log settings apply at the next start", "file", l.file)
 		}
 	}
 	res := l.apply(ctx, c)
