@@ -272,6 +272,10 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	first := loop.Apply(ctx, cfg)
 	if len(first.Failed) > 0 {
 		for name, err := range first.Failed {
+			if strings.HasPrefix(name, "http_route ") {
+				log.Error("http route refused", "route", strings.TrimPrefix(name, "http_route "), "error", err)
+				continue
+			}
 			log.Error("plugin failed to start", "plugin", name, "error", err)
 		}
 		h.Close(context.Background())
