@@ -46,7 +46,9 @@ func Wants(c *config.Config) []Want {
 	return wants
 }
 
-// Apply applies c now and remembers it as the running config.
+// Apply applies c now and remembers it as the running config. If the
+// ingress would refuse any of c's HTTP routes, nothing of c is applied: the
+// result's Failed holds each refused route under "http_route PATTERN".
 func (l *ConfigLoop) Apply(ctx context.Context, c *config.Config) Result {
 	l.mu.Lock()
 	defer l.mu.Unlock()
