@@ -213,6 +213,9 @@ func Load(path string) (*Config, error) {
 // Parse validates configuration src; filename names it in errors and
 // anchors relative paths.
 func Parse(src []byte, filename string) (*Config, error) {
+	if diags := checkNumberLiterals(src, filename); diags.HasErrors() {
+		return nil, &Error{diags}
+	}
 	f, diags := hclsyntax.ParseConfig(src, filename, hcl.InitialPos)
 	if diags.HasErrors() {
 		return nil, &Error{diags}
@@ -221,7 +224,7 @@ func Parse(src []byte, filename string) (*Config, error) {
 	if diags := gohcl.DecodeBody(f.Body, nil, &fs); diags.HasErrors() {
 		return nil, &Error{diags}
 	}
-	d := &decoder{base: filepath.Dir(filename)}
+	d := &decoder{base: filepath.Dir(filename), src: src}
 	c := &Config{File: filename, DataDir: ".trellis", LogLevel: "info", LogFormat: "text"}
 	if fs.DataDir != nil {
 		c.DataDir = *fs.DataDir
@@ -328,6 +331,7 @@ func Parse(src []byte, filename string) (*Config, error) {
 
 type decoder struct {
 	base  string
+	src   []byte // the file, to quote a value as written
 	diags hcl.Diagnostics
 }
 

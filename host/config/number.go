@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/zclconf/go-cty/cty"
 )
 
@@ -43,6 +44,53 @@ const (
 	// MaxHTTPConns is the largest max_conns.
 	MaxHTTPConns = 1 << 20
 )
+
+// MaxNumberLiteral is the longest number literal a file may hold, in bytes,
+// and MaxNumberExponent the largest exponent it may write (1e308 is about
+// the largest float64). Past them, HCL's exact arithmetic and the decimal
+// text of a value take seconds: 1e-99999 takes several to print.
+const (
+	MaxNumberLiteral  = 64
+	MaxNumberExponent = 400
+)
+
+// checkNumberLiterals refuses number literals beyond MaxNumberLiteral and
+// MaxNumberExponent before HCL computes with them.
+func checkNumberLiterals(src []byte, filename string) hcl.Diagnostics {
+	toks, _ := hclsyntax.LexConfig(src, filename, hcl.InitialPos)
+	var diags hcl.Diagnostics
+	for _, tok := range toks {
+		if tok.Type != hclsyntax.TokenNumberLit {
+			continue
+		}
+		lit := string(tok.Bytes)
+		ok := len(lit) <= MaxNumberLiteral
+		if i := strings.IndexAny(lit, "eE"); ok && i >= 0 {
+			exp, err := strconv.Atoi(strings.TrimPrefix(lit[i+1:], "+"))
+			ok = err == nil && exp >= -MaxNumberExponent && exp <= MaxNumberExponent
+		}
+		if !ok {
+			r := tok.Range
+			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Number out of range",
+				Detail: fmt.Sprintf("%.20q: a number may have at most %d characters and an exponent from -%d to %d",
+					lit, MaxNumberLiteral, MaxNumberExponent, MaxNumberExponent), Subject: &r})
+		}
+	}
+	return diags
+}
+
+// written returns e as the file writes it, shortened, to quote in an error.
+func (d *decoder) written(e hcl.Expression) string {
+	r := e.Range()
+	if !r.CanSliceBytes(d.src) {
+		return "the value"
+	}
+	text := string(r.SliceBytes(d.src))
+	if len(text) > 40 {
+		text = text[:40] + "..."
+	}
+	return text
+}
 
 // ErrSize is wrapped by every ParseSize error.
 var ErrSize = errors.New("invalid size")
@@ -134,11 +182,11 @@ func (d *decoder) integer(e hcl.Expression, name string, min, max int64) (int64,
 	var n int64
 	if num != nil {
 		if num.IsInf() || !num.IsInt() {
-			return bad(num.Text('g', 10) + " is not a whole number")
+			return bad(d.written(e) + " is not a whole number")
 		}
 		i, acc := num.Int64()
 		if acc != big.Exact {
-			return bad(num.Text('g', 10) + " is out of range")
+			return bad(d.written(e) + " is out of range")
 		}
 		n = i
 	} else {
@@ -167,12 +215,12 @@ func (d *decoder) size(e hcl.Expression, name string, min, max uint64) (uint64, 
 	var n uint64
 	if num != nil {
 		if num.IsInf() || !num.IsInt() || num.Sign() <= 0 {
-			d.exprErr(e, "Invalid "+name, num.Text('g', 10)+` is not a positive whole number of bytes; want a size such as "64MiB" or 1048576`)
+			d.exprErr(e, "Invalid "+name, d.written(e)+` is not a positive whole number of bytes; want a size such as "64MiB" or 1048576`)
 			return 0, false
 		}
 		u, acc := num.Uint64()
 		if acc != big.Exact {
-			d.exprErr(e, "Invalid "+name, num.Text('g', 10)+" is more than 2^64-1 bytes")
+			d.exprErr(e, "Invalid "+name, d.written(e)+" is more than 2^64-1 bytes")
 			return 0, false
 		}
 		n = u
@@ -203,7 +251,7 @@ func (d *decoder) duration(e hcl.Expression, name string, allowNone bool) (time.
 		want += ` (or "none")`
 	}
 	if num != nil {
-		d.exprErr(e, "Invalid "+name, num.Text('g', 10)+" has no unit; "+want)
+		d.exprErr(e, "Invalid "+name, d.written(e)+" has no unit; "+want)
 		return 0, false
 	}
 	if allowNone && s == "none" {
