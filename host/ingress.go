@@ -106,24 +106,12 @@ func (h *Host) startHTTP(opts HTTPOptions) error {
 	if opts.Listen == "" {
 		return nil
 	}
-	if opts.MaxBody <= 0 {
-		opts.MaxBody = DefaultMaxBody
-	}
-	if opts.MaxHeaderBytes <= 0 {
-		opts.MaxHeaderBytes = DefaultMaxHeaderBytes
-	}
-	if opts.ReadTimeout <= 0 {
-		opts.ReadTimeout = DefaultReadTimeout
-	}
-	if opts.WriteTimeout <= 0 {
-		opts.WriteTimeout = DefaultWriteTimeout
-	}
-	if opts.IdleTimeout <= 0 {
-		opts.IdleTimeout = DefaultIdleTimeout
-	}
-	if opts.MaxConns <= 0 {
-		opts.MaxConns = DefaultMaxConns
-	}
+	orDefault(&opts.MaxBody, DefaultMaxBody)
+	orDefault(&opts.MaxHeaderBytes, DefaultMaxHeaderBytes)
+	orDefault(&opts.ReadTimeout, DefaultReadTimeout)
+	orDefault(&opts.WriteTimeout, DefaultWriteTimeout)
+	orDefault(&opts.IdleTimeout, DefaultIdleTimeout)
+	orDefault(&opts.MaxConns, DefaultMaxConns)
 	h.httpOpts = opts
 	if err := h.SetHTTPRoutes(opts.Routes); err != nil {
 		return err
@@ -164,6 +152,13 @@ func (h *Host) startHTTP(opts HTTPOptions) error {
 	}()
 	h.log.Info("http ingress ready", "url", scheme+"://"+h.httpAddr, "routes", len(opts.Routes))
 	return nil
+}
+
+// orDefault sets *v to def unless it is positive.
+func orDefault[T int | int64 | time.Duration](v *T, def T) {
+	if *v <= 0 {
+		*v = def
+	}
 }
 
 // HTTPAddr returns the ingress's address, or "" without one.

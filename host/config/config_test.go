@@ -96,15 +96,19 @@ func TestParseErrorsNameFileLineAndColumn(t *testing.T) {
 		{"url and listen", "nats {\n  url = \"nats://x\"\n  listen = \"127.0.0.1:1\"\n}\n", `Conflicting NATS settings`},
 	}
 	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			_, err := Parse([]byte(c.src), "t.hcl")
-			if err == nil {
-				t.Fatal("accepted")
-			}
-			if !strings.Contains(err.Error(), c.want) {
-				t.Fatalf("error %q does not contain %q", err, c.want)
-			}
-		})
+		t.Run(c.name, func(t *testing.T) { wantParseError(t, c.src, c.want) })
+	}
+}
+
+// wantParseError parses src as t.hcl and wants an error containing want.
+func wantParseError(t *testing.T, src, want string) {
+	t.Helper()
+	_, err := Parse([]byte(src), "t.hcl")
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	if !strings.Contains(err.Error(), want) {
+		t.Fatalf("error %q does not contain %q", err, want)
 	}
 }
 
@@ -260,15 +264,7 @@ func TestParseRefusesBadNumbers(t *testing.T) {
 		{"config not a map", plugin(`config = ["a"]`), `t.hcl:3:12: Invalid config: want a map of strings`},
 	}
 	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			_, err := Parse([]byte(c.src), "t.hcl")
-			if err == nil {
-				t.Fatal("accepted")
-			}
-			if !strings.Contains(err.Error(), c.want) {
-				t.Fatalf("error %q does not contain %q", err, c.want)
-			}
-		})
+		t.Run(c.name, func(t *testing.T) { wantParseError(t, c.src, c.want) })
 	}
 }
 
