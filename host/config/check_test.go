@@ -100,3 +100,29 @@ plugin "h2" {
 		t.Fatal(err)
 	}
 }
+
+func TestCheckBuildsSourcesWhenAsked(t *testing.T) {
+	v1, _ := filepath.Abs("../reload/testdata/v1.wat")
+	v2, _ := filepath.Abs("../reload/testdata/v2.wat")
+	src := `plugin "a" {
+  source = "` + v1 + `"
+}
+plugin "b" {
+  source = "` + v2 + `"
+}
+`
+	file := filepath.Join(t.TempDir(), "trellis.hcl")
+	c, err := Parse([]byte(src), file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Without building, a source is only checked to be one.
+	if err := Check(t.Context(), c, CheckOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// Built, both modules declare "versioned".
+	err = Check(t.Context(), c, CheckOptions{BuildDir: t.TempDir()})
+	if err == nil || !strings.Contains(err.Error(), file+`:4:1: Subject served by two plugins: "versioned" of "b"`) {
+		t.Fatalf("error %v", err)
+	}
+}
