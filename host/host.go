@@ -66,6 +66,12 @@ type Options struct {
 	QueueDepth int
 	// HTTP configures the HTTP ingress; without a Listen address there is none.
 	HTTP HTTPOptions
+	// ExclusiveSubjects makes Load refuse a handler whose subjects overlap
+	// those of another loaded handler, unless both specs are Shared: two
+	// handlers on one subject both get each message, and a requester sees
+	// whichever answers first. trellis run sets it; trellis dev does not,
+	// so that the examples' plugins in four languages can share a subject.
+	ExclusiveSubjects bool
 }
 
 // Spec says how to run one plugin.
@@ -102,6 +108,9 @@ type Spec struct {
 	// Resilience sets this handler's retries, circuit breaker, fallback and
 	// dead-letter subject.
 	Resilience Resilience
+	// Shared lets this handler serve subjects another Shared handler serves
+	// too, where Options.ExclusiveSubjects would refuse it.
+	Shared bool
 }
 
 // PolicyRef names a policy in a chain.
@@ -369,6 +378,11 @@ func (h *Host) Load(ctx context.Context, spec Spec) error {
 		p.Close(context.Background())
 		return fmt.Errorf("plugin %q: queue %q: %w", spec.Name, queue, err)
 	}
+	if err := h.checkExclusive(spec, subjects); err != nil {
+		p.Close(context.Background())
+		h.log.Error("plugin refused", "plugin", spec.Name, "version", version, "error", err)
+		return err
+	}
 	r.setConfig(spec)
 	prev := r.current.Swap(p)
 	if err := r.subscribe(subjects, queue, p.PoolStats); err != nil {
@@ -379,6 +393,7 @@ func (h *Host) Load(ctx context.Context, spec Spec) error {
 		return fmt.Errorf("plugin %q: %w", spec.Name, err)
 	}
 	h.routes[spec.Name] = r
+	r.shared = spec.Shared
 	if prev != nil {
 		// In-flight calls finish on the old version; Handle retries a call
 		// that raced with the swap on the new one.

@@ -9,6 +9,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -25,6 +27,18 @@ const (
 	DefaultMaxBody        = 1 << 20
 	DefaultMaxHeaderBytes = 64 << 10
 	DefaultHTTPTimeout    = 5 * time.Second
+	// DefaultReadHeaderTimeout bounds reading a request's headers.
+	DefaultReadHeaderTimeout = 10 * time.Second
+	// DefaultReadTimeout bounds reading a whole request, body included.
+	DefaultReadTimeout = 30 * time.Second
+	// DefaultWriteTimeout bounds a request from the end of its headers to
+	// the end of its response; it must outlast every route's Timeout.
+	DefaultWriteTimeout = 60 * time.Second
+	// DefaultIdleTimeout is how long a keep-alive connection may wait for
+	// its next request.
+	DefaultIdleTimeout = 60 * time.Second
+	// DefaultMaxConns caps the connections the ingress holds open at once.
+	DefaultMaxConns = 1024
 )
 
 // HTTPOptions configure the HTTP ingress, which maps HTTP routes to subjects
@@ -39,6 +53,25 @@ type HTTPOptions struct {
 	MaxBody int64
 	// MaxHeaderBytes caps the request's headers (default DefaultMaxHeaderBytes).
 	MaxHeaderBytes int
+	// ReadTimeout bounds reading one whole request, headers and body, from
+	// its first byte (default DefaultReadTimeout), so that a client sending
+	// its body a byte at a time holds a connection that long at most; its
+	// request is answered 408 and the connection closed. Headers alone are
+	// bounded by the smaller of ReadTimeout and DefaultReadHeaderTimeout.
+	ReadTimeout time.Duration
+	// WriteTimeout bounds a request from the end of its headers to the end
+	// of its response (default DefaultWriteTimeout). A route's Timeout
+	// longer than this is cut short by it.
+	WriteTimeout time.Duration
+	// IdleTimeout is how long a keep-alive connection may wait for its next
+	// request before the ingress closes it (default DefaultIdleTimeout).
+	IdleTimeout time.Duration
+	// MaxConns caps the connections open at once (default DefaultMaxConns).
+	// A connection past the cap waits in the kernel's accept queue, not
+	// read, until another closes; once that queue is full, the kernel
+	// refuses new ones. Idle keep-alive connections count, so IdleTimeout
+	// is what frees them.
+	MaxConns int
 	// Routes map requests to subjects; first match by net/http's rules.
 	Routes []HTTPRoute
 }
@@ -74,24 +107,30 @@ func (h *Host) startHTTP(opts HTTPOptions) error {
 	if opts.Listen == "" {
 		return nil
 	}
-	if opts.MaxBody <= 0 {
-		opts.MaxBody = DefaultMaxBody
-	}
-	if opts.MaxHeaderBytes <= 0 {
-		opts.MaxHeaderBytes = DefaultMaxHeaderBytes
-	}
+	orDefault(&opts.MaxBody, DefaultMaxBody)
+	orDefault(&opts.MaxHeaderBytes, DefaultMaxHeaderBytes)
+	orDefault(&opts.ReadTimeout, DefaultReadTimeout)
+	orDefault(&opts.WriteTimeout, DefaultWriteTimeout)
+	orDefault(&opts.IdleTimeout, DefaultIdleTimeout)
+	orDefault(&opts.MaxConns, DefaultMaxConns)
 	h.httpOpts = opts
 	if err := h.SetHTTPRoutes(opts.Routes); err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", opts.Listen)
+	tcp, err := net.Listen("tcp", opts.Listen)
 	if err != nil {
 		return fmt.Errorf("http ingress: %w", err)
 	}
+	// The cap counts TCP connections, so it wraps the listener below TLS:
+	// a handshake in progress holds a slot too.
+	var ln net.Listener = newLimitListener(tcp, opts.MaxConns)
 	srv := &http.Server{
 		Handler:           http.HandlerFunc(h.serveHTTP),
 		MaxHeaderBytes:    opts.MaxHeaderBytes,
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: min(opts.ReadTimeout, DefaultReadHeaderTimeout),
+		ReadTimeout:       opts.ReadTimeout,
+		WriteTimeout:      opts.WriteTimeout,
+		IdleTimeout:       opts.IdleTimeout,
 		ErrorLog:          h.log.Named("http").StandardLogger(nil),
 	}
 	scheme := "http"
@@ -116,34 +155,90 @@ func (h *Host) startHTTP(opts HTTPOptions) error {
 	return nil
 }
 
+// orDefault sets *v to def unless it is positive.
+func orDefault[T int | int64 | time.Duration](v *T, def T) {
+	if *v <= 0 {
+		*v = def
+	}
+}
+
 // HTTPAddr returns the ingress's address, or "" without one.
 func (h *Host) HTTPAddr() string { return h.httpAddr }
 
 // SetHTTPRoutes replaces the ingress's routes atomically: requests already
-// in flight finish on the routes they started with.
+// in flight finish on the routes they started with. If any route is
+// refused (see CheckHTTPRoutes), nothing changes and the error lists every
+// reason.
 func (h *Host) SetHTTPRoutes(routes []HTTPRoute) error {
-	mux := http.NewServeMux()
-	for _, rt := range routes {
-		if rt.Subject == "" {
-			return fmt.Errorf("http route %q: no subject", rt.Pattern)
+	mux, errs := buildMux(routes, h.serveRoute)
+	if len(errs) > 0 {
+		joined := make([]error, len(errs))
+		for i, e := range errs {
+			joined[i] = e
 		}
-		rt := rt
-		if rt.Timeout <= 0 {
-			rt.Timeout = DefaultHTTPTimeout
-		}
-		if err := registerRoute(mux, rt.Pattern, func(w http.ResponseWriter, r *http.Request) { h.serveRoute(w, r, rt) }); err != nil {
-			return err
-		}
+		return errors.Join(joined...)
 	}
 	h.httpMux.Store(mux)
 	return nil
 }
 
+// RouteError is one route CheckHTTPRoutes refuses.
+type RouteError struct {
+	// Index is the route's position in the list checked.
+	Index int
+	// Pattern is the route's pattern.
+	Pattern string
+	// Err says why.
+	Err error
+}
+
+// Error says which route and why.
+func (e *RouteError) Error() string { return fmt.Sprintf("http route %q: %v", e.Pattern, e.Err) }
+
+// Unwrap returns the reason.
+func (e *RouteError) Unwrap() error { return e.Err }
+
+// CheckHTTPRoutes reports every route SetHTTPRoutes would refuse, in order,
+// without changing anything: a route without a subject, a pattern net/http's
+// ServeMux cannot parse, and a pattern that conflicts with an earlier one
+// (two patterns that match the same requests with neither more specific).
+// It is the rule SetHTTPRoutes applies, so a config checked with it is
+// accepted by the ingress.
+func CheckHTTPRoutes(routes []HTTPRoute) []*RouteError {
+	_, errs := buildMux(routes, func(http.ResponseWriter, *http.Request, HTTPRoute) {})
+	return errs
+}
+
+// buildMux registers every route on a new ServeMux, collecting every
+// refusal rather than stopping at the first.
+func buildMux(routes []HTTPRoute, serve func(http.ResponseWriter, *http.Request, HTTPRoute)) (*http.ServeMux, []*RouteError) {
+	mux := http.NewServeMux()
+	var errs []*RouteError
+	for i, rt := range routes {
+		if rt.Subject == "" {
+			errs = append(errs, &RouteError{Index: i, Pattern: rt.Pattern, Err: errors.New("no subject")})
+			continue
+		}
+		if rt.Timeout <= 0 {
+			rt.Timeout = DefaultHTTPTimeout
+		}
+		if err := registerRoute(mux, rt.Pattern, func(w http.ResponseWriter, r *http.Request) { serve(w, r, rt) }); err != nil {
+			errs = append(errs, &RouteError{Index: i, Pattern: rt.Pattern, Err: err})
+		}
+	}
+	return mux, errs
+}
+
+var registeredAt = regexp.MustCompile(` \(registered at [^)]*\)`)
+
 // registerRoute turns ServeMux's panic on a bad or duplicate pattern into an error.
 func registerRoute(mux *http.ServeMux, pattern string, fn http.HandlerFunc) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			err = fmt.Errorf("http route %q: %v", pattern, r)
+			// ServeMux's text spans lines and names this file as where
+			// each pattern was registered; keep one line of what matters.
+			msg := registeredAt.ReplaceAllString(fmt.Sprint(r), "")
+			err = errors.New(strings.Join(strings.Fields(msg), " "))
 		}
 	}()
 	mux.HandleFunc(pattern, fn)
@@ -230,6 +325,12 @@ func (h *Host) serveRoute(w http.ResponseWriter, r *http.Request, rt HTTPRoute) 
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
 			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body over %d bytes", h.httpOpts.MaxBody))
+			return
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			// ReadTimeout passed before the body did; the server closes
+			// the connection after this answer.
+			writeError(w, http.StatusRequestTimeout, "body not received within the read timeout")
 			return
 		}
 		writeError(w, http.StatusBadRequest, "cannot read body")

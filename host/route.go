@@ -24,6 +24,7 @@ type route struct {
 	current  atomic.Pointer[plugin.Plugin]
 	cfg      atomic.Pointer[routeConfig]
 	isPolicy bool // set once, under h.mu, before the route is shared
+	shared   bool // Spec.Shared of the version serving; under h.mu
 
 	mu      sync.Mutex // guards subs, queue and workers; held by Load, not per message
 	subs    map[string]*nats.Subscription

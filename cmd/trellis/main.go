@@ -222,7 +222,8 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	var bf busFlags
 	bf.register(fs)
 	logLevel := fs.String("log-level", "", "override the config's log_level")
-	check := fs.Bool("check", false, "validate the config and exit")
+	check := fs.Bool("check", false, "validate the config and exit: every plugin file is compiled and checked against the ABI, without starting a bus")
+	checkBuild := fs.Bool("check-build", false, "with --check, also build plugin sources (in a temporary directory) and check the modules they make")
 	httpListen := fs.String("http-listen", "", "override the http block's listen address (port 0 picks a free one)")
 	if _, err := parse(fs, args); err != nil {
 		return flagExit(err)
@@ -233,6 +234,20 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if *check {
+		var opts config.CheckOptions
+		if *checkBuild {
+			dir, err := os.MkdirTemp("", "trellis-check-")
+			if err != nil {
+				fmt.Fprintf(stderr, "trellis run: %v\n", err)
+				return 1
+			}
+			defer os.RemoveAll(dir)
+			opts.BuildDir = dir
+		}
+		if err := config.Check(context.Background(), cfg, opts); err != nil {
+			fmt.Fprintf(stderr, "trellis run: config refused:\n%v\n", err)
+			return 2
+		}
 		fmt.Fprintf(stdout, "%s: ok, %d plugins\n", *file, len(cfg.Plugins))
 		return 0
 	}
@@ -240,7 +255,8 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		cfg.LogLevel = *logLevel
 	}
 	log := newLogger(cfg.LogLevel, cfg.LogFormat, stderr)
-	opts := host.Options{DataDir: cfg.DataDir, Logger: log, MaxInFlight: cfg.MaxInFlight, Bus: cfg.NATS, HTTP: cfg.HTTP}
+	opts := host.Options{DataDir: cfg.DataDir, Logger: log, MaxInFlight: cfg.MaxInFlight, Bus: cfg.NATS, HTTP: cfg.HTTP,
+		ExclusiveSubjects: true}
 	if *httpListen != "" {
 		opts.HTTP.Listen = *httpListen
 	}
@@ -256,6 +272,10 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	first := loop.Apply(ctx, cfg)
 	if len(first.Failed) > 0 {
 		for name, err := range first.Failed {
+			if strings.HasPrefix(name, "http_route ") {
+				log.Error("http route refused", "route", strings.TrimPrefix(name, "http_route "), "error", err)
+				continue
+			}
 			log.Error("plugin failed to start", "plugin", name, "error", err)
 		}
 		h.Close(context.Background())

@@ -160,3 +160,61 @@ func TestNewWritesAPluginThatBuilds(t *testing.T) {
 		t.Fatalf("unknown language: %d %q", code, errOut)
 	}
 }
+
+func TestRunCheckPrintsEveryProblemParseFinds(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "t.hcl")
+	os.WriteFile(file, []byte(`http {}
+http_route "GET /a/{x}" {
+  subject = "a"
+}
+http_route "GET /{y}/b" {
+  subject = "b"
+}
+plugin "a" {
+  path      = "a.wasm"
+  subjects  = ["orders"]
+  pool_size = "8abc"
+}
+plugin "b" {
+  path         = "b.wasm"
+  subjects     = ["orders"]
+  memory_limit = "17179869185GiB"
+}
+`), 0o644)
+	code, _, errOut := runCLI("run", "--config", file, "--check")
+	if code == 0 {
+		t.Fatal("--check passed")
+	}
+	for _, want := range []string{file + ":5:1: Invalid http_route", file + ":11:15: Invalid pool_size",
+		file + ":15:18: Subject served by two plugins", file + ":16:18: Invalid memory_limit"} {
+		if !strings.Contains(errOut, want) {
+			t.Errorf("no %q in\n%s", want, errOut)
+		}
+	}
+}
+
+func TestRunCheckCompilesEveryPlugin(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "t.hcl")
+	os.WriteFile(filepath.Join(dir, "junk.wasm"), []byte("\x00asm but not really"), 0o644)
+	os.WriteFile(file, []byte(`plugin "missing" {
+  path = "missing.wasm"
+}
+plugin "junk" {
+  path = "junk.wasm"
+}
+plugin "src" {
+  source = "nosuchdir"
+}
+`), 0o644)
+	code, out, errOut := runCLI("run", "--config", file, "--check")
+	if code == 0 || strings.Contains(out, "ok") {
+		t.Fatalf("--check passed: %d %q", code, out)
+	}
+	for _, want := range []string{file + `:1:1: Missing plugin file: plugin "missing"`, file + `:4:1: Plugin refused: plugin "junk"`,
+		file + `:7:1: Invalid plugin source: plugin "src"`} {
+		if !strings.Contains(errOut, want) {
+			t.Errorf("no %q in\n%s", want, errOut)
+		}
+	}
+}

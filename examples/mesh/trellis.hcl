@@ -47,10 +47,13 @@ plugin "orders-enrich" {
   publish  = ["orders.enriched", "orders.rejected"]
 }
 
+# orders-store and orders-notify both take every "orders.enriched" event:
+# a subject served by two handlers must be marked shared on both.
 plugin "orders-store" {
   source       = "orders-store"
   subjects     = ["orders.enriched"]
   kv_namespace = "orders"
+  shared       = true
 }
 
 plugin "orders-notify" {
@@ -58,6 +61,7 @@ plugin "orders-notify" {
   subjects = ["orders.enriched"]
   publish  = ["notifications.email"]
   config   = { default_recipient = "orders@example.com" }
+  shared   = true
 }
 
 plugin "orders-get-v1" {

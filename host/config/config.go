@@ -11,13 +11,30 @@
 //	  listen = "127.0.0.1:4222"
 //	}
 //
-//	plugin "greet" {
-//	  path     = "plugins/greet.wasm"
-//	  subjects = ["greet"]
-//	  timeout  = "2s"
-//	  config   = { greeting = "Hello" }
-//	  publish  = ["audit.>"]
+//	http {
+//	  listen       = "127.0.0.1:8080"
+//	  read_timeout = "30s"   # a whole request, body included
+//	  idle_timeout = "60s"   # a keep-alive connection between requests
+//	  max_conns    = 1024    # open at once; more wait to be accepted
 //	}
+//
+//	plugin "greet" {
+//	  path         = "plugins/greet.wasm"
+//	  subjects     = ["greet"]
+//	  timeout      = "2s"
+//	  pool_size    = 8
+//	  memory_limit = "64MiB"
+//	  config       = { greeting = "Hello" }
+//	  publish      = ["audit.>"]
+//	  shared       = false   # true on each handler meant to share a subject
+//	}
+//
+// Numbers are read strictly: a size is a whole number of bytes or a string
+// with a unit ("64MiB"), a count a whole number (8 or "8"), a duration a
+// string ("2s"); trailing characters, fractions, signs where none makes
+// sense, overflows and values outside the bounds declared below are each
+// refused with a diagnostic naming the attribute. Parse checks what it can
+// from the file alone; Check also opens every module the file names.
 package config
 
 import (
@@ -25,12 +42,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/gohcl"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/zclconf/go-cty/cty"
+	"github.com/zclconf/go-cty/cty/convert"
 
 	"github.com/trellis-mesh/trellis/abi"
 	"github.com/trellis-mesh/trellis/host"
@@ -58,6 +75,9 @@ type Config struct {
 	Plugins []Plugin
 	// HTTP is the ingress; Listen is empty when the file has no http block.
 	HTTP host.HTTPOptions
+
+	// httpRange is where the http block is, for Check's diagnostics.
+	httpRange hcl.Range
 }
 
 // Plugin is one plugin block.
@@ -65,6 +85,11 @@ type Plugin struct {
 	host.Spec
 	// Source, if set, is a plugin source directory to build into Path.
 	Source string
+	// Range is where the block is in the file, for Check's diagnostics.
+	Range hcl.Range
+	// SubjectsRange is where its subjects attribute is, or Range when it
+	// has none.
+	SubjectsRange hcl.Range
 }
 
 // Error is a configuration that Load refused. Each line of Error() is one
@@ -95,7 +120,7 @@ type fileSchema struct {
 	DataDir     *string        `hcl:"data_dir,optional"`
 	LogLevel    *string        `hcl:"log_level,optional"`
 	LogFormat   *string        `hcl:"log_format,optional"`
-	MaxInFlight *int           `hcl:"max_in_flight,optional"`
+	MaxInFlight hcl.Expression `hcl:"max_in_flight,optional"`
 	NATS        *natsSchema    `hcl:"nats,block"`
 	HTTP        *httpSchema    `hcl:"http,block"`
 	Policies    []pluginSchema `hcl:"policy,block"`
@@ -104,12 +129,16 @@ type fileSchema struct {
 }
 
 type httpSchema struct {
-	Listen    *string        `hcl:"listen,optional"`
-	TLSCert   *string        `hcl:"tls_cert,optional"`
-	TLSKey    *string        `hcl:"tls_key,optional"`
-	MaxBody   hcl.Expression `hcl:"max_body,optional"`
-	MaxHeader hcl.Expression `hcl:"max_header,optional"`
-	DefRange  hcl.Range      `hcl:",def_range"`
+	Listen       *string        `hcl:"listen,optional"`
+	TLSCert      *string        `hcl:"tls_cert,optional"`
+	TLSKey       *string        `hcl:"tls_key,optional"`
+	MaxBody      hcl.Expression `hcl:"max_body,optional"`
+	MaxHeader    hcl.Expression `hcl:"max_header,optional"`
+	ReadTimeout  hcl.Expression `hcl:"read_timeout,optional"`
+	WriteTimeout hcl.Expression `hcl:"write_timeout,optional"`
+	IdleTimeout  hcl.Expression `hcl:"idle_timeout,optional"`
+	MaxConns     hcl.Expression `hcl:"max_conns,optional"`
+	DefRange     hcl.Range      `hcl:",def_range"`
 }
 
 type routeSchema struct {
@@ -122,7 +151,7 @@ type routeSchema struct {
 }
 
 type breakerSchema struct {
-	Failures int            `hcl:"failures"`
+	Failures hcl.Expression `hcl:"failures"`
 	Cooldown hcl.Expression `hcl:"cooldown,optional"`
 }
 
@@ -145,18 +174,19 @@ type pluginSchema struct {
 	PoolSize    hcl.Expression    `hcl:"pool_size,optional"`
 	Timeout     hcl.Expression    `hcl:"timeout,optional"`
 	MemoryLimit hcl.Expression    `hcl:"memory_limit,optional"`
-	Config      map[string]string `hcl:"config,optional"`
+	Config      hcl.Expression    `hcl:"config,optional"`
 	Publish     hcl.Expression    `hcl:"publish,optional"`
 	Request     hcl.Expression    `hcl:"request,optional"`
 	Env         map[string]string `hcl:"env,optional"`
 	Dirs        []dirSchema       `hcl:"dir,block"`
 	KVNamespace *string           `hcl:"kv_namespace,optional"`
+	Shared      *bool             `hcl:"shared,optional"`
 	// Policies only.
 	FailOpen *bool `hcl:"fail_open,optional"`
 	// Handlers only.
 	Policies   hcl.Expression `hcl:"policies,optional"`
 	Idempotent *bool          `hcl:"idempotent,optional"`
-	Retries    *int           `hcl:"retries,optional"`
+	Retries    hcl.Expression `hcl:"retries,optional"`
 	Backoff    hcl.Expression `hcl:"backoff,optional"`
 	Breaker    *breakerSchema `hcl:"breaker,block"`
 	Fallback   *string        `hcl:"fallback,optional"`
@@ -183,6 +213,9 @@ func Load(path string) (*Config, error) {
 // Parse validates configuration src; filename names it in errors and
 // anchors relative paths.
 func Parse(src []byte, filename string) (*Config, error) {
+	if diags := checkNumberLiterals(src, filename); diags.HasErrors() {
+		return nil, &Error{diags}
+	}
 	f, diags := hclsyntax.ParseConfig(src, filename, hcl.InitialPos)
 	if diags.HasErrors() {
 		return nil, &Error{diags}
@@ -191,7 +224,7 @@ func Parse(src []byte, filename string) (*Config, error) {
 	if diags := gohcl.DecodeBody(f.Body, nil, &fs); diags.HasErrors() {
 		return nil, &Error{diags}
 	}
-	d := &decoder{base: filepath.Dir(filename)}
+	d := &decoder{base: filepath.Dir(filename), src: src}
 	c := &Config{File: filename, DataDir: ".trellis", LogLevel: "info", LogFormat: "text"}
 	if fs.DataDir != nil {
 		c.DataDir = *fs.DataDir
@@ -212,11 +245,8 @@ func Parse(src []byte, filename string) (*Config, error) {
 			d.attrErr(f.Body, "log_format", "Invalid log format", `want "text" or "json"`)
 		}
 	}
-	if fs.MaxInFlight != nil {
-		c.MaxInFlight = *fs.MaxInFlight
-		if c.MaxInFlight < 1 {
-			d.attrErr(f.Body, "max_in_flight", "Invalid max_in_flight", "must be at least 1")
-		}
+	if n, ok := d.integer(fs.MaxInFlight, "max_in_flight", 1, MaxInFlight); ok {
+		c.MaxInFlight = int(n)
 	}
 	if n := fs.NATS; n != nil {
 		c.NATS.URL = deref(n.URL)
@@ -229,10 +259,7 @@ func Parse(src []byte, filename string) (*Config, error) {
 		}
 		c.NATS.Name = deref(n.Name)
 		c.NATS.DisableJetStream = n.JetStream != nil && !*n.JetStream
-		if sz, ok := d.size(n.MaxPayload, "max_payload"); ok {
-			if sz > 64<<20 {
-				d.exprErr(n.MaxPayload, "Invalid max_payload", "NATS allows at most 64 MiB")
-			}
+		if sz, ok := d.size(n.MaxPayload, "max_payload", 1, MaxNATSPayload); ok {
 			c.NATS.MaxPayload = int32(sz)
 		}
 		if c.NATS.URL != "" && c.NATS.Listen != "" {
@@ -261,6 +288,7 @@ func Parse(src []byte, filename string) (*Config, error) {
 		}
 	}
 	if hs := fs.HTTP; hs != nil {
+		c.httpRange = hs.DefRange
 		c.HTTP.Listen = host.DefaultHTTPListen
 		if hs.Listen != nil {
 			c.HTTP.Listen = *hs.Listen
@@ -274,38 +302,27 @@ func Parse(src []byte, filename string) (*Config, error) {
 		if (c.HTTP.TLSCert == "") != (c.HTTP.TLSKey == "") {
 			d.add(hs.DefRange, "Incomplete TLS settings", "set both tls_cert and tls_key, or neither")
 		}
-		if n, ok := d.size(hs.MaxBody, "max_body"); ok {
+		if n, ok := d.size(hs.MaxBody, "max_body", 1, MaxHTTPBody); ok {
 			c.HTTP.MaxBody = int64(n)
 		}
-		if n, ok := d.size(hs.MaxHeader, "max_header"); ok {
+		if n, ok := d.size(hs.MaxHeader, "max_header", 1, MaxHTTPHeader); ok {
 			c.HTTP.MaxHeaderBytes = int(n)
 		}
+		if t, ok := d.duration(hs.ReadTimeout, "read_timeout", false); ok {
+			c.HTTP.ReadTimeout = t
+		}
+		if t, ok := d.duration(hs.WriteTimeout, "write_timeout", false); ok {
+			c.HTTP.WriteTimeout = t
+		}
+		if t, ok := d.duration(hs.IdleTimeout, "idle_timeout", false); ok {
+			c.HTTP.IdleTimeout = t
+		}
+		if n, ok := d.integer(hs.MaxConns, "max_conns", 1, MaxHTTPConns); ok {
+			c.HTTP.MaxConns = int(n)
+		}
 	}
-	patterns := map[string]hcl.Range{}
-	for _, rs := range fs.Routes {
-		if fs.HTTP == nil {
-			d.add(rs.DefRange, "HTTP route without ingress", "add an http block to serve http_route blocks")
-		}
-		if prev, dup := patterns[rs.Pattern]; dup {
-			d.add(rs.DefRange, "Duplicate http_route", fmt.Sprintf("%q is already defined at %s:%d", rs.Pattern, prev.Filename, prev.Start.Line))
-			continue
-		}
-		patterns[rs.Pattern] = rs.DefRange
-		method, path, _ := strings.Cut(rs.Pattern, " ")
-		if !strings.HasPrefix(path, "/") || method == "" || strings.ToUpper(method) != method {
-			d.add(rs.DefRange, "Invalid http_route", fmt.Sprintf("%q: want \"METHOD /path\", such as \"GET /orders/{id}\"", rs.Pattern))
-		}
-		rt := host.HTTPRoute{Pattern: rs.Pattern, Subject: rs.Subject, Event: rs.Event != nil && *rs.Event}
-		probe := strings.NewReplacer("{", "", "}", "").Replace(rs.Subject)
-		if err := abi.ValidSubject(probe, false); err != nil {
-			d.add(rs.DefRange, "Invalid subject", fmt.Sprintf("%q: %v", rs.Subject, err))
-		}
-		rt.Policies = d.policyRefs(rs.Policies, failOpen)
-		if t, ok := d.duration(rs.Timeout, "timeout"); ok && t > 0 {
-			rt.Timeout = t
-		}
-		c.HTTP.Routes = append(c.HTTP.Routes, rt)
-	}
+	d.routes(fs.Routes, fs.HTTP != nil, c, failOpen)
+	d.subjectConflicts(c.Plugins)
 	if d.diags.HasErrors() {
 		return nil, &Error{d.diags}
 	}
@@ -314,6 +331,7 @@ func Parse(src []byte, filename string) (*Config, error) {
 
 type decoder struct {
 	base  string
+	src   []byte // the file, to quote a value as written
 	diags hcl.Diagnostics
 }
 
@@ -367,24 +385,6 @@ func (d *decoder) value(e hcl.Expression) (cty.Value, bool) {
 	return v, true
 }
 
-func (d *decoder) str(e hcl.Expression, name string) (string, bool) {
-	if !set(e) {
-		return "", false
-	}
-	v, ok := d.value(e)
-	if !ok {
-		return "", false
-	}
-	if v.Type() == cty.Number {
-		return v.AsBigFloat().String(), true
-	}
-	if v.Type() != cty.String {
-		d.exprErr(e, "Invalid "+name, "want a string")
-		return "", false
-	}
-	return v.AsString(), true
-}
-
 func (d *decoder) strings(e hcl.Expression, name string) []string {
 	if !set(e) {
 		return nil
@@ -409,56 +409,6 @@ func (d *decoder) strings(e hcl.Expression, name string) []string {
 	return out
 }
 
-func (d *decoder) duration(e hcl.Expression, name string) (time.Duration, bool) {
-	s, ok := d.str(e, name)
-	if !ok {
-		return 0, false
-	}
-	if s == "none" {
-		return -1, true
-	}
-	t, err := time.ParseDuration(s)
-	if err != nil || t <= 0 {
-		d.exprErr(e, "Invalid "+name, fmt.Sprintf(`%q is not a positive duration such as "500ms" or "2s" (or "none")`, s))
-		return 0, false
-	}
-	return t, true
-}
-
-var units = []struct {
-	suffix string
-	mult   uint64
-}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"KB", 1000}, {"MB", 1000 * 1000}, {"GB", 1000 * 1000 * 1000}, {"B", 1}}
-
-func (d *decoder) size(e hcl.Expression, name string) (uint64, bool) {
-	s, ok := d.str(e, name)
-	if !ok {
-		return 0, false
-	}
-	n, err := ParseSize(s)
-	if err != nil {
-		d.exprErr(e, "Invalid "+name, err.Error())
-		return 0, false
-	}
-	return n, true
-}
-
-// ParseSize parses a byte size such as "64MiB", "512KiB", "1GB" or "1048576".
-func ParseSize(s string) (uint64, error) {
-	num, mult := strings.TrimSpace(s), uint64(1)
-	for _, u := range units {
-		if strings.HasSuffix(num, u.suffix) {
-			num, mult = strings.TrimSpace(strings.TrimSuffix(num, u.suffix)), u.mult
-			break
-		}
-	}
-	var n uint64
-	if _, err := fmt.Sscanf(num, "%d", &n); err != nil || n == 0 || fmt.Sprint(n) != num {
-		return 0, fmt.Errorf(`%q is not a size such as "64MiB", "512KiB" or "1048576"`, s)
-	}
-	return n * mult, nil
-}
-
 // policyRefs resolves a policies attribute against the policy blocks.
 func (d *decoder) policyRefs(e hcl.Expression, failOpen map[string]bool) []host.PolicyRef {
 	var refs []host.PolicyRef
@@ -474,14 +424,20 @@ func (d *decoder) policyRefs(e hcl.Expression, failOpen map[string]bool) []host.
 }
 
 func (d *decoder) plugin(ps pluginSchema, dataDir string, isPolicy bool) Plugin {
-	p := Plugin{Spec: host.Spec{Name: ps.Name, Config: ps.Config, Queue: deref(ps.Queue), Policy: isPolicy,
-		KVNamespace: deref(ps.KVNamespace)}}
+	p := Plugin{Spec: host.Spec{Name: ps.Name, Config: d.pluginConfig(ps.Config), Queue: deref(ps.Queue), Policy: isPolicy,
+		KVNamespace: deref(ps.KVNamespace), Shared: ps.Shared != nil && *ps.Shared}}
+	p.Range = ps.DefRange
+	p.SubjectsRange = ps.DefRange
+	if set(ps.Subjects) {
+		p.SubjectsRange = ps.Subjects.Range()
+	}
 	if isPolicy {
 		for _, bad := range []struct {
 			set  bool
 			name string
-		}{{set(ps.Subjects), "subjects"}, {set(ps.Policies), "policies"}, {ps.Retries != nil, "retries"},
-			{ps.Breaker != nil, "breaker"}, {ps.Fallback != nil, "fallback"}, {ps.DeadLetter != nil, "dead_letter"}} {
+		}{{set(ps.Subjects), "subjects"}, {set(ps.Policies), "policies"}, {set(ps.Retries), "retries"},
+			{ps.Breaker != nil, "breaker"}, {ps.Fallback != nil, "fallback"}, {ps.DeadLetter != nil, "dead_letter"},
+			{ps.Shared != nil, "shared"}} {
 			if bad.set {
 				d.add(ps.DefRange, "Invalid policy setting", fmt.Sprintf("%s applies to plugin blocks (handlers), not to policies", bad.name))
 			}
@@ -491,25 +447,21 @@ func (d *decoder) plugin(ps pluginSchema, dataDir string, isPolicy bool) Plugin 
 	}
 	res := &p.Resilience
 	res.Idempotent = ps.Idempotent != nil && *ps.Idempotent
-	if ps.Retries != nil {
-		res.Retries = *ps.Retries
-		if res.Retries < 0 || res.Retries > 10 {
-			d.add(ps.DefRange, "Invalid retries", "want 0 to 10")
-		}
+	if n, ok := d.integer(ps.Retries, "retries", 0, MaxRetries); ok {
+		res.Retries = int(n)
 		if res.Retries > 0 && !res.Idempotent {
-			d.add(ps.DefRange, "Retries on a handler not marked idempotent",
+			d.exprErr(ps.Retries, "Retries on a handler not marked idempotent",
 				"set idempotent = true if the handler is safe to call twice with one message; nothing else is retried")
 		}
 	}
-	if t, ok := d.duration(ps.Backoff, "backoff"); ok && t > 0 {
+	if t, ok := d.duration(ps.Backoff, "backoff", false); ok {
 		res.Backoff = t
 	}
 	if b := ps.Breaker; b != nil {
-		res.BreakerFailures = b.Failures
-		if b.Failures < 1 {
-			d.add(ps.DefRange, "Invalid breaker", "failures must be at least 1")
+		if n, ok := d.integer(b.Failures, "failures", 1, MaxBreakerFailures); ok {
+			res.BreakerFailures = int(n)
 		}
-		if t, ok := d.duration(b.Cooldown, "cooldown"); ok && t > 0 {
+		if t, ok := d.duration(b.Cooldown, "cooldown", false); ok {
 			res.BreakerCooldown = t
 		}
 	}
@@ -562,23 +514,111 @@ func (d *decoder) plugin(ps pluginSchema, dataDir string, isPolicy bool) Plugin 
 		}
 		p.Grants.Dirs = append(p.Grants.Dirs, plugin.Dir{HostPath: d.path(ds.HostPath), GuestPath: ds.GuestPath, ReadOnly: ro})
 	}
-	if s, ok := d.str(ps.PoolSize, "pool_size"); ok {
-		var n int
-		if _, err := fmt.Sscanf(s, "%d", &n); err != nil || n < 1 || n > 4096 {
-			d.exprErr(ps.PoolSize, "Invalid pool_size", "want a whole number from 1 to 4096")
-		}
-		p.PoolSize = n
+	if n, ok := d.integer(ps.PoolSize, "pool_size", 1, MaxPoolSize); ok {
+		p.PoolSize = int(n)
 	}
-	if t, ok := d.duration(ps.Timeout, "timeout"); ok {
+	if t, ok := d.duration(ps.Timeout, "timeout", true); ok {
 		p.Timeout = t
 	}
-	if n, ok := d.size(ps.MemoryLimit, "memory_limit"); ok {
-		if n < 64<<10 || n > 4<<30 {
-			d.exprErr(ps.MemoryLimit, "Invalid memory_limit", "must be between 64KiB and 4GiB")
-		}
+	if n, ok := d.size(ps.MemoryLimit, "memory_limit", MinMemoryLimit, MaxMemoryLimit); ok {
 		p.MemoryLimit = n
 	}
 	return p
+}
+
+// routes reads the http_route blocks into c.HTTP.Routes and refuses every
+// route the ingress would refuse, by the ingress's own rule.
+func (d *decoder) routes(list []routeSchema, haveHTTP bool, c *Config, failOpen map[string]bool) {
+	var ranges []hcl.Range
+	for _, rs := range list {
+		if !haveHTTP {
+			d.add(rs.DefRange, "HTTP route without ingress", "add an http block to serve http_route blocks")
+		}
+		method, path, _ := strings.Cut(rs.Pattern, " ")
+		if !strings.HasPrefix(path, "/") || method == "" || strings.ToUpper(method) != method {
+			d.add(rs.DefRange, "Invalid http_route", fmt.Sprintf("%q: want \"METHOD /path\", such as \"GET /orders/{id}\"", rs.Pattern))
+			continue
+		}
+		rt := host.HTTPRoute{Pattern: rs.Pattern, Subject: rs.Subject, Event: rs.Event != nil && *rs.Event}
+		probe := strings.NewReplacer("{", "", "}", "").Replace(rs.Subject)
+		if err := abi.ValidSubject(probe, false); err != nil {
+			d.add(rs.DefRange, "Invalid subject", fmt.Sprintf("%q: %v", rs.Subject, err))
+		}
+		rt.Policies = d.policyRefs(rs.Policies, failOpen)
+		if t, ok := d.duration(rs.Timeout, "timeout", false); ok {
+			rt.Timeout = t
+			write := c.HTTP.WriteTimeout
+			if write == 0 {
+				write = host.DefaultWriteTimeout
+			}
+			if t >= write {
+				d.exprErr(rs.Timeout, "Invalid timeout", fmt.Sprintf("%s is not shorter than the http block's write_timeout (%s), which would cut the answer off", t, write))
+			}
+		}
+		c.HTTP.Routes = append(c.HTTP.Routes, rt)
+		ranges = append(ranges, rs.DefRange)
+	}
+	for _, e := range host.CheckHTTPRoutes(c.HTTP.Routes) {
+		d.add(ranges[e.Index], "Invalid http_route", e.Error())
+	}
+}
+
+// subjectConflicts refuses two handlers whose configured subjects overlap
+// (some subject matches both) unless both are marked shared. Subjects a
+// plugin declares itself are known only once it is compiled: Check and
+// the host's Load see those.
+func (d *decoder) subjectConflicts(plugins []Plugin) {
+	for i, a := range plugins {
+		for _, b := range plugins[:i] {
+			if a.Policy || b.Policy || (a.Shared && b.Shared) {
+				continue
+			}
+			if sa, sb, ok := host.OverlappingSubjects(a.Subjects, b.Subjects); ok {
+				d.add(a.SubjectsRange, "Subject served by two plugins",
+					fmt.Sprintf("%q of %q overlaps %q of %q (%s:%d); set shared = true on both if each should get these messages",
+						sa, a.Name, sb, b.Name, b.Range.Filename, b.Range.Start.Line))
+			}
+		}
+	}
+}
+
+// pluginConfig reads a plugin's config map, bounded by the ABI's limits on
+// config keys and values. Numbers and bools are given as their text.
+func (d *decoder) pluginConfig(e hcl.Expression) map[string]string {
+	if !set(e) {
+		return nil
+	}
+	v, ok := d.value(e)
+	if !ok || v.IsNull() {
+		return nil
+	}
+	if !v.Type().IsObjectType() && !v.Type().IsMapType() {
+		d.exprErr(e, "Invalid config", `want a map of strings, such as { region = "eu" }`)
+		return nil
+	}
+	out := map[string]string{}
+	for it := v.ElementIterator(); it.Next(); {
+		k, ev := it.Element()
+		key := k.AsString()
+		if !ev.IsNull() && ev.Type().IsPrimitiveType() {
+			ev, _ = convert.Convert(ev, cty.String)
+		}
+		if ev.IsNull() || ev.Type() != cty.String {
+			d.exprErr(e, "Invalid config", fmt.Sprintf("%q: want a string, number or bool", key))
+			continue
+		}
+		val := ev.AsString()
+		switch {
+		case key == "":
+			d.exprErr(e, "Invalid config", "a key is empty")
+		case len(key) > abi.MaxConfigKeyLen:
+			d.exprErr(e, "Invalid config", fmt.Sprintf("key %.32q... is %d bytes; at most %d (MaxConfigKeyLen)", key, len(key), abi.MaxConfigKeyLen))
+		case len(val) > abi.MaxConfigValueLen:
+			d.exprErr(e, "Invalid config", fmt.Sprintf("value of %q is %d bytes; at most %d (MaxConfigValueLen)", key, len(val), abi.MaxConfigValueLen))
+		}
+		out[key] = val
+	}
+	return out
 }
 
 func deref[T any](p *T) T {

@@ -46,7 +46,9 @@ func Wants(c *config.Config) []Want {
 	return wants
 }
 
-// Apply applies c now and remembers it as the running config.
+// Apply applies c now and remembers it as the running config. If the
+// ingress would refuse any of c's HTTP routes, nothing of c is applied: the
+// result's Failed holds each refused route under "http_route PATTERN".
 func (l *ConfigLoop) Apply(ctx context.Context, c *config.Config) Result {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -54,12 +56,46 @@ func (l *ConfigLoop) Apply(ctx context.Context, c *config.Config) Result {
 }
 
 func (l *ConfigLoop) apply(ctx context.Context, c *config.Config) Result {
-	l.current = c
-	res := l.rec.Apply(ctx, Wants(c))
-	// HTTP routes after plugins, so that new routes find their policies.
-	if hr, ok := l.host.(interface {
+	// The whole config is checked before anything changes: routes the
+	// ingress would refuse leave every plugin and route as it is.
+	hr, hasHTTP := l.host.(interface {
 		SetHTTPRoutes([]host.HTTPRoute) error
-	}); ok && c.HTTP.Listen != "" {
+	})
+	hasHTTP = hasHTTP && c.HTTP.Listen != ""
+	if hasHTTP {
+		if errs := host.CheckHTTPRoutes(c.HTTP.Routes); len(errs) > 0 {
+			res := Result{Failed: map[string]error{}}
+			for _, err := range errs {
+				l.log.Error("http route refused; nothing of this config is applied", "file", l.file, "error", err)
+				res.Failed["http_route "+err.Pattern] = err
+			}
+			return res
+		}
+	}
+	prev := l.current
+	l.current = c
+	// Plugins the new config drops go first, so that a plugin renamed (or
+	// a subject moved to another plugin) does not meet its old self.
+	var unloaded []string
+	if prev != nil {
+		keep := map[string]bool{}
+		for _, p := range c.Plugins {
+			keep[p.Name] = true
+		}
+		var stay []Want
+		for _, w := range Wants(prev) {
+			if keep[w.Spec.Name] {
+				stay = append(stay, w)
+			}
+		}
+		if len(stay) < len(prev.Plugins) {
+			unloaded = l.rec.Apply(ctx, stay).Unloaded
+		}
+	}
+	res := l.rec.Apply(ctx, Wants(c))
+	res.Unloaded = append(unloaded, res.Unloaded...)
+	// HTTP routes after plugins, so that new routes find their policies.
+	if hasHTTP {
 		if err := hr.SetHTTPRoutes(c.HTTP.Routes); err != nil {
 			l.log.Error("http routes refused; the running routes stay", "file", l.file, "error", err)
 		}
@@ -85,10 +121,13 @@ func (l *ConfigLoop) reloadFile(ctx context.Context) {
 		return
 	}
 	if l.current != nil {
+		// Everything of the http block but its routes is the server's.
+		newHTTP, oldHTTP := c.HTTP, l.current.HTTP
+		newHTTP.Routes, oldHTTP.Routes = nil, nil
 		if !reflect.DeepEqual(c.NATS, l.current.NATS) || c.DataDir != l.current.DataDir ||
-			c.HTTP.Listen != l.current.HTTP.Listen || c.HTTP.TLSCert != l.current.HTTP.TLSCert ||
+			!reflect.DeepEqual(newHTTP, oldHTTP) ||
 			c.MaxInFlight != l.current.MaxInFlight || c.LogLevel != l.current.LogLevel || c.LogFormat != l.current.LogFormat {
-			l.log.Warn("config: nats, http listen/TLS, data_dir, max_in_flight and log settings apply at the next start", "file", l.file)
+			l.log.Warn("config: nats, the http block's settings (all but routes), data_dir, max_in_flight and log settings apply at the next start", "file", l.file)
 		}
 	}
 	res := l.apply(ctx, c)

@@ -1,0 +1,128 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/trellis-mesh/trellis/host/trellistest"
+)
+
+// checkDir writes a handler (v1, v2: both declare "versioned"), a policy
+// (allow) and a file that is no module into a temporary directory.
+func checkDir(t *testing.T) string {
+	dir := t.TempDir()
+	for name, src := range map[string]string{"v1.wasm": "../reload/testdata/v1.wat", "v2.wasm": "../reload/testdata/v2.wat", "allow.wasm": "../testdata/allow.wat"} {
+		if err := os.WriteFile(filepath.Join(dir, name), trellistest.WasmBytes(t, src), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	os.WriteFile(filepath.Join(dir, "junk.wasm"), []byte("not a module"), 0o644)
+	return dir
+}
+
+func TestCheckReportsEveryProblemRunWouldRefuse(t *testing.T) {
+	dir := checkDir(t)
+	src := `policy "allow" {
+  path = "allow.wasm"
+}
+policy "handler-as-policy" {
+  path = "v1.wasm"
+}
+plugin "h1" {
+  path = "v1.wasm"
+}
+plugin "h2" {
+  path = "v2.wasm"
+}
+plugin "missing" {
+  path = "nope.wasm"
+}
+plugin "junk" {
+  path = "junk.wasm"
+}
+plugin "policy-as-handler" {
+  path     = "allow.wasm"
+  subjects = ["p"]
+}
+plugin "src" {
+  source = "nosuchdir"
+}
+`
+	file := filepath.Join(dir, "trellis.hcl")
+	c, err := Parse([]byte(src), file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = Check(t.Context(), c, CheckOptions{})
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	msg := err.Error()
+	for _, want := range []string{
+		file + `:4:1: Not a policy: policy "handler-as-policy"`,
+		file + `:10:1: Subject served by two plugins: "versioned" of "h2" overlaps "versioned" of "h1" (` + file + `:7)`,
+		file + `:13:1: Missing plugin file: plugin "missing"`,
+		file + `:16:1: Plugin refused: plugin "junk"`,
+		file + `:19:1: Not a handler: plugin "policy-as-handler"`,
+		file + `:23:1: Invalid plugin source: plugin "src"`,
+	} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("no %q in\n%s", want, msg)
+		}
+	}
+	if n := strings.Count(msg, "\n") + 1; n != 6 {
+		t.Errorf("%d problems, want 6:\n%s", n, msg)
+	}
+}
+
+func TestCheckAcceptsSharedSubjectsAndWorkingModules(t *testing.T) {
+	dir := checkDir(t)
+	src := `policy "allow" {
+  path = "allow.wasm"
+}
+plugin "h1" {
+  path     = "v1.wasm"
+  shared   = true
+  policies = ["allow"]
+}
+plugin "h2" {
+  path   = "v2.wasm"
+  shared = true
+}
+`
+	c, err := Parse([]byte(src), filepath.Join(dir, "trellis.hcl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := Check(t.Context(), c, CheckOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestCheckBuildsSourcesWhenAsked(t *testing.T) {
+	v1, _ := filepath.Abs("../reload/testdata/v1.wat")
+	v2, _ := filepath.Abs("../reload/testdata/v2.wat")
+	src := `plugin "a" {
+  source = "` + v1 + `"
+}
+plugin "b" {
+  source = "` + v2 + `"
+}
+`
+	file := filepath.Join(t.TempDir(), "trellis.hcl")
+	c, err := Parse([]byte(src), file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Without building, a source is only checked to be one.
+	if err := Check(t.Context(), c, CheckOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// Built, both modules declare "versioned".
+	err = Check(t.Context(), c, CheckOptions{BuildDir: t.TempDir()})
+	if err == nil || !strings.Contains(err.Error(), file+`:4:1: Subject served by two plugins: "versioned" of "b"`) {
+		t.Fatalf("error %v", err)
+	}
+}
