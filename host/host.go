@@ -300,15 +300,7 @@ func (h *Host) Load(ctx context.Context, spec Spec) error {
 			return fmt.Errorf("plugin %q: subject %q: %w", spec.Name, s, err)
 		}
 	}
-	grants := spec.Grants
-	if grants.Subscribe == nil && (len(spec.Subjects) > 0 || spec.Policy) {
-		// The operator chose the subjects (a policy has none), and they
-		// replace whatever the plugin subscribes to in trellis_init: let
-		// those calls succeed
-		// (system subjects aside) so that the plugin's init does not fail
-		// over subscriptions that are never made.
-		grants.Subscribe = []string{">"}
-	}
+	grants := spec.Granted()
 	start := time.Now()
 	version := plugin.Version(wasm)
 	p, err := plugin.Load(ctx, wasm, plugin.Options{
@@ -503,6 +495,20 @@ func subscribable(s string) error {
 		return errors.New("system subjects are reachable only through the host functions made for them")
 	}
 	return nil
+}
+
+// Granted returns what the plugin is granted when it loads: Grants, with
+// the subscription grant filled in when Grants.Subscribe is nil. When the
+// spec names Subjects (a policy names none), those replace whatever the
+// plugin subscribes to in trellis_init, so its subscribe calls are granted
+// ">" (system subjects aside) to let its init succeed over subscriptions
+// that are never made. Otherwise it may subscribe to nothing.
+func (spec Spec) Granted() plugin.Grants {
+	g := spec.Grants
+	if g.Subscribe == nil && (len(spec.Subjects) > 0 || spec.Policy) {
+		g.Subscribe = []string{">"}
+	}
+	return g
 }
 
 func kvNamespace(spec Spec) string {

@@ -85,7 +85,7 @@ func (d *decoder) checkModule(ctx context.Context, p Plugin, path string) ([]str
 	// One instance is all a check needs; the pool's size changes nothing
 	// in what is refused.
 	m, err := plugin.Load(ctx, wasm, plugin.Options{Name: p.Name, Config: p.Config, PoolSize: 1,
-		Timeout: p.Timeout, MemoryLimit: p.MemoryLimit, Grants: p.Grants})
+		Timeout: p.Timeout, MemoryLimit: p.MemoryLimit, Grants: p.Granted()})
 	if err != nil {
 		d.add(p.Range, "Plugin refused", err.Error())
 		return nil, false

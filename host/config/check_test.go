@@ -31,10 +31,12 @@ policy "handler-as-policy" {
   path = "v1.wasm"
 }
 plugin "h1" {
-  path = "v1.wasm"
+  path     = "v1.wasm"
+  subjects = ["versioned"]
 }
 plugin "h2" {
-  path = "v2.wasm"
+  path     = "v2.wasm"
+  subjects = ["versioned.v2"]
 }
 plugin "missing" {
   path = "nope.wasm"
@@ -62,18 +64,17 @@ plugin "src" {
 	msg := err.Error()
 	for _, want := range []string{
 		file + `:4:1: Not a policy: policy "handler-as-policy"`,
-		file + `:10:1: Subject served by two plugins: "versioned" of "h2" overlaps "versioned" of "h1" (` + file + `:7)`,
-		file + `:13:1: Missing plugin file: plugin "missing"`,
-		file + `:16:1: Plugin refused: plugin "junk"`,
-		file + `:19:1: Not a handler: plugin "policy-as-handler"`,
-		file + `:23:1: Invalid plugin source: plugin "src"`,
+		file + `:15:1: Missing plugin file: plugin "missing"`,
+		file + `:18:1: Plugin refused: plugin "junk"`,
+		file + `:21:1: Not a handler: plugin "policy-as-handler"`,
+		file + `:25:1: Invalid plugin source: plugin "src"`,
 	} {
 		if !strings.Contains(msg, want) {
 			t.Errorf("no %q in\n%s", want, msg)
 		}
 	}
-	if n := strings.Count(msg, "\n") + 1; n != 6 {
-		t.Errorf("%d problems, want 6:\n%s", n, msg)
+	if n := strings.Count(msg, "\n") + 1; n != 5 {
+		t.Errorf("%d problems, want 5:\n%s", n, msg)
 	}
 }
 
@@ -84,12 +85,14 @@ func TestCheckAcceptsSharedSubjectsAndWorkingModules(t *testing.T) {
 }
 plugin "h1" {
   path     = "v1.wasm"
+  subjects = ["versioned"]
   shared   = true
   policies = ["allow"]
 }
 plugin "h2" {
-  path   = "v2.wasm"
-  shared = true
+  path     = "v2.wasm"
+  subjects = ["versioned"]
+  shared   = true
 }
 `
 	c, err := Parse([]byte(src), filepath.Join(dir, "trellis.hcl"))
@@ -103,12 +106,17 @@ plugin "h2" {
 
 func TestCheckBuildsSourcesWhenAsked(t *testing.T) {
 	v1, _ := filepath.Abs("../reload/testdata/v1.wat")
-	v2, _ := filepath.Abs("../reload/testdata/v2.wat")
+	broken := filepath.Join(t.TempDir(), "broken.wat")
+	if err := os.WriteFile(broken, []byte("(module (func $f (result i32)))"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	src := `plugin "a" {
-  source = "` + v1 + `"
+  source   = "` + v1 + `"
+  subjects = ["versioned"]
 }
 plugin "b" {
-  source = "` + v2 + `"
+  source   = "` + broken + `"
+  subjects = ["b"]
 }
 `
 	file := filepath.Join(t.TempDir(), "trellis.hcl")
@@ -120,9 +128,9 @@ plugin "b" {
 	if err := Check(t.Context(), c, CheckOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	// Built, both modules declare "versioned".
+	// Built, b's module does not compile.
 	err = Check(t.Context(), c, CheckOptions{BuildDir: t.TempDir()})
-	if err == nil || !strings.Contains(err.Error(), file+`:4:1: Subject served by two plugins: "versioned" of "b"`) {
+	if err == nil || !strings.Contains(err.Error(), file+`:5:1: `) || strings.Contains(err.Error(), file+`:1:1: `) {
 		t.Fatalf("error %v", err)
 	}
 }

@@ -485,6 +485,13 @@ func (p *Plugin) hostSubscribe(ctx context.Context, _ api.Module, stack []uint64
 		fail(stack, abi.StatusInvalidSubject)
 	case !covers(p.grants.Subscribe, subject):
 		p.deny(abi.FuncSubscribe, subject, "subscription not granted (the operator grants it with the plugin's subjects in its config)")
+		if in.first {
+			p.subsMu.Lock()
+			if p.deniedSub == "" {
+				p.deniedSub = subject
+			}
+			p.subsMu.Unlock()
+		}
 		fail(stack, abi.StatusDenied)
 	default:
 		if in.first {

@@ -112,6 +112,9 @@ type Plugin struct {
 	subsMu   sync.Mutex
 	subs     []Subscription
 	declared bool // the first instance's trellis_init has run
+	// deniedSub is the first subscription the first instance was refused,
+	// named in Load's error: a plugin's init usually fails over it.
+	deniedSub string
 
 	deniedMu sync.Mutex
 	denied   map[string]struct{} // "call subject", logged once; at most maxDenialRecords
@@ -267,6 +270,12 @@ func load(ctx context.Context, wasm []byte, opts Options) (*Plugin, error) {
 	primeCtx, cancel := p.deadline(ctx, initTimeout)
 	defer cancel()
 	if err := p.pool.Prime(primeCtx); err != nil {
+		p.subsMu.Lock()
+		denied := p.deniedSub
+		p.subsMu.Unlock()
+		if denied != "" {
+			err = fmt.Errorf("%w (it subscribes to %q, which is not granted: list the subjects it serves in its config)", err, denied)
+		}
 		return nil, err
 	}
 	ok = true

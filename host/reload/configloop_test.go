@@ -50,7 +50,8 @@ const routedV1 = `http {
   listen = "127.0.0.1:0"
 }
 plugin "a" {
-  path = "v1.wasm"
+  path     = "v1.wasm"
+  subjects = ["versioned"]
 }
 http_route "POST /v" {
   subject = "versioned"
@@ -123,7 +124,7 @@ http_route "GET /{y}/b" {
   subject = "versioned"
 }
 `))
-	if !h.WaitLog(10*time.Second, "config refused", "trellis.hcl:14:1: Invalid http_route") {
+	if !h.WaitLog(10*time.Second, "config refused", "trellis.hcl:15:1: Invalid http_route") {
 		t.Fatalf("no refusal naming the route's line:\n%s", h.Logs())
 	}
 	if m := h.Request("versioned", []byte("x"), 2*time.Second); string(m.Data) != "v1:x" {
@@ -135,10 +136,10 @@ func TestConfigApplyUnloadsBeforeLoadingSoASubjectCanMove(t *testing.T) {
 	file := meshDir(t)
 	h := trellistest.NewHost(t, func(o *host.Options) { o.ExclusiveSubjects = true })
 	loop := reload.NewConfigLoop(h.Host, file, 0, h.Logger())
-	if res := loop.Apply(t.Context(), parse(t, file, "plugin \"a\" {\n  path = \"v1.wasm\"\n}\n")); len(res.Failed) > 0 {
+	if res := loop.Apply(t.Context(), parse(t, file, "plugin \"a\" {\n  path = \"v1.wasm\"\n  subjects = [\"versioned\"]\n}\n")); len(res.Failed) > 0 {
 		t.Fatal(res.Failed)
 	}
-	res := loop.Apply(t.Context(), parse(t, file, "plugin \"b\" {\n  path = \"v2.wasm\"\n}\n"))
+	res := loop.Apply(t.Context(), parse(t, file, "plugin \"b\" {\n  path = \"v2.wasm\"\n  subjects = [\"versioned\"]\n}\n"))
 	if len(res.Failed) > 0 || len(res.Loaded) != 1 || len(res.Unloaded) != 1 {
 		t.Fatalf("renamed plugin: %+v", res)
 	}
