@@ -86,7 +86,8 @@ type Options struct {
 	AllowUnauthenticated bool
 	// TLS secures the embedded server's client port with Cert and Key;
 	// with CA, clients must present a certificate signed by it. The host's
-	// in-process connection does not use TLS. Ignored with URL (see Auth).
+	// in-process connection does not use TLS. With URL it is the host's
+	// client TLS instead, unless Auth.TLS is set.
 	TLS TLS
 	// Auth is how the host's own connection authenticates when it connects
 	// to URL (credentials file, user and password, token or nkey seed file,
@@ -152,7 +153,11 @@ func Start(ctx context.Context, opts Options) (*Bus, error) {
 		name = "trellis"
 	}
 	if opts.URL != "" {
-		copts, err := opts.Auth.natsOptions()
+		creds := opts.Auth
+		if creds.TLS.empty() {
+			creds.TLS = opts.TLS
+		}
+		copts, err := creds.natsOptions()
 		if err != nil {
 			return nil, fmt.Errorf("NATS at %s: %w", opts.URL, err)
 		}
