@@ -346,3 +346,47 @@ func waitFor(logs *syncBuf, text string) bool {
 	}
 	return false
 }
+
+func TestSubjectExportedBothWaysDoesNotLoop(t *testing.T) {
+	b := start(t, bus.Options{Listen: "127.0.0.1:0", DisableJetStream: true,
+		Users:  []bus.User{{Name: "alice", Password: "pw"}},
+		Export: []string{"orders.>"}, ExportStream: []string{"orders.>"}})
+	got := make(chan string, 16)
+	sub, _ := b.Conn().Subscribe("orders.>", func(m *nats.Msg) { got <- "host " + m.Subject })
+	defer sub.Unsubscribe()
+	b.Conn().Flush()
+	alice := connect(t, b.ClientURL(), nats.UserInfo("alice", "pw"))
+	seen, _ := alice.SubscribeSync("orders.>")
+	alice.Flush()
+	alice.Publish("orders.created", nil)
+	b.Conn().Publish("orders.enriched", nil)
+	b.Conn().Flush()
+	alice.Flush()
+	var host []string
+	for len(host) < 2 {
+		select {
+		case s := <-got:
+			host = append(host, s)
+		case <-time.After(2 * time.Second):
+			t.Fatalf("host got %v", host)
+		}
+	}
+	select {
+	case s := <-got:
+		t.Fatalf("host got a third message %s: %v", s, host)
+	case <-time.After(300 * time.Millisecond):
+	}
+	var client []string
+	for {
+		m, err := seen.NextMsg(300 * time.Millisecond)
+		if err != nil {
+			break
+		}
+		client = append(client, m.Subject)
+	}
+	// The client sees its own event once and the host's once: neither
+	// comes back through the other export.
+	if len(client) != 2 {
+		t.Fatalf("client saw %v, want orders.created and orders.enriched once each", client)
+	}
+}
