@@ -2,6 +2,9 @@ package host_test
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -119,5 +122,50 @@ func TestAuthenticatedBusKeepsClientsToWhatTheConfigAllows(t *testing.T) {
 		if err != nil || string(r.Data) != "Hello, Bo!" {
 			t.Fatalf("greet answered %v %v", r, err)
 		}
+	}
+}
+
+// TestHostStartsWithUsersInANATSConfigFile gives the embedded server a
+// nats-server file with authorization users, as --nats-config does: the
+// host still connects (with its own credential), plugins keep their KV,
+// and the file's users reach exported subjects.
+func TestHostStartsWithUsersInANATSConfigFile(t *testing.T) {
+	conf := filepath.Join(t.TempDir(), "nats.conf")
+	os.WriteFile(conf, []byte(`authorization { users = [ { user: "carol", password: "s3cret" } ] }`+"\n"), 0o600)
+	h := trellistest.NewHost(t, func(o *host.Options) {
+		o.Bus.ConfigFile = conf
+		o.Bus.Export = []string{"orders.enriched", "orders.get.>"}
+	})
+	h.Load("orders-store", trellistest.Wasm(t, "../examples/mesh/orders-store"), func(s *host.Spec) { s.KVNamespace = "orders" })
+	h.Load("orders-get", trellistest.Wasm(t, "../examples/mesh/orders-get"), func(s *host.Spec) { s.KVNamespace = "orders" })
+	if nc, err := nats.Connect(h.ClientURL()); err == nil {
+		nc.Close()
+		t.Fatal("a client without credentials got in")
+	}
+	carol, err := nats.Connect(h.ClientURL(), nats.UserInfo("carol", "s3cret"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer carol.Close()
+	if err := carol.Publish("orders.enriched", []byte(`{"id":"9","item":"pen"}`)); err != nil {
+		t.Fatal(err)
+	}
+	carol.Flush()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		m, err := carol.Request("orders.get.one", []byte("9"), 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.Header.Get("Nats-Service-Error-Code") == "" {
+			if !strings.Contains(string(m.Data), `"item":"pen"`) {
+				t.Fatalf("order 9: %s", m.Data)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("order 9 never stored: %v %s\n%s", m.Header, m.Data, h.Logs())
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
