@@ -227,6 +227,11 @@ func configureAuth(sopts *server.Options, opts Options) (hostAuth, error) {
 		return hostAuth{}, nil
 	}
 
+	for _, subj := range append(append([]string(nil), opts.Export...), opts.ExportStream...) {
+		if err := CheckExport(subj); err != nil {
+			return hostAuth{}, err
+		}
+	}
 	hostAcc := findAccount(sopts, HostAccount)
 	if hostAcc == nil {
 		hostAcc = server.NewAccount(HostAccount)
@@ -311,6 +316,18 @@ func configureAuth(sopts *server.Options, opts Options) (hostAuth, error) {
 		AllowedConnectionTypes: map[string]struct{}{connTypeInProcess: {}},
 	})
 	return hostAuth{on: true, opts: []nats.Option{nats.Nkey(pub, kp.Sign)}}, nil
+}
+
+// CheckExport refuses an export subject that would reach beyond plugin
+// subjects: a first token that is a wildcard, starts with "$" ($JS, $KV,
+// $SYS...) or is _INBOX would hand clients the host's JetStream API, its
+// KV entries or the replies to plugins' requests.
+func CheckExport(subject string) error {
+	first, _, _ := strings.Cut(subject, ".")
+	if first == "*" || first == ">" || strings.HasPrefix(first, "$") || first == "_INBOX" {
+		return fmt.Errorf("export %q would give clients the host's own subjects ($JS, $KV, inboxes); export plugin subjects such as \"orders.>\"", subject)
+	}
+	return nil
 }
 
 func findAccount(sopts *server.Options, name string) *server.Account {

@@ -390,3 +390,18 @@ func TestSubjectExportedBothWaysDoesNotLoop(t *testing.T) {
 		t.Fatalf("client saw %v, want orders.created and orders.enriched once each", client)
 	}
 }
+
+func TestExportsOfTheHostsOwnSubjectsAreRefused(t *testing.T) {
+	for _, subj := range []string{">", "*.created", "$KV.trellis.>", "$JS.API.>", "_INBOX.>"} {
+		for _, opts := range []bus.Options{{Export: []string{subj}}, {ExportStream: []string{subj}}} {
+			opts.Listen = "127.0.0.1:0"
+			opts.Users = []bus.User{{Name: "a", Password: "b"}}
+			if b, err := bus.Start(context.Background(), opts); err == nil {
+				b.Close()
+				t.Fatalf("export %q accepted", subj)
+			} else if !strings.Contains(err.Error(), subj) {
+				t.Fatalf("error %v does not name %q", err, subj)
+			}
+		}
+	}
+}

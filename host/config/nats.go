@@ -69,6 +69,16 @@ func (d *decoder) natsAuth(n *natsSchema, o *bus.Options) {
 	}
 	o.Export = d.subjects(n.Export, "export")
 	o.ExportStream = d.subjects(n.ExportStream, "export_stream")
+	for _, e := range []struct {
+		list []string
+		expr hcl.Expression
+	}{{o.Export, n.Export}, {o.ExportStream, n.ExportStream}} {
+		for _, subj := range e.list {
+			if err := bus.CheckExport(subj); err != nil {
+				d.exprErr(e.expr, "Invalid export", err.Error())
+			}
+		}
+	}
 	o.AllowUnauthenticated = n.AllowUnauthenticated != nil && *n.AllowUnauthenticated
 	for _, e := range []struct {
 		set  bool

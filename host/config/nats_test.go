@@ -74,6 +74,8 @@ func TestParseRefusesBadNATSAuthentication(t *testing.T) {
 		{"username without url", "nats {\n  username = \"a\"\n  password = \"b\"\n}\n", `username authenticates the host to an external NATS`},
 		{"two credentials", "nats {\n  url = \"nats://x\"\n  token = \"t\"\n  credentials = \"c\"\n}\n", `Conflicting NATS credentials`},
 		{"half tls", "nats {\n  tls_cert = \"c.pem\"\n}\n", `Incomplete TLS settings`},
+		{"export everything", "nats {\n  export = [\">\"]\n  user \"a\" {\n    password = \"x\"\n  }\n}\n", `t.hcl:2:12: Invalid export`},
+		{"export KV", "nats {\n  export_stream = [\"$KV.trellis.>\"]\n  user \"a\" {\n    password = \"x\"\n  }\n}\n", `Invalid export`},
 		{"ca alone", "nats {\n  tls_ca = \"ca.pem\"\n}\n", `tls_ca verifies client certificates`},
 	} {
 		t.Run(c.name, func(t *testing.T) {
