@@ -1,6 +1,7 @@
 package host_test
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/trellis-mesh/trellis/host"
 	"github.com/trellis-mesh/trellis/host/bus"
@@ -167,5 +169,41 @@ func TestHostStartsWithUsersInANATSConfigFile(t *testing.T) {
 			t.Fatalf("order 9 never stored: %v %s\n%s", m.Header, m.Data, h.Logs())
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestPluginKVWorksAfterTheBucketIsDeleted deletes the KV bucket's stream
+// from an outside client (possible on an open bus) and expects plugins'
+// kv_set and kv_get to work again at once, not to fail until a restart.
+func TestPluginKVWorksAfterTheBucketIsDeleted(t *testing.T) {
+	h := trellistest.NewHost(t)
+	h.Load("orders-store", trellistest.Wasm(t, "../examples/mesh/orders-store"), func(s *host.Spec) { s.KVNamespace = "orders" })
+	h.Load("orders-get", trellistest.Wasm(t, "../examples/mesh/orders-get"), func(s *host.Spec) { s.KVNamespace = "orders" })
+	store := func(id string) {
+		t.Helper()
+		// orders-store answers a request, so the write is done when it replies.
+		m := h.Request("orders.enriched", []byte(`{"id":"`+id+`"}`), 5*time.Second)
+		if code := m.Header.Get("Nats-Service-Error-Code"); code != "" {
+			t.Fatalf("store order %s: %s %s", id, code, m.Header.Get("Nats-Service-Error"))
+		}
+	}
+	get := func(id string) *nats.Msg { return h.Request("orders.get.x", []byte(id), 5*time.Second) }
+	store("1")
+	if m := get("1"); !strings.Contains(string(m.Data), `"id":"1"`) {
+		t.Fatalf("order 1: %v %s", m.Header, m.Data)
+	}
+	js, err := jetstream.New(h.Client())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := js.DeleteStream(context.Background(), "KV_trellis"); err != nil {
+		t.Fatal(err)
+	}
+	if m := get("1"); m.Header.Get("Nats-Service-Error-Code") != "404" {
+		t.Fatalf("order 1 after the bucket was deleted: %v %s, want 404", m.Header, m.Data)
+	}
+	store("2")
+	if m := get("2"); !strings.Contains(string(m.Data), `"id":"2"`) {
+		t.Fatalf("order 2 after the bucket came back: %v %s", m.Header, m.Data)
 	}
 }
