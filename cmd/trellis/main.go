@@ -114,7 +114,7 @@ type busFlags struct {
 func (b *busFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&b.listen, "nats-listen", "", "embedded NATS client address HOST:PORT; port 0 picks a free one (default "+bus.DefaultListen+")")
 	fs.StringVar(&b.url, "nats-url", "", "connect to this NATS instead of embedding one (nats://host:4222)")
-	fs.StringVar(&b.natsConfig, "nats-config", "", "nats-server config file for the embedded server (cluster, leaf nodes, TLS)")
+	fs.StringVar(&b.natsConfig, "nats-config", "", "nats-server config file for the embedded server (cluster, leaf nodes, TLS, authorization, accounts)")
 }
 
 func (b *busFlags) apply(o *bus.Options) error {

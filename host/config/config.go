@@ -22,6 +22,11 @@
 //	  config   = { greeting = "Hello" }
 //	  publish  = ["audit.>"]
 //	}
+//
+// The nats block's authentication settings (user blocks, export,
+// export_stream, allow_unauthenticated, tls_cert, tls_key, tls_ca,
+// credentials, username, password, token, nkey_seed_file) are described
+// in nats.go beside their schema and map onto bus.Options.
 package config
 
 import (
