@@ -405,3 +405,33 @@ func TestExportsOfTheHostsOwnSubjectsAreRefused(t *testing.T) {
 		}
 	}
 }
+
+func TestHostAccountKeepsJetStreamStateAcrossRestarts(t *testing.T) {
+	dir := t.TempDir()
+	opts := bus.Options{Listen: "127.0.0.1:0", StoreDir: dir, Users: []bus.User{{Name: "a", Password: "b"}}}
+	ctx := context.Background()
+	for i, step := range []func(jetstream.KeyValue) error{
+		func(kv jetstream.KeyValue) error { _, err := kv.Put(ctx, "k", []byte("kept")); return err },
+		func(kv jetstream.KeyValue) error {
+			e, err := kv.Get(ctx, "k")
+			if err == nil && string(e.Value()) != "kept" {
+				err = errors.New("value " + string(e.Value()))
+			}
+			return err
+		},
+	} {
+		b, err := bus.Start(ctx, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		js, _ := jetstream.New(b.Conn())
+		kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "trellis"})
+		if err == nil {
+			err = step(kv)
+		}
+		b.Close()
+		if err != nil {
+			t.Fatalf("start %d: %v", i+1, err)
+		}
+	}
+}
