@@ -55,7 +55,10 @@ type Options struct {
 	MaxPayload int32
 	// ConfigFile is a nats-server configuration file for the embedded server,
 	// for cluster routes, leaf nodes, accounts or TLS. Listen, StoreDir and
-	// MaxPayload, when set, override what it says.
+	// MaxPayload, when set, override what it says. Its users and accounts
+	// are kept; Start adds the host's own user, Users and the exports to
+	// them (see configureAuth). Token authorization is refused: a token
+	// would give every client the host's rights.
 	ConfigFile string
 	// Name names the connection and the embedded server.
 	Name string
