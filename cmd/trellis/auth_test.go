@@ -61,6 +61,23 @@ func operatorFixture(t *testing.T, users ...string) (conf string, creds map[stri
 	return conf, creds
 }
 
+// echoBus starts a bus whose host connection echoes requests on "echo".
+func echoBus(t *testing.T, opts bus.Options) *bus.Bus {
+	t.Helper()
+	b, err := bus.Start(context.Background(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	if _, err := b.Conn().Subscribe("echo", func(m *nats.Msg) { m.Respond(m.Data) }); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Conn().Flush(); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
 // TestClientVerbsHonourNATSURLAndCreds runs an embedded server in operator
 // mode, where the host logs in with a credentials file, and reaches it with
 // req, pub and sub through NATS_URL and --creds.
@@ -70,15 +87,8 @@ func TestClientVerbsHonourNATSURLAndCreds(t *testing.T) {
 		!strings.Contains(err.Error(), `nats { credentials = "FILE.creds" }`) {
 		t.Fatalf("operator mode without host credentials: %v", err)
 	}
-	b, err := bus.Start(context.Background(), bus.Options{ConfigFile: conf, DisableJetStream: true,
+	b := echoBus(t, bus.Options{ConfigFile: conf, DisableJetStream: true,
 		Auth: bus.Credentials{CredsFile: creds["host"]}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { b.Close() })
-	sub, _ := b.Conn().Subscribe("echo", func(m *nats.Msg) { m.Respond(m.Data) })
-	defer sub.Unsubscribe()
-	b.Conn().Flush()
 
 	t.Setenv("NATS_URL", b.ClientURL())
 	if code, _, errOut := runCLI("req", "--timeout", "2s", "echo", "hi"); code != 1 || !strings.Contains(errOut, "Authorization Violation") {
@@ -128,16 +138,9 @@ func TestClientVerbsLogInWithUserAndNKey(t *testing.T) {
 	pub, _ := kp.PublicKey()
 	seedFile := filepath.Join(t.TempDir(), "svc.nk")
 	os.WriteFile(seedFile, seed, 0o600)
-	b, err := bus.Start(context.Background(), bus.Options{Listen: "127.0.0.1:0", DisableJetStream: true,
+	b := echoBus(t, bus.Options{Listen: "127.0.0.1:0", DisableJetStream: true,
 		Users:  []bus.User{{Name: "alice", Password: "pw"}, {Name: "svc", NKey: pub}},
 		Export: []string{"echo"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { b.Close() })
-	sub, _ := b.Conn().Subscribe("echo", func(m *nats.Msg) { m.Respond(m.Data) })
-	defer sub.Unsubscribe()
-	b.Conn().Flush()
 	for _, args := range [][]string{{"--user", "alice", "--password", "pw"}, {"--nkey", seedFile}} {
 		all := append(append([]string{"req", "-s", b.ClientURL()}, args...), "echo", "ok")
 		if code, out, errOut := runCLI(all...); code != 0 || out != "ok\n" {
