@@ -156,6 +156,9 @@ func Start(ctx context.Context, opts Options) (*Bus, error) {
 		name = "trellis"
 	}
 	if opts.URL != "" {
+		if len(opts.Users)+len(opts.Export)+len(opts.ExportStream) > 0 {
+			return nil, fmt.Errorf("NATS at %s: users and exports configure the embedded server; an external server's are its own", opts.URL)
+		}
 		creds := opts.Auth
 		if creds.TLS.empty() {
 			creds.TLS = opts.TLS
