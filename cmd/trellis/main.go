@@ -114,7 +114,7 @@ type busFlags struct {
 func (b *busFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&b.listen, "nats-listen", "", "embedded NATS client address HOST:PORT; port 0 picks a free one (default "+bus.DefaultListen+")")
 	fs.StringVar(&b.url, "nats-url", "", "connect to this NATS instead of embedding one (nats://host:4222)")
-	fs.StringVar(&b.natsConfig, "nats-config", "", "nats-server config file for the embedded server (cluster, leaf nodes, TLS)")
+	fs.StringVar(&b.natsConfig, "nats-config", "", "nats-server config file for the embedded server (cluster, leaf nodes, TLS, authorization, accounts)")
 }
 
 func (b *busFlags) apply(o *bus.Options) error {
@@ -322,10 +322,38 @@ func cmdBuild(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
+// clientFlags are how the client verbs reach and log in to a server, with
+// the `nats` CLI's names.
+type clientFlags struct {
+	url   string
+	creds bus.Credentials
+}
+
+func (c *clientFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&c.url, "s", "", "NATS server URL (default: $NATS_URL, else nats://"+bus.DefaultListen+")")
+	fs.StringVar(&c.creds.CredsFile, "creds", "", "NATS credentials file (user JWT and seed)")
+	fs.StringVar(&c.creds.User, "user", "", "user name")
+	fs.StringVar(&c.creds.Password, "password", "", "password")
+	fs.StringVar(&c.creds.NKeySeedFile, "nkey", "", "file with an nkey user seed")
+	fs.StringVar(&c.creds.TLS.Cert, "tlscert", "", "client certificate (PEM)")
+	fs.StringVar(&c.creds.TLS.Key, "tlskey", "", "client certificate's private key (PEM)")
+	fs.StringVar(&c.creds.TLS.CA, "tlsca", "", "CA that verifies the server (PEM)")
+}
+
+func (c *clientFlags) connect(verb string, timeout time.Duration, stderr io.Writer) (*nats.Conn, int) {
+	url := bus.ResolveURL(c.url, os.Getenv("NATS_URL"))
+	nc, err := bus.Connect(url, c.creds, nats.Timeout(timeout))
+	if err != nil {
+		fmt.Fprintf(stderr, "trellis %s: connect %s: %v\n", verb, url, err)
+		return nil, 1
+	}
+	return nc, -1
+}
+
 // clientCmd is what req and pub share: flags, the message, a connection.
 type clientCmd struct {
 	verb    string
-	url     *string
+	conn    clientFlags
 	timeout *time.Duration
 	headers []string
 	msg     *nats.Msg
@@ -336,7 +364,7 @@ type clientCmd struct {
 // code means the verb ends there with it.
 func (c *clientCmd) setup(synopsis string, args []string, stderr io.Writer) int {
 	fs := newFlags(c.verb, synopsis, stderr)
-	c.url = fs.String("s", "nats://"+bus.DefaultListen, "NATS server URL")
+	c.conn.register(fs)
 	c.timeout = fs.Duration("timeout", 5*time.Second, "how long to wait")
 	fs.Func("H", "header NAME:VALUE (repeatable)", func(v string) error {
 		if !strings.Contains(v, ":") {
@@ -361,12 +389,9 @@ func (c *clientCmd) setup(synopsis string, args []string, stderr io.Writer) int 
 		k, v, _ := strings.Cut(h, ":")
 		c.msg.Header.Add(strings.TrimSpace(k), strings.TrimSpace(v))
 	}
-	c.nc, err = nats.Connect(*c.url, nats.Timeout(*c.timeout))
-	if err != nil {
-		fmt.Fprintf(stderr, "trellis %s: connect %s: %v\n", c.verb, *c.url, err)
-		return 1
-	}
-	return -1
+	var code int
+	c.nc, code = c.conn.connect(c.verb, *c.timeout, stderr)
+	return code
 }
 
 func cmdReq(args []string, stdout, stderr io.Writer) int {
@@ -411,7 +436,8 @@ func cmdPub(args []string, stdout, stderr io.Writer) int {
 
 func cmdSub(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("sub", "Usage: trellis sub [flags] SUBJECT\n\nPrints each message on SUBJECT (NATS wildcards * and > allowed) as\n\"SUBJECT: DATA\", until interrupted, -count messages or -timeout.", stderr)
-	url := fs.String("s", "nats://"+bus.DefaultListen, "NATS server URL")
+	var conn clientFlags
+	conn.register(fs)
 	count := fs.Int("count", 0, "stop after this many messages (0: no limit)")
 	timeout := fs.Duration("timeout", 0, "stop after this long (0: no limit)")
 	pos, err := parse(fs, args)
@@ -422,10 +448,9 @@ func cmdSub(args []string, stdout, stderr io.Writer) int {
 		fs.Usage()
 		return 2
 	}
-	nc, err := nats.Connect(*url, nats.Timeout(5*time.Second))
-	if err != nil {
-		fmt.Fprintf(stderr, "trellis sub: connect %s: %v\n", *url, err)
-		return 1
+	nc, code := conn.connect("sub", 5*time.Second, stderr)
+	if nc == nil {
+		return code
 	}
 	defer nc.Close()
 	msgs := make(chan *nats.Msg, 64)

@@ -5,6 +5,14 @@
 // Scaling out is NATS's job: an embedded server can be given a nats-server
 // configuration file with cluster or leaf node settings, or the host can
 // connect to an external cluster with URL. Nothing here invents a protocol.
+//
+// Security is NATS's too. With no user declared, the embedded server is
+// open, as `trellis dev` wants, and Start refuses to listen beyond loopback
+// that way unless AllowUnauthenticated says so. Once any user is declared
+// (Options.Users, or users in a nats-server config file), the host's own
+// connection moves to an account of its own (HostAccount) that clients
+// reach only through the subjects Options.Export and Options.ExportStream
+// name; see configureAuth.
 package bus
 
 import (
@@ -13,6 +21,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -46,12 +55,49 @@ type Options struct {
 	MaxPayload int32
 	// ConfigFile is a nats-server configuration file for the embedded server,
 	// for cluster routes, leaf nodes, accounts or TLS. Listen, StoreDir and
-	// MaxPayload, when set, override what it says.
+	// MaxPayload, when set, override what it says. Its users and accounts
+	// are kept; Start adds the host's own user, Users and the exports to
+	// them (see configureAuth). Token authorization is refused: a token
+	// would give every client the host's rights.
 	ConfigFile string
 	// Name names the connection and the embedded server.
 	Name string
-	// Logger receives the embedded server's log (default: discard).
+	// Logger receives the embedded server's log and the host connection's
+	// disconnects, reconnects and close (default: discard).
 	Logger hclog.Logger
+
+	// Users are the clients the embedded server accepts, each with a
+	// password (plain or bcrypt) or an nkey, and permissions. Declaring any
+	// user here or in ConfigFile turns authentication on: clients without
+	// credentials are refused and the host's traffic moves to HostAccount.
+	// Not allowed in operator (JWT) mode.
+	Users []User
+	// Export lists subjects in the host's account that clients may publish
+	// and send requests to (plugin subjects), such as "orders.>" or
+	// "greet". Each is a service export imported by every client account:
+	// the message is delivered to the plugin and its reply, if any, comes
+	// back to the client. Only with authentication on.
+	Export []string
+	// ExportStream lists subjects published in the host's account (by
+	// plugins) that clients may subscribe to, such as "notifications.>".
+	// Each is a stream export imported by every client account. Only with
+	// authentication on.
+	ExportStream []string
+	// AllowUnauthenticated lets the embedded server listen beyond loopback
+	// (any host but 127.0.0.0/8, ::1 or localhost) with no authentication.
+	// Without it Start fails with ErrUnauthenticated in that case.
+	AllowUnauthenticated bool
+	// TLS secures the embedded server's client port with Cert and Key;
+	// with CA, clients must present a certificate signed by it. The host's
+	// in-process connection does not use TLS. With URL it is the host's
+	// client TLS instead, unless Auth.TLS is set.
+	TLS TLS
+	// Auth is how the host's own connection authenticates when it connects
+	// to URL (credentials file, user and password, token or nkey seed file,
+	// and client TLS), and to the embedded server in operator (JWT) mode,
+	// where only Auth.CredsFile applies because the host cannot make a
+	// user of its own. Otherwise the host makes its own credential.
+	Auth Credentials
 }
 
 // Bus is a connected bus. Close releases it.
@@ -60,6 +106,40 @@ type Bus struct {
 	nc      *nats.Conn
 	tempDir string
 	log     hclog.Logger
+	closing atomic.Bool
+	auth    bool
+}
+
+// connOptions are the options every host connection has: reconnect
+// forever (a host without its bus serves nothing, so it never gives up),
+// and say loudly when the connection drops, returns or closes.
+func (b *Bus) connOptions(name string) []nats.Option {
+	return []nats.Option{
+		nats.Name(name),
+		nats.MaxReconnects(-1),
+		nats.DisconnectErrHandler(func(nc *nats.Conn, err error) {
+			if b.closing.Load() {
+				return
+			}
+			b.log.Error("NATS connection lost; reconnecting, plugins get no messages meanwhile", "error", err)
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			b.log.Warn("NATS connection restored", "url", nc.ConnectedUrlRedacted())
+		}),
+		nats.ClosedHandler(func(nc *nats.Conn) {
+			if b.closing.Load() {
+				return
+			}
+			b.log.Error("NATS connection closed for good; the host can no longer receive or send", "error", nc.LastError())
+		}),
+		nats.ErrorHandler(func(nc *nats.Conn, sub *nats.Subscription, err error) {
+			subj := ""
+			if sub != nil {
+				subj = sub.Subject
+			}
+			b.log.Error("NATS error", "subject", subj, "error", err)
+		}),
+	}
 }
 
 // Start connects to NATS: it embeds and starts a server unless opts.URL is
@@ -76,8 +156,19 @@ func Start(ctx context.Context, opts Options) (*Bus, error) {
 		name = "trellis"
 	}
 	if opts.URL != "" {
-		nc, err := nats.Connect(opts.URL, nats.Name(name), nats.MaxReconnects(-1),
-			nats.Timeout(5*time.Second))
+		if len(opts.Users)+len(opts.Export)+len(opts.ExportStream) > 0 {
+			return nil, fmt.Errorf("NATS at %s: users and exports configure the embedded server; an external server's are its own", opts.URL)
+		}
+		creds := opts.Auth
+		if creds.TLS.empty() {
+			creds.TLS = opts.TLS
+		}
+		copts, err := creds.natsOptions()
+		if err != nil {
+			return nil, fmt.Errorf("NATS at %s: %w", opts.URL, err)
+		}
+		copts = append(copts, b.connOptions(name)...)
+		nc, err := nats.Connect(opts.URL, append(copts, nats.Timeout(5*time.Second))...)
 		if err != nil {
 			return nil, fmt.Errorf("connect to NATS at %s: %w", opts.URL, err)
 		}
@@ -127,6 +218,20 @@ func Start(ctx context.Context, opts Options) (*Bus, error) {
 		sopts.MaxPayload = DefaultMaxPayload
 	}
 	sopts.NoSigs = true // the host owns signal handling
+	if err := serverTLS(sopts, opts.TLS); err != nil {
+		b.removeTemp()
+		return nil, err
+	}
+	auth, err := configureAuth(sopts, opts)
+	if err != nil {
+		b.removeTemp()
+		return nil, fmt.Errorf("embedded NATS: %w", err)
+	}
+	if err := checkExposure(sopts, auth, opts); err != nil {
+		b.removeTemp()
+		return nil, err
+	}
+	b.auth = auth.on
 
 	srv, err := server.NewServer(sopts)
 	if err != nil {
@@ -145,13 +250,28 @@ func Start(ctx context.Context, opts Options) (*Bus, error) {
 		return nil, fmt.Errorf("embedded NATS on %s did not become ready in %s (is the port in use? try --nats-listen 127.0.0.1:0)", listen, wait)
 	}
 	b.srv = srv
-	nc, err := nats.Connect("", nats.InProcessServer(srv), nats.Name(name), nats.MaxReconnects(-1))
+	if auth.on && sopts.JetStream && len(sopts.TrustedOperators)+len(sopts.TrustedKeys) == 0 {
+		// Accounts made here (or in a file without "jetstream: enabled")
+		// have no JetStream; the host's needs it for KV and durable handlers.
+		if acc, err := srv.LookupAccount(HostAccount); err == nil && !acc.JetStreamEnabled() {
+			if err := acc.EnableJetStream(nil, nil); err != nil {
+				b.Close()
+				return nil, fmt.Errorf("embedded NATS: JetStream for account %s: %w", HostAccount, err)
+			}
+		}
+	}
+	copts := append(auth.opts, b.connOptions(name)...)
+	nc, err := nats.Connect("", append(copts, nats.InProcessServer(srv))...)
 	if err != nil {
 		b.Close()
+		if auth.on {
+			return nil, fmt.Errorf("connect to embedded NATS with the host's credentials: %w", err)
+		}
 		return nil, fmt.Errorf("connect to embedded NATS: %w", err)
 	}
 	b.nc = nc
-	log.Info("embedded NATS ready", "client_url", srv.ClientURL(), "jetstream", sopts.JetStream, "store_dir", sopts.StoreDir)
+	log.Info("embedded NATS ready", "client_url", srv.ClientURL(), "jetstream", sopts.JetStream,
+		"store_dir", sopts.StoreDir, "auth", auth.on, "tls", sopts.TLSConfig != nil)
 	return b, nil
 }
 
@@ -173,6 +293,18 @@ func splitListen(s string) (string, int, error) {
 // Conn returns the host's connection. It stays valid until Close.
 func (b *Bus) Conn() *nats.Conn { return b.nc }
 
+// Status is the host connection's state (nats.CONNECTED, RECONNECTING,
+// CLOSED...), for readiness checks. It takes no lock of ours.
+func (b *Bus) Status() nats.Status { return b.nc.Status() }
+
+// Connected reports whether the host's connection is up right now; while
+// it is not, plugins receive nothing and their publishes are buffered.
+func (b *Bus) Connected() bool { return b.nc.IsConnected() }
+
+// Authenticated reports whether the embedded server requires clients to
+// authenticate (always false with URL: that server's settings are its own).
+func (b *Bus) Authenticated() bool { return b.auth }
+
 // Embedded reports whether the bus runs a server in this process.
 func (b *Bus) Embedded() bool { return b.srv != nil }
 
@@ -190,6 +322,7 @@ func (b *Bus) ClientURL() string {
 // Close flushes and closes the connection, then shuts the embedded server
 // down and waits for it. It is safe to call more than once.
 func (b *Bus) Close() error {
+	b.closing.Store(true)
 	var err error
 	if b.nc != nil && !b.nc.IsClosed() {
 		if ferr := b.nc.FlushTimeout(2 * time.Second); ferr != nil && !errors.Is(ferr, nats.ErrConnectionClosed) {

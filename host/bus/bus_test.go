@@ -67,6 +67,9 @@ func TestExternalURL(t *testing.T) {
 	if !b.Conn().IsConnected() {
 		t.Fatal("not connected")
 	}
+	if _, err := bus.Start(context.Background(), bus.Options{URL: a.ClientURL(), Users: []bus.User{{Name: "x", Password: "y"}}}); err == nil {
+		t.Fatal("users for an external server were accepted and ignored")
+	}
 }
 
 func TestBadListenAddress(t *testing.T) {

@@ -9,6 +9,10 @@
 //
 //	nats {
 //	  listen = "127.0.0.1:4222"
+//	  export = ["greet"]
+//	  user "alice" {
+//	    password = "$2a$11$..." # bcrypt, or plain text
+//	  }
 //	}
 //
 //	http {
@@ -35,6 +39,11 @@
 // sense, overflows and values outside the bounds declared below are each
 // refused with a diagnostic naming the attribute. Parse checks what it can
 // from the file alone; Check also opens every module the file names.
+//
+// The nats block's authentication settings (user blocks, export,
+// export_stream, allow_unauthenticated, tls_cert, tls_key, tls_ca,
+// credentials, username, password, token, nkey_seed_file) are described
+// in nats.go beside their schema and map onto bus.Options.
 package config
 
 import (
@@ -163,6 +172,20 @@ type natsSchema struct {
 	MaxPayload hcl.Expression `hcl:"max_payload,optional"`
 	ConfigFile *string        `hcl:"config_file,optional"`
 	Name       *string        `hcl:"name,optional"`
+	// Authentication and TLS; see nats.go in this package.
+	Users                []natsUserSchema `hcl:"user,block"`
+	Export               hcl.Expression   `hcl:"export,optional"`
+	ExportStream         hcl.Expression   `hcl:"export_stream,optional"`
+	AllowUnauthenticated *bool            `hcl:"allow_unauthenticated,optional"`
+	TLSCert              *string          `hcl:"tls_cert,optional"`
+	TLSKey               *string          `hcl:"tls_key,optional"`
+	TLSCA                *string          `hcl:"tls_ca,optional"`
+	Credentials          *string          `hcl:"credentials,optional"`
+	Username             *string          `hcl:"username,optional"`
+	Password             *string          `hcl:"password,optional"`
+	Token                *string          `hcl:"token,optional"`
+	NKeySeedFile         *string          `hcl:"nkey_seed_file,optional"`
+	DefRange             hcl.Range        `hcl:",def_range"`
 }
 
 type pluginSchema struct {
@@ -266,6 +289,7 @@ func Parse(src []byte, filename string) (*Config, error) {
 			d.attrErr(f.Body, "nats", "Conflicting NATS settings",
 				"url connects to an external NATS; listen configures the embedded one; set one of them")
 		}
+		d.natsAuth(n, &c.NATS)
 	}
 	seen := map[string]hcl.Range{}
 	failOpen := map[string]bool{}

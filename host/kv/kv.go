@@ -8,6 +8,11 @@
 // Per-key expiry uses JetStream's per-message TTL; compare-and-set and
 // increment use the stream's expected-last-sequence check, so they are
 // atomic across hosts without a lock.
+//
+// The bucket is a JetStream stream anyone with access to the host's account
+// can delete. When a call finds it gone, the store forgets its handle,
+// creates the bucket again and retries the call once, so state is lost
+// but service is not.
 package kv
 
 import (
@@ -37,7 +42,12 @@ type Store struct {
 	nc     *nats.Conn
 	bucket string
 
-	mu     sync.Mutex
+	mu sync.Mutex
+	h  *handle
+}
+
+// handle is an open bucket; it is replaced whole when the bucket is gone.
+type handle struct {
 	kv     jetstream.KeyValue
 	stream jetstream.Stream
 }
@@ -51,11 +61,11 @@ func New(nc *nats.Conn, bucket string) *Store {
 	return &Store{nc: nc, bucket: bucket}
 }
 
-func (s *Store) open(ctx context.Context) (jetstream.KeyValue, error) {
+func (s *Store) open(ctx context.Context) (*handle, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.kv != nil {
-		return s.kv, nil
+	if s.h != nil {
+		return s.h, nil
 	}
 	js, err := jetstream.New(s.nc)
 	if err != nil {
@@ -75,8 +85,48 @@ func (s *Store) open(ctx context.Context) (jetstream.KeyValue, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kv bucket %s: %w", s.bucket, err)
 	}
-	s.kv, s.stream = kv, stream
-	return kv, nil
+	s.h = &handle{kv: kv, stream: stream}
+	return s.h, nil
+}
+
+// forget drops h if it is still the current handle, so that the next call
+// opens (and if need be creates) the bucket again.
+func (s *Store) forget(h *handle) {
+	s.mu.Lock()
+	if s.h == h {
+		s.h = nil
+	}
+	s.mu.Unlock()
+}
+
+// gone reports whether err says the bucket's stream no longer exists:
+// deleted through the JetStream API, or never re-created after a restart
+// of a server without persistence.
+func gone(err error) bool {
+	if errors.Is(err, jetstream.ErrStreamNotFound) || errors.Is(err, jetstream.ErrBucketNotFound) ||
+		errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders) {
+		return true
+	}
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamNotFound
+}
+
+// do runs fn on the open bucket; if the bucket turns out to be gone, it
+// opens it again and runs fn once more.
+func (s *Store) do(ctx context.Context, fn func(*handle) error) error {
+	h, err := s.open(ctx)
+	if err != nil {
+		return err
+	}
+	err = fn(h)
+	if !gone(err) {
+		return err
+	}
+	s.forget(h)
+	if h, err = s.open(ctx); err != nil {
+		return err
+	}
+	return fn(h)
 }
 
 // Namespace returns the view of the store a plugin gets.
@@ -98,8 +148,8 @@ func (v *view) key(k string) (string, error) {
 // (what an expected-last-sequence check compares with) and whether it holds
 // a value at all, as opposed to a delete, purge or expiry marker. Reading
 // both from one message is what keeps compare-and-set honest.
-func (v *view) entry(ctx context.Context, key string) ([]byte, uint64, bool, error) {
-	m, err := v.s.stream.GetLastMsgForSubject(ctx, "$KV."+v.s.bucket+"."+key)
+func (v *view) entry(ctx context.Context, h *handle, key string) ([]byte, uint64, bool, error) {
+	m, err := h.stream.GetLastMsgForSubject(ctx, "$KV."+v.s.bucket+"."+key)
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return nil, 0, false, nil
 	}
@@ -117,10 +167,12 @@ func (v *view) Get(ctx context.Context, k string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, err := v.s.open(ctx); err != nil {
-		return nil, err
-	}
-	val, _, found, err := v.entry(ctx, key)
+	var val []byte
+	var found bool
+	err = v.s.do(ctx, func(h *handle) (err error) {
+		val, _, found, err = v.entry(ctx, h, key)
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -150,10 +202,7 @@ func (v *view) Set(ctx context.Context, k string, value []byte, ttl time.Duratio
 	if err != nil {
 		return err
 	}
-	if _, err := v.s.open(ctx); err != nil {
-		return err
-	}
-	return v.publish(ctx, key, value, ttl)
+	return v.s.do(ctx, func(*handle) error { return v.publish(ctx, key, value, ttl) })
 }
 
 func (v *view) Delete(ctx context.Context, k string) error {
@@ -161,11 +210,7 @@ func (v *view) Delete(ctx context.Context, k string) error {
 	if err != nil {
 		return err
 	}
-	kv, err := v.s.open(ctx)
-	if err != nil {
-		return err
-	}
-	return kv.Delete(ctx, key)
+	return v.s.do(ctx, func(h *handle) error { return h.kv.Delete(ctx, key) })
 }
 
 // cas publishes value if the key's revision is still rev (0: no message at
@@ -185,18 +230,16 @@ func (v *view) CAS(ctx context.Context, k string, expected, value []byte, ttl ti
 	if err != nil {
 		return err
 	}
-	_, err = v.s.open(ctx)
-	if err != nil {
-		return err
-	}
-	cur, rev, found, err := v.entry(ctx, key)
-	if err != nil {
-		return err
-	}
-	if (expected == nil && found) || (expected != nil && (!found || !bytes.Equal(cur, expected))) {
-		return plugin.ErrKVConflict
-	}
-	return v.cas(ctx, key, rev, value, ttl)
+	return v.s.do(ctx, func(h *handle) error {
+		cur, rev, found, err := v.entry(ctx, h, key)
+		if err != nil {
+			return err
+		}
+		if (expected == nil && found) || (expected != nil && (!found || !bytes.Equal(cur, expected))) {
+			return plugin.ErrKVConflict
+		}
+		return v.cas(ctx, key, rev, value, ttl)
+	})
 }
 
 func (v *view) Incr(ctx context.Context, k string, delta int64, ttl time.Duration) (int64, error) {
@@ -204,32 +247,35 @@ func (v *view) Incr(ctx context.Context, k string, delta int64, ttl time.Duratio
 	if err != nil {
 		return 0, err
 	}
-	_, err = v.s.open(ctx)
+	var n int64
+	err = v.s.do(ctx, func(h *handle) error {
+		for attempt := 0; attempt < maxAttempts; attempt++ {
+			cur, rev, found, err := v.entry(ctx, h, key)
+			if err != nil {
+				return err
+			}
+			n = 0
+			if found {
+				if n, err = strconv.ParseInt(string(cur), 10, 64); err != nil {
+					return plugin.ErrKVNotInteger
+				}
+			}
+			n += delta
+			err = v.cas(ctx, key, rev, strconv.AppendInt(nil, n, 10), ttl)
+			if err == nil {
+				return nil
+			}
+			if !errors.Is(err, plugin.ErrKVConflict) {
+				return err
+			}
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+		}
+		return context.DeadlineExceeded
+	})
 	if err != nil {
 		return 0, err
 	}
-	for attempt := 0; attempt < maxAttempts; attempt++ {
-		cur, rev, found, err := v.entry(ctx, key)
-		if err != nil {
-			return 0, err
-		}
-		var n int64
-		if found {
-			if n, err = strconv.ParseInt(string(cur), 10, 64); err != nil {
-				return 0, plugin.ErrKVNotInteger
-			}
-		}
-		n += delta
-		err = v.cas(ctx, key, rev, strconv.AppendInt(nil, n, 10), ttl)
-		if err == nil {
-			return n, nil
-		}
-		if !errors.Is(err, plugin.ErrKVConflict) {
-			return 0, err
-		}
-		if ctx.Err() != nil {
-			return 0, ctx.Err()
-		}
-	}
-	return 0, context.DeadlineExceeded
+	return n, nil
 }

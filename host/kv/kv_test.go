@@ -7,6 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/trellis-mesh/trellis/host/bus"
 	"github.com/trellis-mesh/trellis/host/kv"
 	"github.com/trellis-mesh/trellis/host/plugin"
@@ -14,12 +17,61 @@ import (
 
 func store(t *testing.T) *kv.Store {
 	t.Helper()
+	s, _ := storeOnBus(t)
+	return s
+}
+
+func storeOnBus(t *testing.T) (*kv.Store, *bus.Bus) {
+	t.Helper()
 	b, err := bus.Start(context.Background(), bus.Options{Listen: "127.0.0.1:0", StoreDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { b.Close() })
-	return kv.New(b.Conn(), "")
+	return kv.New(b.Conn(), ""), b
+}
+
+// TestBucketDeletedByAClientIsCreatedAgain deletes the bucket's stream
+// through an outside client, as anyone on an open bus can, and expects
+// every operation to work again on the next call instead of failing until
+// a restart.
+func TestBucketDeletedByAClientIsCreatedAgain(t *testing.T) {
+	s, b := storeOnBus(t)
+	ctx := context.Background()
+	n := s.Namespace("orders")
+	nc, err := nats.Connect(b.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	ops := []struct {
+		name string
+		op   func() error
+	}{
+		{"Set", func() error { return n.Set(ctx, "k", []byte("v"), 0) }},
+		{"Get", func() error { _, err := n.Get(ctx, "k"); return err }},
+		{"Incr", func() error { _, err := n.Incr(ctx, "c", 1, 0); return err }},
+		{"CAS", func() error { return n.CAS(ctx, "new", nil, []byte("x"), 0) }},
+		{"Delete", func() error { return n.Delete(ctx, "k") }},
+	}
+	for _, o := range ops {
+		if err := n.Set(ctx, "k", []byte("v"), 0); err != nil {
+			t.Fatalf("before %s: %v", o.name, err)
+		}
+		if err := js.DeleteStream(ctx, "KV_"+kv.DefaultBucket); err != nil {
+			t.Fatalf("delete the bucket's stream: %v", err)
+		}
+		if err := o.op(); err != nil && !errors.Is(err, plugin.ErrKVNotFound) {
+			t.Fatalf("%s after the bucket was deleted: %v", o.name, err)
+		}
+		if err := n.Set(ctx, "k", []byte("again"), 0); err != nil {
+			t.Fatalf("Set after %s: %v", o.name, err)
+		}
+		if v, err := n.Get(ctx, "k"); err != nil || string(v) != "again" {
+			t.Fatalf("Get after %s: %q %v", o.name, v, err)
+		}
+	}
 }
 
 func TestGetSetDeleteAndNamespaces(t *testing.T) {
