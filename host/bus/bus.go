@@ -177,26 +177,9 @@ func Start(ctx context.Context, opts Options) (*Bus, error) {
 		return b, nil
 	}
 
-	sopts := &server.Options{}
-	if opts.ConfigFile != "" {
-		fo, err := server.ProcessConfigFile(opts.ConfigFile)
-		if err != nil {
-			return nil, fmt.Errorf("nats config %s: %w", opts.ConfigFile, err)
-		}
-		sopts = fo
-	} else {
-		sopts.ServerName = name
-	}
-	listen := opts.Listen
-	if listen == "" && opts.ConfigFile == "" {
-		listen = DefaultListen
-	}
-	if listen != "" {
-		host, port, err := splitListen(listen)
-		if err != nil {
-			return nil, err
-		}
-		sopts.Host, sopts.Port = host, port
+	sopts, auth, err := serverOptions(opts, name)
+	if err != nil {
+		return nil, err
 	}
 	sopts.JetStream = !opts.DisableJetStream
 	if sopts.JetStream {
@@ -212,26 +195,11 @@ func Start(ctx context.Context, opts Options) (*Bus, error) {
 			sopts.StoreDir = dir
 		}
 	}
-	if opts.MaxPayload > 0 {
-		sopts.MaxPayload = opts.MaxPayload
-	} else if sopts.MaxPayload == 0 {
-		sopts.MaxPayload = DefaultMaxPayload
-	}
-	sopts.NoSigs = true // the host owns signal handling
-	if err := serverTLS(sopts, opts.TLS); err != nil {
-		b.removeTemp()
-		return nil, err
-	}
-	auth, err := configureAuth(sopts, opts)
-	if err != nil {
-		b.removeTemp()
-		return nil, fmt.Errorf("embedded NATS: %w", err)
-	}
-	if err := checkExposure(sopts, auth, opts); err != nil {
-		b.removeTemp()
-		return nil, err
-	}
 	b.auth = auth.on
+	if err := portFree(sopts); err != nil {
+		b.removeTemp()
+		return nil, err
+	}
 
 	srv, err := server.NewServer(sopts)
 	if err != nil {
@@ -247,7 +215,7 @@ func Start(ctx context.Context, opts Options) (*Bus, error) {
 	if !srv.ReadyForConnections(wait) {
 		srv.Shutdown()
 		b.removeTemp()
-		return nil, fmt.Errorf("embedded NATS on %s did not become ready in %s (is the port in use? try --nats-listen 127.0.0.1:0)", listen, wait)
+		return nil, fmt.Errorf("embedded NATS on %s did not become ready in %s (is the port in use? try --nats-listen 127.0.0.1:0)", clientAddr(sopts), wait)
 	}
 	b.srv = srv
 	if auth.on && sopts.JetStream && len(sopts.TrustedOperators)+len(sopts.TrustedKeys) == 0 {
@@ -273,6 +241,98 @@ func Start(ctx context.Context, opts Options) (*Bus, error) {
 	log.Info("embedded NATS ready", "client_url", srv.ClientURL(), "jetstream", sopts.JetStream,
 		"store_dir", sopts.StoreDir, "auth", auth.on, "tls", sopts.TLSConfig != nil)
 	return b, nil
+}
+
+// serverOptions turns opts into the embedded server's options, with the
+// host's own user and the accounts configured, and refuses what Start would
+// refuse before it starts anything: a bad config file or listen address,
+// bad TLS or authentication settings, an unauthenticated bus beyond
+// loopback. It leaves JetStream's store directory to Start.
+func serverOptions(opts Options, name string) (*server.Options, hostAuth, error) {
+	sopts := &server.Options{}
+	if opts.ConfigFile != "" {
+		fo, err := server.ProcessConfigFile(opts.ConfigFile)
+		if err != nil {
+			return nil, hostAuth{}, fmt.Errorf("nats config %s: %w", opts.ConfigFile, err)
+		}
+		sopts = fo
+	} else {
+		sopts.ServerName = name
+	}
+	listen := opts.Listen
+	if listen == "" && opts.ConfigFile == "" {
+		listen = DefaultListen
+	}
+	if listen != "" {
+		host, port, err := splitListen(listen)
+		if err != nil {
+			return nil, hostAuth{}, err
+		}
+		sopts.Host, sopts.Port = host, port
+	}
+	if opts.MaxPayload > 0 {
+		sopts.MaxPayload = opts.MaxPayload
+	} else if sopts.MaxPayload == 0 {
+		sopts.MaxPayload = DefaultMaxPayload
+	}
+	sopts.NoSigs = true // the host owns signal handling
+	if err := serverTLS(sopts, opts.TLS); err != nil {
+		return nil, hostAuth{}, err
+	}
+	auth, err := configureAuth(sopts, opts)
+	if err != nil {
+		return nil, hostAuth{}, fmt.Errorf("embedded NATS: %w", err)
+	}
+	if err := checkExposure(sopts, auth, opts); err != nil {
+		return nil, hostAuth{}, err
+	}
+	return sopts, auth, nil
+}
+
+// clientAddr is the embedded server's client address as HOST:PORT.
+func clientAddr(sopts *server.Options) string {
+	port := sopts.Port
+	if port == server.RANDOM_PORT {
+		port = 0
+	} else if port == 0 {
+		port = server.DEFAULT_PORT
+	}
+	host := sopts.Host
+	if host == "" {
+		host = server.DEFAULT_HOST
+	}
+	return net.JoinHostPort(host, strconv.Itoa(port))
+}
+
+// portFree fails at once, naming the address, when the client port is
+// taken: nats-server would only log it, and Start would wait for a server
+// that never becomes ready.
+func portFree(sopts *server.Options) error {
+	if sopts.DontListen || sopts.Port == server.RANDOM_PORT {
+		return nil
+	}
+	addr := clientAddr(sopts)
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("embedded NATS cannot listen on %s: %w (another server there? try --nats-listen 127.0.0.1:0)", addr, err)
+	}
+	return ln.Close()
+}
+
+// Check reports what Start would refuse in opts without starting or
+// connecting to anything: for an embedded server, its config file, listen
+// address, TLS and authentication settings, and an unauthenticated bus
+// beyond loopback. With URL there is nothing to check before connecting.
+func Check(opts Options) error {
+	if opts.URL != "" {
+		return nil
+	}
+	name := opts.Name
+	if name == "" {
+		name = "trellis"
+	}
+	_, _, err := serverOptions(opts, name)
+	return err
 }
 
 func splitListen(s string) (string, int, error) {

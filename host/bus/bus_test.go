@@ -2,6 +2,8 @@ package bus_test
 
 import (
 	"context"
+	"errors"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -77,5 +79,39 @@ func TestBadListenAddress(t *testing.T) {
 		if _, err := bus.Start(context.Background(), bus.Options{Listen: l}); err == nil || !strings.Contains(err.Error(), l) {
 			t.Errorf("Listen %q: error %v does not name it", l, err)
 		}
+	}
+}
+
+// A port in use fails at once with the address, not after the wait for a
+// server that never becomes ready.
+func TestPortInUseFailsAtOnce(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	start := time.Now()
+	_, err = bus.Start(context.Background(), bus.Options{Listen: ln.Addr().String()})
+	if err == nil || !strings.Contains(err.Error(), ln.Addr().String()) {
+		t.Fatalf("error %v does not name %s", err, ln.Addr())
+	}
+	if took := time.Since(start); took > 2*time.Second {
+		t.Fatalf("took %s to refuse", took)
+	}
+}
+
+// Check refuses what Start would, without starting anything.
+func TestCheckRefusesWhatStartWould(t *testing.T) {
+	if err := bus.Check(bus.Options{Listen: "0.0.0.0:4222"}); !errors.Is(err, bus.ErrUnauthenticated) {
+		t.Fatalf("0.0.0.0 without auth: %v", err)
+	}
+	if err := bus.Check(bus.Options{Listen: "0.0.0.0:4222", AllowUnauthenticated: true}); err != nil {
+		t.Fatalf("allowed: %v", err)
+	}
+	if err := bus.Check(bus.Options{Listen: "nonsense"}); err == nil {
+		t.Fatal("bad listen address accepted")
+	}
+	if err := bus.Check(bus.Options{Listen: "127.0.0.1:4222"}); err != nil {
+		t.Fatalf("loopback: %v", err)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 
 	"github.com/trellis-mesh/trellis/host/build"
+	"github.com/trellis-mesh/trellis/host/bus"
 	"github.com/trellis-mesh/trellis/host/plugin"
 )
 
@@ -60,6 +61,9 @@ func Check(ctx context.Context, c *Config, opts CheckOptions) error {
 		if _, err := tls.LoadX509KeyPair(c.HTTP.TLSCert, c.HTTP.TLSKey); err != nil {
 			d.add(c.httpRange, "Invalid TLS settings", err.Error())
 		}
+	}
+	if err := bus.Check(c.NATS); err != nil {
+		d.add(c.natsRange, "Invalid nats settings", err.Error())
 	}
 	if d.diags.HasErrors() {
 		return &Error{d.diags}

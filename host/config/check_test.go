@@ -134,3 +134,23 @@ plugin "b" {
 		t.Fatalf("error %v", err)
 	}
 }
+
+func TestCheckRefusesAnOpenBusBeyondLoopback(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "trellis.hcl")
+	c, err := Parse([]byte("nats {\n  listen = \"0.0.0.0:4222\"\n}\n"), file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = Check(t.Context(), c, CheckOptions{})
+	if err == nil || !strings.Contains(err.Error(), file+":1:1: Invalid nats settings") || !strings.Contains(err.Error(), "allow_unauthenticated") {
+		t.Fatalf("error %v", err)
+	}
+	c, err = Parse([]byte("nats {\n  listen = \"0.0.0.0:4222\"\n  allow_unauthenticated = true\n}\n"), file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := Check(t.Context(), c, CheckOptions{}); err != nil {
+		t.Fatalf("allowed: %v", err)
+	}
+}

@@ -85,8 +85,9 @@ type Config struct {
 	// HTTP is the ingress; Listen is empty when the file has no http block.
 	HTTP host.HTTPOptions
 
-	// httpRange is where the http block is, for Check's diagnostics.
-	httpRange hcl.Range
+	// httpRange and natsRange are where the http and nats blocks are, for
+	// Check's diagnostics.
+	httpRange, natsRange hcl.Range
 }
 
 // Plugin is one plugin block.
@@ -271,7 +272,9 @@ func Parse(src []byte, filename string) (*Config, error) {
 	if n, ok := d.integer(fs.MaxInFlight, "max_in_flight", 1, MaxInFlight); ok {
 		c.MaxInFlight = int(n)
 	}
+	c.natsRange = hcl.Range{Filename: filename, Start: hcl.InitialPos, End: hcl.InitialPos}
 	if n := fs.NATS; n != nil {
+		c.natsRange = n.DefRange
 		c.NATS.URL = deref(n.URL)
 		c.NATS.Listen = deref(n.Listen)
 		if n.StoreDir != nil {
