@@ -263,10 +263,7 @@ func (h *Host) Load(ctx context.Context, spec Spec) error {
 		if spec.Path == "" {
 			return fmt.Errorf("plugin %q: neither Path nor Wasm given", spec.Name)
 		}
-		if fi, err := os.Stat(spec.Path); err == nil && fi.Size() > plugin.MaxModuleSize {
-			return fmt.Errorf("plugin %q: %s: %d bytes, more than a module may have (%d)", spec.Name, spec.Path, fi.Size(), plugin.MaxModuleSize)
-		}
-		b, err := os.ReadFile(spec.Path)
+		b, err := plugin.ReadModule(spec.Path)
 		if err != nil {
 			return fmt.Errorf("plugin %q: %w", spec.Name, err)
 		}

@@ -22,7 +22,6 @@ package config
 
 import (
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -35,6 +34,7 @@ import (
 	"github.com/trellis-mesh/trellis/abi"
 	"github.com/trellis-mesh/trellis/host"
 	"github.com/trellis-mesh/trellis/host/bus"
+	"github.com/trellis-mesh/trellis/host/internal/regfile"
 	"github.com/trellis-mesh/trellis/host/plugin"
 )
 
@@ -171,9 +171,13 @@ type dirSchema struct {
 	DefRange  hcl.Range `hcl:",def_range"`
 }
 
-// Load reads and validates the file at path.
+// MaxFileSize is the largest config file Load reads.
+const MaxFileSize = 4 << 20
+
+// Load reads and validates the file at path: a regular file (or a symlink
+// to one) of at most MaxFileSize bytes.
 func Load(path string) (*Config, error) {
-	src, err := os.ReadFile(path)
+	src, err := regfile.Read(path, MaxFileSize, "config.MaxFileSize")
 	if err != nil {
 		return nil, err
 	}

@@ -28,6 +28,7 @@ import (
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 
+	"github.com/trellis-mesh/trellis/host/internal/regfile"
 	"github.com/trellis-mesh/trellis/host/plugin/internal/interrupt"
 	"github.com/trellis-mesh/trellis/host/plugin/internal/limits"
 	"github.com/trellis-mesh/trellis/host/pool"
@@ -125,9 +126,18 @@ type Subscription struct {
 }
 
 // MaxModuleSize is the largest module Load accepts, 1 GiB: the limit
-// browsers apply. Callers that read a module from a file should refuse a
-// larger file before reading it.
+// browsers apply. ReadModule refuses a larger file before reading it.
 const MaxModuleSize = limits.MaxModuleSize
+
+// ReadModule reads the module file at path, following symlinks. It refuses
+// anything but a regular file (a FIFO, a device, a socket, a directory)
+// without blocking or reading it, a file larger than MaxModuleSize, and a
+// file whose size or modification time changed while it was read (a writer
+// not finished yet); each error names the file and the reason. Every
+// module the host reads from disk goes through it.
+func ReadModule(path string) ([]byte, error) {
+	return regfile.Read(path, MaxModuleSize, "plugin.MaxModuleSize")
+}
 
 // Version returns a short content hash of an encoded module, the version
 // string the host logs and replies with.

@@ -154,7 +154,7 @@ func (r *Reconciler) apply(ctx context.Context, w Want, st *state) (string, erro
 			return "", fmt.Errorf("plugin %q: source unchanged since its build failed", name)
 		}
 	}
-	wasm, err := readSettled(w.Spec.Path)
+	wasm, err := plugin.ReadModule(w.Spec.Path)
 	if err != nil {
 		if st.version == "" {
 			r.log.Error("plugin refused", "plugin", name, "path", w.Spec.Path, "error", err)
@@ -183,30 +183,6 @@ func (r *Reconciler) apply(ctx context.Context, w Want, st *state) (string, erro
 	st.version, st.spec = version, spec
 	st.refused = ""
 	return outcome, nil
-}
-
-// readSettled reads a whole file and makes sure it did not change while it
-// was read; a file still being written is reported as such.
-func readSettled(path string) ([]byte, error) {
-	before, err := os.Stat(path)
-	if err != nil {
-		return nil, err
-	}
-	if before.Size() > plugin.MaxModuleSize {
-		return nil, fmt.Errorf("%s: %d bytes, more than a module may have (%d)", path, before.Size(), plugin.MaxModuleSize)
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	after, err := os.Stat(path)
-	if err != nil {
-		return nil, err
-	}
-	if before.Size() != after.Size() || !before.ModTime().Equal(after.ModTime()) || int64(len(b)) != after.Size() {
-		return nil, fmt.Errorf("%s changed while it was read; waiting for the writer to finish", path)
-	}
-	return b, nil
 }
 
 // sourceStamp summarises a source tree by its files' names, sizes and
