@@ -165,15 +165,22 @@ func (p *Plugin) newInstance(ctx context.Context) (*instance, error) {
 }
 
 func (in *instance) initialize(ctx context.Context) error {
+	// The deadline init runs under is the call's (or the first instance's,
+	// Options.Timeout), whatever is left of it: that is what a timeout
+	// fault must name, not Options.Timeout.
+	left := time.Duration(-1)
+	if dl, ok := ctx.Deadline(); ok {
+		left = time.Until(dl).Round(time.Millisecond)
+	}
 	if in.p.hasStart {
 		if _, err := in.mod.ExportedFunction(abi.ExportInitialize).Call(ctx); err != nil {
-			return fmt.Errorf("%s: %w", abi.ExportInitialize, in.p.fault(err, "", "init"))
+			return fmt.Errorf("%s: %w", abi.ExportInitialize, in.p.initFault(err, left))
 		}
 	}
 	if in.p.hasInit {
 		res, err := in.mod.ExportedFunction(abi.ExportInit).Call(ctx)
 		if err != nil {
-			return fmt.Errorf("%s: %w", abi.ExportInit, in.p.fault(err, "", "init"))
+			return fmt.Errorf("%s: %w", abi.ExportInit, in.p.initFault(err, left))
 		}
 		if st := api.DecodeI32(res[0]); st != 0 {
 			return fmt.Errorf("%s returned %d%s", abi.ExportInit, st, in.takeError())
@@ -426,6 +433,16 @@ func (p *Plugin) fault(err error, subject, what string) *Fault {
 			f.Err = fmt.Errorf("plugin exited with code %d during %s (a Go panic exits with 2; see its stderr)",
 				exit.ExitCode(), what)
 		}
+	}
+	return f
+}
+
+// initFault is fault for _initialize and trellis_init, whose deadline is
+// left, the time there was when init began.
+func (p *Plugin) initFault(err error, left time.Duration) *Fault {
+	f := p.fault(err, "", "init")
+	if f.Kind == FaultTimeout && left >= 0 {
+		f.Err = fmt.Errorf("stopped after the %s deadline", left)
 	}
 	return f
 }

@@ -38,8 +38,6 @@ import (
 const (
 	DefaultTimeout     = 5 * time.Second
 	DefaultMemoryLimit = 128 << 20 // bytes per instance
-	// initTimeout bounds _initialize plus trellis_init when calls have no deadline.
-	initTimeout = 30 * time.Second
 )
 
 // DefaultPoolSize is the number of instances a plugin may have when Options
@@ -62,7 +60,11 @@ type Options struct {
 	// PoolSize caps the instances alive at once (default DefaultPoolSize()).
 	PoolSize int
 	// Timeout is the wall-clock deadline of one invocation, including the wait
-	// for a free instance (default DefaultTimeout). A negative Timeout turns
+	// for a free instance (default DefaultTimeout). It also bounds an
+	// instance's _initialize plus trellis_init: every instance after the
+	// first is made inside a call, under that call's deadline, so a longer
+	// one for the first would only hide an init too slow to serve. A
+	// negative Timeout turns
 	// deadlines off, which saves a timer per call, and lets a guest that
 	// never returns hold its instance for ever. Only for trusted plugins.
 	Timeout time.Duration
@@ -268,7 +270,9 @@ func load(ctx context.Context, wasm []byte, opts Options) (*Plugin, error) {
 		size = DefaultPoolSize()
 	}
 	p.pool = pool.New(size, p.newInstance, (*instance).close)
-	primeCtx, cancel := p.deadline(ctx, initTimeout)
+	// One instance, not the pool: its init failing (or running past the
+	// deadline) refuses the version at once.
+	primeCtx, cancel := p.deadline(ctx, p.timeout)
 	defer cancel()
 	if err := p.pool.Prime(primeCtx); err != nil {
 		return nil, err
