@@ -25,8 +25,9 @@ type ConfigLoop struct {
 	debounce time.Duration
 	trigger  chan struct{}
 
-	mu      sync.Mutex // serialises reloads
+	mu      sync.Mutex // orders reloads: read, compare and Start one at a time
 	current *config.Config
+	waits   sync.WaitGroup // goroutines waiting for reloads to finish
 }
 
 // NewConfigLoop returns a loop for file on h. debounce 0 means the default.
@@ -46,20 +47,32 @@ func Wants(c *config.Config) []Want {
 	return wants
 }
 
-// Apply applies c now and remembers it as the running config.
+// Apply applies c now, remembers it as the running config, and returns
+// once its plugins are loaded (or refused).
 func (l *ConfigLoop) Apply(ctx context.Context, c *config.Config) Result {
 	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.apply(ctx, c)
+	pass := l.start(ctx, c)
+	l.mu.Unlock()
+	return l.finish(c, pass)
 }
 
-func (l *ConfigLoop) apply(ctx context.Context, c *config.Config) Result {
+// start makes c the running config and starts loading its plugins. l.mu is
+// held, so that configs are started in the order they were read.
+func (l *ConfigLoop) start(ctx context.Context, c *config.Config) *Pass {
 	l.current = c
-	res := l.rec.Apply(ctx, Wants(c))
-	// HTTP routes after plugins, so that new routes find their policies.
+	return l.rec.Start(ctx, Wants(c))
+}
+
+// finish waits for c's plugins, then installs its HTTP routes (after the
+// plugins, so that new routes find their policies) unless a newer config
+// has been started meanwhile: that one's routes win.
+func (l *ConfigLoop) finish(c *config.Config, pass *Pass) Result {
+	res := pass.Wait()
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	if hr, ok := l.host.(interface {
 		SetHTTPRoutes([]host.HTTPRoute) error
-	}); ok && c.HTTP.Listen != "" {
+	}); ok && c.HTTP.Listen != "" && l.current == c {
 		if err := hr.SetHTTPRoutes(c.HTTP.Routes); err != nil {
 			l.log.Error("http routes refused; the running routes stay", "file", l.file, "error", err)
 		}
@@ -75,7 +88,10 @@ func (l *ConfigLoop) Trigger() {
 	}
 }
 
-// reloadFile reads the file again and applies it if it is valid.
+// reloadFile reads the file again and, if it is valid, starts applying it.
+// It does not wait for the plugins to load: a goroutine in l.waits does, so
+// that the next change is seen (and a plugin named in it reloaded) while a
+// slow plugin of this one is still loading.
 func (l *ConfigLoop) reloadFile(ctx context.Context) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -91,11 +107,16 @@ func (l *ConfigLoop) reloadFile(ctx context.Context) {
 			l.log.Warn("config: nats, http listen/TLS, data_dir, max_in_flight and log settings apply at the next start", "file", l.file)
 		}
 	}
-	res := l.apply(ctx, c)
-	if len(res.Loaded)+len(res.Reloaded)+len(res.Unloaded)+len(res.Failed) > 0 {
-		l.log.Info("config applied", "file", l.file, "loaded", res.Loaded, "reloaded", res.Reloaded,
-			"unloaded", res.Unloaded, "failed", len(res.Failed))
-	}
+	pass := l.start(ctx, c)
+	l.waits.Add(1)
+	go func() {
+		defer l.waits.Done()
+		res := l.finish(c, pass)
+		if len(res.Loaded)+len(res.Reloaded)+len(res.Unloaded)+len(res.Failed) > 0 {
+			l.log.Info("config applied", "file", l.file, "loaded", res.Loaded, "reloaded", res.Reloaded,
+				"unloaded", res.Unloaded, "failed", len(res.Failed), "pending", res.Pending)
+		}
+	}()
 }
 
 // paths lists what the loop watches for c: the config file, every plugin
@@ -113,8 +134,9 @@ func paths(file string, c *config.Config) []string {
 }
 
 // Run applies c, the config already loaded from the file, then watches
-// until ctx ends.
+// until ctx ends. It returns once every reload it began has ended.
 func (l *ConfigLoop) Run(ctx context.Context, c *config.Config, started func(Result)) error {
+	defer l.waits.Wait()
 	res := l.Apply(ctx, c)
 	if started != nil {
 		started(res)
@@ -136,12 +158,14 @@ func (l *ConfigLoop) Run(ctx context.Context, c *config.Config, started func(Res
 			select {
 			case <-l.trigger:
 				l.log.Info("reload requested", "file", l.file)
-				l.reloadFile(wctx)
+				l.reloadFile(ctx)
 			case <-wctx.Done():
 			}
 			cancel() // rebuild the watcher: the config may name other paths now
 		}()
-		_ = w.Run(wctx, func(ctx context.Context) {
+		// Reloads run under ctx, not wctx: rebuilding the watcher must not
+		// cut short a plugin's load.
+		_ = w.Run(wctx, func(context.Context) {
 			l.reloadFile(ctx)
 			l.mu.Lock()
 			now := paths(l.file, l.current)
