@@ -21,6 +21,7 @@
 package config
 
 import (
+	"crypto/ed25519"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -36,6 +37,7 @@ import (
 	"github.com/trellis-mesh/trellis/host/bus"
 	"github.com/trellis-mesh/trellis/host/internal/regfile"
 	"github.com/trellis-mesh/trellis/host/plugin"
+	"github.com/trellis-mesh/trellis/host/sign"
 )
 
 // Config is a validated configuration.
@@ -58,6 +60,10 @@ type Config struct {
 	Plugins []Plugin
 	// HTTP is the ingress; Listen is empty when the file has no http block.
 	HTTP host.HTTPOptions
+	// TrustedKeys (trusted_keys, "ed25519:BASE64" each, as `trellis keygen`
+	// prints) and RequireSigned (require_signed): see host.Options.
+	TrustedKeys   []ed25519.PublicKey
+	RequireSigned bool
 }
 
 // Plugin is one plugin block.
@@ -101,6 +107,9 @@ type fileSchema struct {
 	Policies    []pluginSchema `hcl:"policy,block"`
 	Plugins     []pluginSchema `hcl:"plugin,block"`
 	Routes      []routeSchema  `hcl:"http_route,block"`
+
+	TrustedKeys   []string `hcl:"trusted_keys,optional"`
+	RequireSigned *bool    `hcl:"require_signed,optional"`
 }
 
 type httpSchema struct {
@@ -243,6 +252,18 @@ func Parse(src []byte, filename string) (*Config, error) {
 			d.attrErr(f.Body, "nats", "Conflicting NATS settings",
 				"url connects to an external NATS; listen configures the embedded one; set one of them")
 		}
+	}
+	for _, k := range fs.TrustedKeys {
+		pub, err := sign.ParsePublicKey(k)
+		if err != nil {
+			d.attrErr(f.Body, "trusted_keys", "Invalid trusted key", err.Error())
+			continue
+		}
+		c.TrustedKeys = append(c.TrustedKeys, pub)
+	}
+	c.RequireSigned = fs.RequireSigned != nil && *fs.RequireSigned
+	if c.RequireSigned && len(fs.TrustedKeys) == 0 {
+		d.attrErr(f.Body, "require_signed", "No trusted key", "require_signed needs trusted_keys, or every plugin is refused")
 	}
 	seen := map[string]hcl.Range{}
 	failOpen := map[string]bool{}

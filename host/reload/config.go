@@ -103,8 +103,9 @@ func (l *ConfigLoop) reloadFile(ctx context.Context) {
 	if l.current != nil {
 		if !reflect.DeepEqual(c.NATS, l.current.NATS) || c.DataDir != l.current.DataDir ||
 			c.HTTP.Listen != l.current.HTTP.Listen || c.HTTP.TLSCert != l.current.HTTP.TLSCert ||
-			c.MaxInFlight != l.current.MaxInFlight || c.LogLevel != l.current.LogLevel || c.LogFormat != l.current.LogFormat {
-			l.log.Warn("config: nats, http listen/TLS, data_dir, max_in_flight and log settings apply at the next start", "file", l.file)
+			c.MaxInFlight != l.current.MaxInFlight || c.LogLevel != l.current.LogLevel || c.LogFormat != l.current.LogFormat ||
+			c.RequireSigned != l.current.RequireSigned || !reflect.DeepEqual(c.TrustedKeys, l.current.TrustedKeys) {
+			l.log.Warn("config: nats, http listen/TLS, data_dir, max_in_flight, log, trusted_keys and require_signed settings apply at the next start", "file", l.file)
 		}
 	}
 	pass := l.start(ctx, c)
