@@ -91,9 +91,10 @@ type Spec struct {
 	Queue string
 	// Config is what the plugin reads with the config host function.
 	Config map[string]string
-	// PoolSize, Timeout and MemoryLimit: see plugin.Options.
+	// PoolSize, Timeout, InitTimeout and MemoryLimit: see plugin.Options.
 	PoolSize    int
 	Timeout     time.Duration
+	InitTimeout time.Duration
 	MemoryLimit uint64
 	// Grants is what the plugin may do beyond replying.
 	Grants plugin.Grants
@@ -301,6 +302,7 @@ func (h *Host) Load(ctx context.Context, spec Spec) error {
 		Config:      spec.Config,
 		PoolSize:    spec.PoolSize,
 		Timeout:     spec.Timeout,
+		InitTimeout: spec.InitTimeout,
 		MemoryLimit: spec.MemoryLimit,
 		Grants:      spec.Grants,
 		Logger:      h.log.Named(spec.Name).With("version", version),

@@ -164,13 +164,16 @@ func (p *Plugin) newInstance(ctx context.Context) (*instance, error) {
 	return in, nil
 }
 
+// initDeadlineKey marks the context of the first instance's init; its
+// value is the deadline that init has, which a timeout fault names.
+type initDeadlineKey struct{}
+
 func (in *instance) initialize(ctx context.Context) error {
-	// The deadline init runs under is the call's (or the first instance's,
-	// Options.Timeout), whatever is left of it: that is what a timeout
-	// fault must name, not Options.Timeout.
+	// An instance made for a call has that call's deadline, which fault
+	// names; the first has Options.InitTimeout.
 	left := time.Duration(-1)
-	if dl, ok := ctx.Deadline(); ok {
-		left = time.Until(dl).Round(time.Millisecond)
+	if d, ok := ctx.Value(initDeadlineKey{}).(time.Duration); ok {
+		left = d
 	}
 	if in.p.hasStart {
 		if _, err := in.mod.ExportedFunction(abi.ExportInitialize).Call(ctx); err != nil {
@@ -437,12 +440,12 @@ func (p *Plugin) fault(err error, subject, what string) *Fault {
 	return f
 }
 
-// initFault is fault for _initialize and trellis_init, whose deadline is
-// left, the time there was when init began.
+// initFault is fault for _initialize and trellis_init; left, if not
+// negative, is the deadline init had.
 func (p *Plugin) initFault(err error, left time.Duration) *Fault {
 	f := p.fault(err, "", "init")
 	if f.Kind == FaultTimeout && left >= 0 {
-		f.Err = fmt.Errorf("stopped after the %s deadline", left)
+		f.Err = fmt.Errorf("stopped after the %s init deadline", left)
 	}
 	return f
 }

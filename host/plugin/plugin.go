@@ -38,6 +38,9 @@ import (
 const (
 	DefaultTimeout     = 5 * time.Second
 	DefaultMemoryLimit = 128 << 20 // bytes per instance
+	// DefaultInitTimeout bounds the first instance's _initialize plus
+	// trellis_init when Options.InitTimeout is zero.
+	DefaultInitTimeout = 10 * time.Second
 )
 
 // DefaultPoolSize is the number of instances a plugin may have when Options
@@ -60,10 +63,8 @@ type Options struct {
 	// PoolSize caps the instances alive at once (default DefaultPoolSize()).
 	PoolSize int
 	// Timeout is the wall-clock deadline of one invocation, including the wait
-	// for a free instance (default DefaultTimeout). It also bounds an
-	// instance's _initialize plus trellis_init: every instance after the
-	// first is made inside a call, under that call's deadline, so a longer
-	// one for the first would only hide an init too slow to serve. A
+	// for a free instance (default DefaultTimeout). An instance made for a
+	// call runs its _initialize and trellis_init within that deadline. A
 	// negative Timeout turns
 	// deadlines off, which saves a timer per call, and lets a guest that
 	// never returns hold its instance for ever. Only for trusted plugins.
@@ -71,6 +72,13 @@ type Options struct {
 	// MemoryLimit caps each instance's linear memory, in bytes, rounded down
 	// to 64 KiB pages (default DefaultMemoryLimit).
 	MemoryLimit uint64
+	// InitTimeout bounds the first instance's _initialize plus
+	// trellis_init, made when the plugin loads (default DefaultInitTimeout).
+	// Past it, the version is refused at once, with an error that names
+	// it. It is apart from Timeout because a runtime's start (Go's) may
+	// take longer than a call should; no deadline applies when Timeout is
+	// negative.
+	InitTimeout time.Duration
 	// Grants lists what the plugin may do beyond replying.
 	Grants Grants
 	// Logger receives the plugin's log calls and its stdout and stderr. It is
@@ -272,8 +280,16 @@ func load(ctx context.Context, wasm []byte, opts Options) (*Plugin, error) {
 	p.pool = pool.New(size, p.newInstance, (*instance).close)
 	// One instance, not the pool: its init failing (or running past the
 	// deadline) refuses the version at once.
-	primeCtx, cancel := p.deadline(ctx, p.timeout)
+	initTimeout := opts.InitTimeout
+	if initTimeout <= 0 {
+		initTimeout = DefaultInitTimeout
+	}
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < initTimeout {
+		initTimeout = time.Until(dl).Round(time.Millisecond)
+	}
+	primeCtx, cancel := p.deadline(ctx, initTimeout)
 	defer cancel()
+	primeCtx = context.WithValue(primeCtx, initDeadlineKey{}, initTimeout)
 	if err := p.pool.Prime(primeCtx); err != nil {
 		return nil, err
 	}

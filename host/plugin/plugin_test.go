@@ -382,18 +382,18 @@ func TestMain(m *testing.M) {
 }
 
 // TestInitPastItsDeadlineRefusesTheVersionAtOnce: a trellis_init that never
-// returns is stopped at the plugin's deadline, on the first instance, and the
+// returns is stopped at the init deadline, on the first instance, and the
 // error names that deadline. It used to run for 30 s and say 5 s.
 func TestInitPastItsDeadlineRefusesTheVersionAtOnce(t *testing.T) {
 	wasm := trellistest.WasmBytes(t, "testdata/initloop.wat")
 	for _, timeout := range []time.Duration{300 * time.Millisecond, 700 * time.Millisecond} {
 		start := time.Now()
-		_, err := plugin.Load(context.Background(), wasm, plugin.Options{Name: "initloop", Timeout: timeout, PoolSize: 4})
+		_, err := plugin.Load(context.Background(), wasm, plugin.Options{Name: "initloop", InitTimeout: timeout, PoolSize: 4})
 		took := time.Since(start)
 		if err == nil {
 			t.Fatal("Load succeeded")
 		}
-		if want := fmt.Sprintf("stopped after the %s deadline", timeout); !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "trellis_init") {
+		if want := fmt.Sprintf("stopped after the %s init deadline", timeout); !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "trellis_init") {
 			t.Errorf("error %q does not say %q", err, want)
 		}
 		if took > timeout+2*time.Second {

@@ -541,11 +541,12 @@ func TestDeletedFileUnloadsThePlugin(t *testing.T) {
 // stuckHost reports when the load of one plugin begins and how it ends.
 type stuckHost struct {
 	*host.Host
-	name  string
-	began chan struct{}
-	ended chan error
-	once  sync.Once
-	loads atomic.Int32
+	name        string
+	initTimeout time.Duration
+	began       chan struct{}
+	ended       chan error
+	once        sync.Once
+	loads       atomic.Int32
 }
 
 func (s *stuckHost) Load(ctx context.Context, spec host.Spec) error {
@@ -553,6 +554,7 @@ func (s *stuckHost) Load(ctx context.Context, spec host.Spec) error {
 		return s.Host.Load(ctx, spec)
 	}
 	s.once.Do(func() { close(s.began) })
+	spec.InitTimeout = s.initTimeout
 	err := s.Host.Load(ctx, spec)
 	if s.loads.Add(1) == 1 {
 		s.ended <- err
@@ -580,7 +582,7 @@ func TestLoopingInitDoesNotDelayAnotherPluginsReload(t *testing.T) {
 }
 `
 	writeByRename(t, file, []byte(aOnly))
-	sh := &stuckHost{Host: h.Host, name: "stuck", began: make(chan struct{}), ended: make(chan error, 1)}
+	sh := &stuckHost{Host: h.Host, name: "stuck", initTimeout: initDeadline, began: make(chan struct{}), ended: make(chan error, 1)}
 	loop := reload.NewConfigLoop(sh, file, 20*time.Millisecond, h.Logger())
 	c, err := configLoad(file)
 	if err != nil {
@@ -592,12 +594,11 @@ func TestLoopingInitDoesNotDelayAnotherPluginsReload(t *testing.T) {
 	t.Cleanup(func() { cancel(); <-done })
 	waitSubject(t, h, "a", "v1:x", 10*time.Second)
 
-	writeByRename(t, file, []byte(aOnly+fmt.Sprintf(`plugin "stuck" {
+	writeByRename(t, file, []byte(aOnly+`plugin "stuck" {
   path = "stuck.wasm"
   subjects = ["stuck"]
-  timeout = "%s"
 }
-`, initDeadline)))
+`))
 	select {
 	case <-sh.began:
 	case <-time.After(10 * time.Second):
@@ -620,7 +621,7 @@ func TestLoopingInitDoesNotDelayAnotherPluginsReload(t *testing.T) {
 	}
 	took := time.Since(began)
 	if err == nil || !strings.Contains(err.Error(), "trellis_init") ||
-		!strings.Contains(err.Error(), fmt.Sprintf("stopped after the %s deadline", initDeadline)) {
+		!strings.Contains(err.Error(), fmt.Sprintf("stopped after the %s init deadline", initDeadline)) {
 		t.Fatalf("error %v; want trellis_init stopped after the %s deadline", err, initDeadline)
 	}
 	if took > initDeadline+5*time.Second {
