@@ -399,15 +399,7 @@ func TestConfigLoopAppliesEditsAndRefusesBadConfigs(t *testing.T) {
   subjects = ["a"]
 }
 `)
-	loop := reload.NewConfigLoop(h.Host, file, 30*time.Millisecond, h.Logger())
-	c, err := configLoad(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); loop.Run(ctx, c, nil) }()
-	t.Cleanup(func() { cancel(); <-done })
+	loop := runConfigLoop(t, h, h.Host, file)
 
 	waitFor := func(subject, want string) {
 		t.Helper()
@@ -583,15 +575,7 @@ func TestLoopingInitDoesNotDelayAnotherPluginsReload(t *testing.T) {
 `
 	writeByRename(t, file, []byte(aOnly))
 	sh := &stuckHost{Host: h.Host, name: "stuck", initTimeout: initDeadline, began: make(chan struct{}), ended: make(chan error, 1)}
-	loop := reload.NewConfigLoop(sh, file, 20*time.Millisecond, h.Logger())
-	c, err := configLoad(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); loop.Run(ctx, c, nil) }()
-	t.Cleanup(func() { cancel(); <-done })
+	runConfigLoop(t, h, sh, file)
 	waitSubject(t, h, "a", "v1:x", 10*time.Second)
 
 	writeByRename(t, file, []byte(aOnly+`plugin "stuck" {
@@ -614,6 +598,7 @@ func TestLoopingInitDoesNotDelayAnotherPluginsReload(t *testing.T) {
 	default:
 	}
 
+	var err error
 	select {
 	case err = <-sh.ended:
 	case <-time.After(initDeadline + 10*time.Second):
@@ -631,6 +616,22 @@ func TestLoopingInitDoesNotDelayAnotherPluginsReload(t *testing.T) {
 	if n := sh.loads.Load(); n != 1 {
 		t.Errorf("the refused version was loaded %d times", n)
 	}
+}
+
+// runConfigLoop runs a config loop for file on rh (h's host, or a wrapper
+// of it) until the test ends.
+func runConfigLoop(t *testing.T, h *trellistest.Host, rh reload.Host, file string) *reload.ConfigLoop {
+	t.Helper()
+	loop := reload.NewConfigLoop(rh, file, 30*time.Millisecond, h.Logger())
+	c, err := configLoad(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); loop.Run(ctx, c, nil) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return loop
 }
 
 // waitSubject polls subject until it answers want, failing after within.
