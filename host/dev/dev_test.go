@@ -181,4 +181,8 @@ func TestOnlyRegularFilesAreRead(t *testing.T) {
 			t.Fatalf("a good plugin dropped in after them never answered\n%s", h.Logs())
 		}
 	}
+	// The rescan that loaded echo read the FIFO again: one line is enough.
+	if n := strings.Count(h.Logs(), "fifo.wasm is a named pipe"); n != 1 {
+		t.Errorf("the FIFO was reported %d times; want once", n)
+	}
 }
