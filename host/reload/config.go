@@ -142,7 +142,7 @@ func (l *ConfigLoop) Run(ctx context.Context, c *config.Config, started func(Res
 	if started != nil {
 		started(res)
 	}
-	for rebuilt := false; ctx.Err() == nil; rebuilt = true {
+	for ctx.Err() == nil {
 		l.mu.Lock()
 		watched := paths(l.file, l.current)
 		l.mu.Unlock()
@@ -150,10 +150,9 @@ func (l *ConfigLoop) Run(ctx context.Context, c *config.Config, started func(Res
 		if err != nil {
 			return err
 		}
-		if rebuilt {
-			// Changes made while no watcher was running would go unseen.
-			l.reloadFile(ctx)
-		}
+		// Changes made while no watcher was running (before the first,
+		// while c was applied, or while this one was made) would go unseen.
+		l.reloadFile(ctx)
 		wctx, cancel := context.WithCancel(ctx)
 		go func() {
 			select {
