@@ -13,6 +13,7 @@ package host
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"net/http"
@@ -32,6 +33,7 @@ import (
 	"github.com/trellis-mesh/trellis/host/bus"
 	"github.com/trellis-mesh/trellis/host/kv"
 	"github.com/trellis-mesh/trellis/host/plugin"
+	"github.com/trellis-mesh/trellis/host/sign"
 )
 
 // Defaults for Options fields left zero.
@@ -72,6 +74,13 @@ type Options struct {
 	// whichever answers first. trellis run sets it; trellis dev does not,
 	// so that the examples' plugins in four languages can share a subject.
 	ExclusiveSubjects bool
+	// TrustedKeys are the Ed25519 keys whose signatures RequireSigned
+	// accepts (see package sign).
+	TrustedKeys []ed25519.PublicKey
+	// RequireSigned makes Load refuse, before compiling it, a module that
+	// does not carry a valid signature by one of TrustedKeys. Without it,
+	// signatures are not looked at. New fails if it is set with no key.
+	RequireSigned bool
 }
 
 // Spec says how to run one plugin.
@@ -89,9 +98,10 @@ type Spec struct {
 	Queue string
 	// Config is what the plugin reads with the config host function.
 	Config map[string]string
-	// PoolSize, Timeout and MemoryLimit: see plugin.Options.
+	// PoolSize, Timeout, InitTimeout and MemoryLimit: see plugin.Options.
 	PoolSize    int
 	Timeout     time.Duration
+	InitTimeout time.Duration
 	MemoryLimit uint64
 	// Grants is what the plugin may do beyond replying. When
 	// Grants.Subscribe is nil, Subjects is the subscription grant: a plugin
@@ -180,6 +190,9 @@ func New(ctx context.Context, opts Options) (*Host, error) {
 	if opts.QueueDepth <= 0 {
 		opts.QueueDepth = DefaultQueueDepth
 	}
+	if opts.RequireSigned && len(opts.TrustedKeys) == 0 {
+		return nil, errors.New("signed plugins are required but no key is trusted: every plugin would be refused")
+	}
 	h := &Host{
 		opts:     opts,
 		log:      opts.Logger,
@@ -264,8 +277,9 @@ func (h *Host) Plugins() []Info {
 
 // Load loads spec's plugin and starts serving its subjects. If a plugin of
 // that name is loaded, Load replaces it without losing a message: the new
-// version is compiled, checked and primed first, and if any of that fails the
-// old version keeps serving and Load returns the error.
+// version is verified (Options.RequireSigned), compiled, checked and primed
+// first, and if any of that fails the old version keeps serving and Load
+// returns the error. Spec.Path is read with plugin.ReadModule.
 func (h *Host) Load(ctx context.Context, spec Spec) error {
 	if spec.Name == "" {
 		return errors.New("plugin spec without a name")
@@ -278,10 +292,7 @@ func (h *Host) Load(ctx context.Context, spec Spec) error {
 		if spec.Path == "" {
 			return fmt.Errorf("plugin %q: neither Path nor Wasm given", spec.Name)
 		}
-		if fi, err := os.Stat(spec.Path); err == nil && fi.Size() > plugin.MaxModuleSize {
-			return fmt.Errorf("plugin %q: %s: %d bytes, more than a module may have (%d)", spec.Name, spec.Path, fi.Size(), plugin.MaxModuleSize)
-		}
-		b, err := os.ReadFile(spec.Path)
+		b, err := plugin.ReadModule(spec.Path)
 		if err != nil {
 			return fmt.Errorf("plugin %q: %w", spec.Name, err)
 		}
@@ -303,11 +314,24 @@ func (h *Host) Load(ctx context.Context, spec Spec) error {
 	grants := spec.Granted()
 	start := time.Now()
 	version := plugin.Version(wasm)
+	if h.opts.RequireSigned {
+		// Before compiling: an unsigned module gets no further than this.
+		if _, err := sign.Verify(wasm, h.opts.TrustedKeys); err != nil {
+			file := spec.Path
+			if file == "" {
+				file = "(module given as bytes)"
+			}
+			err = fmt.Errorf("plugin %q: %s: refused, signed plugins are required: %w", spec.Name, file, err)
+			h.log.Error("plugin refused", "plugin", spec.Name, "version", version, "path", spec.Path, "error", err)
+			return err
+		}
+	}
 	p, err := plugin.Load(ctx, wasm, plugin.Options{
 		Name:        spec.Name,
 		Config:      spec.Config,
 		PoolSize:    spec.PoolSize,
 		Timeout:     spec.Timeout,
+		InitTimeout: spec.InitTimeout,
 		MemoryLimit: spec.MemoryLimit,
 		Grants:      grants,
 		Logger:      h.log.Named(spec.Name).With("version", version),

@@ -4,6 +4,8 @@
 //	trellis run --config FILE     serve what an HCL config file says
 //	trellis build DIR -o FILE     build a plugin source directory into a .wasm
 //	trellis new --lang L DIR      write a new plugin that builds and runs as is
+//	trellis keygen                write an Ed25519 key pair for signing plugins
+//	trellis sign FILE --key KEY   sign a module (a trellis.signature section)
 //	trellis req SUBJECT [DATA]    send a request and print the reply
 //	trellis pub SUBJECT [DATA]    publish a message
 //	trellis sub SUBJECT           print the messages on a subject
@@ -47,6 +49,8 @@ Usage:
   trellis run --config FILE [flags]  serve the plugins an HCL config file lists
   trellis build DIR -o FILE.wasm     build a plugin source directory
   trellis new --lang LANG DIR        write a new plugin (go, rust, c or as)
+  trellis keygen [-o FILE]           write an Ed25519 key pair for signing plugins
+  trellis sign FILE.wasm --key KEY   sign a module
   trellis req [flags] SUBJECT [DATA] send a request, print the reply
   trellis pub [flags] SUBJECT [DATA] publish a message
   trellis sub [flags] SUBJECT        print the messages on a subject (wildcards allowed)
@@ -65,7 +69,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	verbs := map[string]func([]string, io.Writer, io.Writer) int{
-		"dev": cmdDev, "run": cmdRun, "build": cmdBuild, "new": cmdNew, "req": cmdReq, "pub": cmdPub, "sub": cmdSub, "version": cmdVersion,
+		"dev": cmdDev, "run": cmdRun, "build": cmdBuild, "new": cmdNew, "keygen": cmdKeygen, "sign": cmdSign, "req": cmdReq, "pub": cmdPub, "sub": cmdSub, "version": cmdVersion,
 	}
 	switch args[0] {
 	case "-h", "--help", "help":
@@ -256,7 +260,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	}
 	log := newLogger(cfg.LogLevel, cfg.LogFormat, stderr)
 	opts := host.Options{DataDir: cfg.DataDir, Logger: log, MaxInFlight: cfg.MaxInFlight, Bus: cfg.NATS, HTTP: cfg.HTTP,
-		ExclusiveSubjects: true}
+		ExclusiveSubjects: true, TrustedKeys: cfg.TrustedKeys, RequireSigned: cfg.RequireSigned}
 	if *httpListen != "" {
 		opts.HTTP.Listen = *httpListen
 	}

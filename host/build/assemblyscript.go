@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -21,7 +20,7 @@ type packageJSON struct {
 // readPackage reads dir/package.json; ok is false when there is none or it
 // does not depend on assemblyscript.
 func readPackage(dir string) (pkg packageJSON, exists, ok bool) {
-	b, err := os.ReadFile(filepath.Join(dir, "package.json"))
+	b, err := readSource(filepath.Join(dir, "package.json"))
 	if err != nil {
 		return pkg, false, false
 	}
@@ -48,7 +47,7 @@ var (
 )
 
 func isPluginEntry(path string) bool {
-	b, err := os.ReadFile(path)
+	b, err := readSource(path)
 	return err == nil && reexportsHandle.Match(tsComment.ReplaceAll(b, nil))
 }
 
@@ -56,7 +55,7 @@ func isPluginEntry(path string) bool {
 // when dir is not AssemblyScript at all.
 func inspectAS(dir string) (*source, error) {
 	pkg, hasPackage, dependsOnAS := readPackage(dir)
-	cfgBytes, cfgErr := os.ReadFile(filepath.Join(dir, "asconfig.json"))
+	cfgBytes, cfgErr := readSource(filepath.Join(dir, "asconfig.json"))
 	hasConfig := cfgErr == nil
 	if !hasConfig && !dependsOnAS {
 		if hasPackage {

@@ -22,6 +22,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+
+	"github.com/trellis-mesh/trellis/host/internal/regfile"
 )
 
 // Lang is a plugin source language. Its value is the short name the CLI
@@ -205,7 +207,7 @@ func isGoMain(dir string) bool {
 		if strings.HasSuffix(f, "_test.go") {
 			continue
 		}
-		b, err := os.ReadFile(filepath.Join(dir, f))
+		b, err := readSource(filepath.Join(dir, f))
 		if err == nil && (bytes.Contains(b, []byte("\npackage main")) || bytes.HasPrefix(b, []byte("package main"))) {
 			return true
 		}
@@ -294,4 +296,15 @@ func env(set []string, drop ...string) []string {
 		out = append(out, kv)
 	}
 	return append(out, set...)
+}
+
+// MaxSourceFile is the largest source or manifest file (a .go file,
+// package.json, Cargo.toml, ...) read to detect or build a plugin.
+const MaxSourceFile = 16 << 20
+
+// readSource reads a file of a source directory. Those directories are
+// watched, so whatever lands in them is read through regfile: a FIFO named
+// main.go must not stall the dev loop, nor a symlink to a device fill memory.
+func readSource(path string) ([]byte, error) {
+	return regfile.Read(path, MaxSourceFile, "build.MaxSourceFile")
 }

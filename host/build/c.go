@@ -2,6 +2,7 @@ package build
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"os"
@@ -48,16 +49,15 @@ func buildC(ctx context.Context, s *source, out string) error {
 
 // cFlags reads the flags of a compile_flags.txt; a missing file is no flags.
 func cFlags(path string) ([]string, error) {
-	f, err := os.Open(path)
+	b, err := readSource(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
 	var flags []string
-	sc := bufio.NewScanner(f)
+	sc := bufio.NewScanner(bytes.NewReader(b))
 	for sc.Scan() {
 		flag := strings.TrimSpace(sc.Text())
 		for _, prefix := range []string{"-I", "-D", "-U", "-W", "-f", "-std="} {

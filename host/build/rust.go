@@ -5,19 +5,20 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
+
+	"github.com/trellis-mesh/trellis/host/plugin"
 )
 
 // inspectRust reports a Cargo.toml in dir: a plugin if its [lib] is a
 // cdylib, a *NotPluginError if it is another kind of crate, nil if there is no
 // Cargo.toml (or only a workspace manifest).
 func inspectRust(dir string) (*source, error) {
-	b, err := os.ReadFile(filepath.Join(dir, "Cargo.toml"))
+	b, err := readSource(filepath.Join(dir, "Cargo.toml"))
 	if err != nil {
 		return nil, nil
 	}
@@ -170,19 +171,12 @@ func cargoTargetDir(abs, crate string) (string, error) {
 	return dir, os.MkdirAll(dir, 0o755)
 }
 
+// copyFile copies a toolchain's output module, which must be a regular file
+// of at most plugin.MaxModuleSize bytes.
 func copyFile(from, to string) error {
-	in, err := os.Open(from)
+	b, err := plugin.ReadModule(from)
 	if err != nil {
 		return err
 	}
-	defer in.Close()
-	out, err := os.Create(to)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
+	return os.WriteFile(to, b, 0o644)
 }

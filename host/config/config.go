@@ -47,8 +47,8 @@
 package config
 
 import (
+	"crypto/ed25519"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 
@@ -61,7 +61,9 @@ import (
 	"github.com/trellis-mesh/trellis/abi"
 	"github.com/trellis-mesh/trellis/host"
 	"github.com/trellis-mesh/trellis/host/bus"
+	"github.com/trellis-mesh/trellis/host/internal/regfile"
 	"github.com/trellis-mesh/trellis/host/plugin"
+	"github.com/trellis-mesh/trellis/host/sign"
 )
 
 // Config is a validated configuration.
@@ -88,6 +90,10 @@ type Config struct {
 	// httpRange and natsRange are where the http and nats blocks are, for
 	// Check's diagnostics.
 	httpRange, natsRange hcl.Range
+	// TrustedKeys (trusted_keys, "ed25519:BASE64" each, as `trellis keygen`
+	// prints) and RequireSigned (require_signed): see host.Options.
+	TrustedKeys   []ed25519.PublicKey
+	RequireSigned bool
 }
 
 // Plugin is one plugin block.
@@ -136,6 +142,9 @@ type fileSchema struct {
 	Policies    []pluginSchema `hcl:"policy,block"`
 	Plugins     []pluginSchema `hcl:"plugin,block"`
 	Routes      []routeSchema  `hcl:"http_route,block"`
+
+	TrustedKeys   []string `hcl:"trusted_keys,optional"`
+	RequireSigned *bool    `hcl:"require_signed,optional"`
 }
 
 type httpSchema struct {
@@ -225,9 +234,13 @@ type dirSchema struct {
 	DefRange  hcl.Range `hcl:",def_range"`
 }
 
-// Load reads and validates the file at path.
+// MaxFileSize is the largest config file Load reads.
+const MaxFileSize = 4 << 20
+
+// Load reads and validates the file at path: a regular file (or a symlink
+// to one) of at most MaxFileSize bytes.
 func Load(path string) (*Config, error) {
-	src, err := os.ReadFile(path)
+	src, err := regfile.Read(path, MaxFileSize, "config.MaxFileSize")
 	if err != nil {
 		return nil, err
 	}
@@ -293,6 +306,18 @@ func Parse(src []byte, filename string) (*Config, error) {
 				"url connects to an external NATS; listen configures the embedded one; set one of them")
 		}
 		d.natsAuth(n, &c.NATS)
+	}
+	for _, k := range fs.TrustedKeys {
+		pub, err := sign.ParsePublicKey(k)
+		if err != nil {
+			d.attrErr(f.Body, "trusted_keys", "Invalid trusted key", err.Error())
+			continue
+		}
+		c.TrustedKeys = append(c.TrustedKeys, pub)
+	}
+	c.RequireSigned = fs.RequireSigned != nil && *fs.RequireSigned
+	if c.RequireSigned && len(fs.TrustedKeys) == 0 {
+		d.attrErr(f.Body, "require_signed", "No trusted key", "require_signed needs trusted_keys, or every plugin is refused")
 	}
 	seen := map[string]hcl.Range{}
 	failOpen := map[string]bool{}

@@ -7,6 +7,7 @@ import (
 	"context"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -41,7 +42,10 @@ type Dev struct {
 	opts Options
 	log  hclog.Logger
 	rec  *reload.Reconciler
-	skip map[string]string // skipped path -> reason, to log each once
+
+	mu    sync.Mutex        // orders scans: scan and Start one at a time
+	skip  map[string]string // skipped path -> reason, to log each once
+	waits sync.WaitGroup    // goroutines waiting for syncs to finish
 }
 
 // New prepares dev mode for dir on h. Nothing is loaded until Sync or Run.
@@ -57,9 +61,20 @@ func New(h *host.Host, dir string, opts Options) *Dev {
 // new plugins are built and loaded, changed ones rebuilt and reloaded,
 // vanished ones unloaded. A plugin that fails keeps its last good version.
 func (d *Dev) Sync(ctx context.Context) (reload.Result, error) {
-	found, skipped, err := scan.Dir(d.dir)
+	pass, err := d.start(ctx)
 	if err != nil {
 		return reload.Result{}, err
+	}
+	return d.finish(pass), nil
+}
+
+// start scans the directory and starts bringing the host up to date.
+func (d *Dev) start(ctx context.Context) (*reload.Pass, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	found, skipped, err := scan.Dir(d.dir)
+	if err != nil {
+		return nil, err
 	}
 	for _, s := range skipped {
 		if d.skip[s.Path] != s.Reason {
@@ -87,14 +102,22 @@ func (d *Dev) Sync(ctx context.Context) (reload.Result, error) {
 		}
 		wants = append(wants, w)
 	}
-	res := d.rec.Apply(ctx, wants)
+	return d.rec.Start(ctx, wants), nil
+}
+
+func (d *Dev) finish(pass *reload.Pass) reload.Result {
+	res := pass.Wait()
 	warnSharedSubjects(d.h, d.log)
-	return res, nil
+	return res
 }
 
 // Run syncs, then watches the directory and syncs again after every
 // settled change, until ctx ends. started is called after the first sync.
+// Later syncs are not waited for before the next change is looked at, so a
+// plugin that is slow to load does not hold up another's reload. Run
+// returns once every sync it began has ended.
 func (d *Dev) Run(ctx context.Context, started func(reload.Result)) error {
+	defer d.waits.Wait()
 	if !d.opts.Strict {
 		d.log.Warn("dev mode: plugins may publish and request on any subject; use `trellis run --config` for least privilege")
 	}
@@ -110,9 +133,16 @@ func (d *Dev) Run(ctx context.Context, started func(reload.Result)) error {
 		started(res)
 	}
 	err = w.Run(ctx, func(ctx context.Context) {
-		if _, err := d.Sync(ctx); err != nil {
+		pass, err := d.start(ctx)
+		if err != nil {
 			d.log.Error("rescan failed", "dir", d.dir, "error", err)
+			return
 		}
+		d.waits.Add(1)
+		go func() {
+			defer d.waits.Done()
+			d.finish(pass)
+		}()
 	})
 	if ctx.Err() != nil {
 		return nil

@@ -5,11 +5,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/trellis-mesh/trellis/host/dev"
+	"github.com/trellis-mesh/trellis/host/plugin"
 	"github.com/trellis-mesh/trellis/host/trellistest"
 )
 
@@ -119,4 +122,67 @@ func serveDev(t *testing.T, root string) *trellistest.Host {
 	go func() { done <- d.Run(ctx, nil) }()
 	t.Cleanup(func() { cancel(); <-done })
 	return h
+}
+
+// TestOnlyRegularFilesAreRead drops into a served directory what a module
+// file must not be: a FIFO (whose open would block every later reload), a
+// symlink to /dev/zero (whose read never ends) and a file larger than
+// plugin.MaxModuleSize (sparse, so the test costs no disk). Each is refused
+// with a line naming it and why, and a good plugin dropped in afterwards
+// loads.
+func TestOnlyRegularFilesAreRead(t *testing.T) {
+	echo := trellistest.Wasm(t, "../../abi/echo.wat")
+	root := t.TempDir()
+	if err := syscall.Mkfifo(filepath.Join(root, "fifo.wasm"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("/dev/zero", filepath.Join(root, "zero.wasm")); err != nil {
+		t.Fatal(err)
+	}
+	big, err := os.Create(filepath.Join(root, "big.wasm"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := big.Truncate(plugin.MaxModuleSize + 1); err != nil {
+		t.Fatal(err)
+	}
+	big.Close()
+
+	var before runtime.MemStats
+	runtime.ReadMemStats(&before)
+	h := serveDev(t, root)
+	for _, want := range [][]string{
+		{"plugin=fifo", "fifo.wasm is a named pipe (FIFO), not a regular file"},
+		{"plugin=zero", "zero.wasm is a character device, not a regular file"},
+		{"plugin=big", "big.wasm is larger than 1073741824 bytes (plugin.MaxModuleSize)"},
+	} {
+		if !h.WaitLog(30*time.Second, append([]string{"plugin refused"}, want...)...) {
+			t.Fatalf("no line with %q:\n%s", want, h.Logs())
+		}
+	}
+	var after runtime.MemStats
+	runtime.ReadMemStats(&after)
+	if grew := after.TotalAlloc - before.TotalAlloc; grew > 256<<20 {
+		t.Errorf("allocated %d MiB while refusing them", grew>>20)
+	}
+
+	b, err := os.ReadFile(echo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "echo.wasm"), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if m, err := h.Client().Request("echo", []byte("after"), time.Second); err == nil && string(m.Data) == "after" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a good plugin dropped in after them never answered\n%s", h.Logs())
+		}
+	}
+	// The rescan that loaded echo read the FIFO again: one line is enough.
+	if n := strings.Count(h.Logs(), "fifo.wasm is a named pipe"); n != 1 {
+		t.Errorf("the FIFO was reported %d times; want once", n)
+	}
 }

@@ -166,16 +166,26 @@ func (p *Plugin) newInstance(ctx context.Context) (*instance, error) {
 	return in, nil
 }
 
+// initDeadlineKey marks the context of the first instance's init; its
+// value is the deadline that init has, which a timeout fault names.
+type initDeadlineKey struct{}
+
 func (in *instance) initialize(ctx context.Context) error {
+	// An instance made for a call has that call's deadline, which fault
+	// names; the first has Options.InitTimeout.
+	left := time.Duration(-1)
+	if d, ok := ctx.Value(initDeadlineKey{}).(time.Duration); ok {
+		left = d
+	}
 	if in.p.hasStart {
 		if _, err := in.mod.ExportedFunction(abi.ExportInitialize).Call(ctx); err != nil {
-			return fmt.Errorf("%s: %w", abi.ExportInitialize, in.p.fault(err, "", "init"))
+			return fmt.Errorf("%s: %w", abi.ExportInitialize, in.p.initFault(err, left))
 		}
 	}
 	if in.p.hasInit {
 		res, err := in.mod.ExportedFunction(abi.ExportInit).Call(ctx)
 		if err != nil {
-			return fmt.Errorf("%s: %w", abi.ExportInit, in.p.fault(err, "", "init"))
+			return fmt.Errorf("%s: %w", abi.ExportInit, in.p.initFault(err, left))
 		}
 		if st := api.DecodeI32(res[0]); st != 0 {
 			return fmt.Errorf("%s returned %d%s", abi.ExportInit, st, in.takeError())
@@ -429,6 +439,16 @@ func (p *Plugin) fault(err error, subject, what string) *Fault {
 			f.Err = fmt.Errorf("plugin exited with code %d during %s (a Go panic exits with 2; see its stderr)",
 				exit.ExitCode(), what)
 		}
+	}
+	return f
+}
+
+// initFault is fault for _initialize and trellis_init; left, if not
+// negative, is the deadline init had.
+func (p *Plugin) initFault(err error, left time.Duration) *Fault {
+	f := p.fault(err, "", "init")
+	if f.Kind == FaultTimeout && left >= 0 {
+		f.Err = fmt.Errorf("stopped after the %s init deadline", left)
 	}
 	return f
 }

@@ -28,6 +28,7 @@ import (
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 
+	"github.com/trellis-mesh/trellis/host/internal/regfile"
 	"github.com/trellis-mesh/trellis/host/plugin/internal/interrupt"
 	"github.com/trellis-mesh/trellis/host/plugin/internal/limits"
 	"github.com/trellis-mesh/trellis/host/pool"
@@ -37,8 +38,9 @@ import (
 const (
 	DefaultTimeout     = 5 * time.Second
 	DefaultMemoryLimit = 128 << 20 // bytes per instance
-	// initTimeout bounds _initialize plus trellis_init when calls have no deadline.
-	initTimeout = 30 * time.Second
+	// DefaultInitTimeout bounds the first instance's _initialize plus
+	// trellis_init when Options.InitTimeout is zero.
+	DefaultInitTimeout = 10 * time.Second
 )
 
 // DefaultPoolSize is the number of instances a plugin may have when Options
@@ -61,13 +63,22 @@ type Options struct {
 	// PoolSize caps the instances alive at once (default DefaultPoolSize()).
 	PoolSize int
 	// Timeout is the wall-clock deadline of one invocation, including the wait
-	// for a free instance (default DefaultTimeout). A negative Timeout turns
+	// for a free instance (default DefaultTimeout). An instance made for a
+	// call runs its _initialize and trellis_init within that deadline. A
+	// negative Timeout turns
 	// deadlines off, which saves a timer per call, and lets a guest that
 	// never returns hold its instance for ever. Only for trusted plugins.
 	Timeout time.Duration
 	// MemoryLimit caps each instance's linear memory, in bytes, rounded down
 	// to 64 KiB pages (default DefaultMemoryLimit).
 	MemoryLimit uint64
+	// InitTimeout bounds the first instance's _initialize plus
+	// trellis_init, made when the plugin loads (default DefaultInitTimeout).
+	// Past it, the version is refused at once, with an error that names
+	// it. It is apart from Timeout because a runtime's start (Go's) may
+	// take longer than a call should; no deadline applies when Timeout is
+	// negative.
+	InitTimeout time.Duration
 	// Grants lists what the plugin may do beyond replying.
 	Grants Grants
 	// Logger receives the plugin's log calls and its stdout and stderr. It is
@@ -134,9 +145,18 @@ type Subscription struct {
 }
 
 // MaxModuleSize is the largest module Load accepts, 1 GiB: the limit
-// browsers apply. Callers that read a module from a file should refuse a
-// larger file before reading it.
+// browsers apply. ReadModule refuses a larger file before reading it.
 const MaxModuleSize = limits.MaxModuleSize
+
+// ReadModule reads the module file at path, following symlinks. It refuses
+// anything but a regular file (a FIFO, a device, a socket, a directory)
+// without blocking or reading it, a file larger than MaxModuleSize, and a
+// file whose size or modification time changed while it was read (a writer
+// not finished yet); each error names the file and the reason. Every
+// module the host reads from disk goes through it.
+func ReadModule(path string) ([]byte, error) {
+	return regfile.Read(path, MaxModuleSize, "plugin.MaxModuleSize")
+}
 
 // Version returns a short content hash of an encoded module, the version
 // string the host logs and replies with.
@@ -267,8 +287,18 @@ func load(ctx context.Context, wasm []byte, opts Options) (*Plugin, error) {
 		size = DefaultPoolSize()
 	}
 	p.pool = pool.New(size, p.newInstance, (*instance).close)
+	// One instance, not the pool: its init failing (or running past the
+	// deadline) refuses the version at once.
+	initTimeout := opts.InitTimeout
+	if initTimeout <= 0 {
+		initTimeout = DefaultInitTimeout
+	}
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < initTimeout {
+		initTimeout = time.Until(dl).Round(time.Millisecond)
+	}
 	primeCtx, cancel := p.deadline(ctx, initTimeout)
 	defer cancel()
+	primeCtx = context.WithValue(primeCtx, initDeadlineKey{}, initTimeout)
 	if err := p.pool.Prime(primeCtx); err != nil {
 		p.subsMu.Lock()
 		denied := p.deniedSub

@@ -383,3 +383,24 @@ func TestCloseWaitsForInFlightCalls(t *testing.T) {
 func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
+
+// TestInitPastItsDeadlineRefusesTheVersionAtOnce: a trellis_init that never
+// returns is stopped at the init deadline, on the first instance, and the
+// error names that deadline. It used to run for 30 s and say 5 s.
+func TestInitPastItsDeadlineRefusesTheVersionAtOnce(t *testing.T) {
+	wasm := trellistest.WasmBytes(t, "testdata/initloop.wat")
+	for _, timeout := range []time.Duration{300 * time.Millisecond, 700 * time.Millisecond} {
+		start := time.Now()
+		_, err := plugin.Load(context.Background(), wasm, plugin.Options{Name: "initloop", InitTimeout: timeout, PoolSize: 4})
+		took := time.Since(start)
+		if err == nil {
+			t.Fatal("Load succeeded")
+		}
+		if want := fmt.Sprintf("stopped after the %s init deadline", timeout); !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "trellis_init") {
+			t.Errorf("error %q does not say %q", err, want)
+		}
+		if took > timeout+2*time.Second {
+			t.Errorf("Load took %s with a %s deadline", took, timeout)
+		}
+	}
+}

@@ -25,8 +25,9 @@ type ConfigLoop struct {
 	debounce time.Duration
 	trigger  chan struct{}
 
-	mu      sync.Mutex // serialises reloads
+	mu      sync.Mutex // orders reloads: read, compare and Start one at a time
 	current *config.Config
+	waits   sync.WaitGroup // goroutines waiting for reloads to finish
 }
 
 // NewConfigLoop returns a loop for file on h. debounce 0 means the default.
@@ -46,37 +47,45 @@ func Wants(c *config.Config) []Want {
 	return wants
 }
 
-// Apply applies c now and remembers it as the running config. If the
-// ingress would refuse any of c's HTTP routes, nothing of c is applied: the
-// result's Failed holds each refused route under "http_route PATTERN".
+// Apply applies c now, remembers it as the running config, and returns
+// once its plugins are loaded (or refused). If the ingress would refuse any
+// of c's HTTP routes, nothing of c is applied: the result's Failed holds
+// each refused route under "http_route PATTERN".
 func (l *ConfigLoop) Apply(ctx context.Context, c *config.Config) Result {
 	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.apply(ctx, c)
+	pass, res, ok := l.start(ctx, c)
+	l.mu.Unlock()
+	if !ok {
+		return res
+	}
+	return l.finish(c, pass, res.Unloaded)
 }
 
-func (l *ConfigLoop) apply(ctx context.Context, c *config.Config) Result {
-	// The whole config is checked before anything changes: routes the
-	// ingress would refuse leave every plugin and route as it is.
-	hr, hasHTTP := l.host.(interface {
-		SetHTTPRoutes([]host.HTTPRoute) error
-	})
-	hasHTTP = hasHTTP && c.HTTP.Listen != ""
-	if hasHTTP {
+// httpHost is the part of the host that takes HTTP routes.
+type httpHost interface {
+	SetHTTPRoutes([]host.HTTPRoute) error
+}
+
+// start checks c whole, then makes it the running config and starts
+// loading its plugins; it reports false, having changed nothing, if the
+// ingress would refuse any of c's routes. Plugins c drops are unloaded
+// first, so that a plugin renamed (or a subject moved to another plugin)
+// does not meet its old self; their names are in the result. l.mu is held,
+// so that configs are started in the order they were read.
+func (l *ConfigLoop) start(ctx context.Context, c *config.Config) (*Pass, Result, bool) {
+	if _, ok := l.host.(httpHost); ok && c.HTTP.Listen != "" {
 		if errs := host.CheckHTTPRoutes(c.HTTP.Routes); len(errs) > 0 {
 			res := Result{Failed: map[string]error{}}
 			for _, err := range errs {
 				l.log.Error("http route refused; nothing of this config is applied", "file", l.file, "error", err)
 				res.Failed["http_route "+err.Pattern] = err
 			}
-			return res
+			return nil, res, false
 		}
 	}
 	prev := l.current
 	l.current = c
-	// Plugins the new config drops go first, so that a plugin renamed (or
-	// a subject moved to another plugin) does not meet its old self.
-	var unloaded []string
+	var res Result
 	if prev != nil {
 		keep := map[string]bool{}
 		for _, p := range c.Plugins {
@@ -89,13 +98,21 @@ func (l *ConfigLoop) apply(ctx context.Context, c *config.Config) Result {
 			}
 		}
 		if len(stay) < len(prev.Plugins) {
-			unloaded = l.rec.Apply(ctx, stay).Unloaded
+			res.Unloaded = l.rec.Apply(ctx, stay).Unloaded
 		}
 	}
-	res := l.rec.Apply(ctx, Wants(c))
+	return l.rec.Start(ctx, Wants(c)), res, true
+}
+
+// finish waits for c's plugins, then installs its HTTP routes (after the
+// plugins, so that new routes find their policies) unless a newer config
+// has been started meanwhile: that one's routes win.
+func (l *ConfigLoop) finish(c *config.Config, pass *Pass, unloaded []string) Result {
+	res := pass.Wait()
 	res.Unloaded = append(unloaded, res.Unloaded...)
-	// HTTP routes after plugins, so that new routes find their policies.
-	if hasHTTP {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if hr, ok := l.host.(httpHost); ok && c.HTTP.Listen != "" && l.current == c {
 		if err := hr.SetHTTPRoutes(c.HTTP.Routes); err != nil {
 			l.log.Error("http routes refused; the running routes stay", "file", l.file, "error", err)
 		}
@@ -111,7 +128,10 @@ func (l *ConfigLoop) Trigger() {
 	}
 }
 
-// reloadFile reads the file again and applies it if it is valid.
+// reloadFile reads the file again and, if it is valid, starts applying it.
+// It does not wait for the plugins to load: a goroutine in l.waits does, so
+// that the next change is seen (and a plugin named in it reloaded) while a
+// slow plugin of this one is still loading.
 func (l *ConfigLoop) reloadFile(ctx context.Context) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -126,15 +146,24 @@ func (l *ConfigLoop) reloadFile(ctx context.Context) {
 		newHTTP.Routes, oldHTTP.Routes = nil, nil
 		if !reflect.DeepEqual(c.NATS, l.current.NATS) || c.DataDir != l.current.DataDir ||
 			!reflect.DeepEqual(newHTTP, oldHTTP) ||
-			c.MaxInFlight != l.current.MaxInFlight || c.LogLevel != l.current.LogLevel || c.LogFormat != l.current.LogFormat {
-			l.log.Warn("config: nats, the http block's settings (all but routes), data_dir, max_in_flight and log settings apply at the next start", "file", l.file)
+			c.MaxInFlight != l.current.MaxInFlight || c.LogLevel != l.current.LogLevel || c.LogFormat != l.current.LogFormat ||
+			c.RequireSigned != l.current.RequireSigned || !reflect.DeepEqual(c.TrustedKeys, l.current.TrustedKeys) {
+			l.log.Warn("config: nats, the http block's settings (all but routes), data_dir, max_in_flight, log, trusted_keys and require_signed settings apply at the next start", "file", l.file)
 		}
 	}
-	res := l.apply(ctx, c)
-	if len(res.Loaded)+len(res.Reloaded)+len(res.Unloaded)+len(res.Failed) > 0 {
-		l.log.Info("config applied", "file", l.file, "loaded", res.Loaded, "reloaded", res.Reloaded,
-			"unloaded", res.Unloaded, "failed", len(res.Failed))
+	pass, pre, ok := l.start(ctx, c)
+	if !ok {
+		return // start logged every refused route
 	}
+	l.waits.Add(1)
+	go func() {
+		defer l.waits.Done()
+		res := l.finish(c, pass, pre.Unloaded)
+		if len(res.Loaded)+len(res.Reloaded)+len(res.Unloaded)+len(res.Failed) > 0 {
+			l.log.Info("config applied", "file", l.file, "loaded", res.Loaded, "reloaded", res.Reloaded,
+				"unloaded", res.Unloaded, "failed", len(res.Failed), "pending", res.Pending)
+		}
+	}()
 }
 
 // paths lists what the loop watches for c: the config file, every plugin
@@ -152,13 +181,14 @@ func paths(file string, c *config.Config) []string {
 }
 
 // Run applies c, the config already loaded from the file, then watches
-// until ctx ends.
+// until ctx ends. It returns once every reload it began has ended.
 func (l *ConfigLoop) Run(ctx context.Context, c *config.Config, started func(Result)) error {
+	defer l.waits.Wait()
 	res := l.Apply(ctx, c)
 	if started != nil {
 		started(res)
 	}
-	for rebuilt := false; ctx.Err() == nil; rebuilt = true {
+	for ctx.Err() == nil {
 		l.mu.Lock()
 		watched := paths(l.file, l.current)
 		l.mu.Unlock()
@@ -166,21 +196,22 @@ func (l *ConfigLoop) Run(ctx context.Context, c *config.Config, started func(Res
 		if err != nil {
 			return err
 		}
-		if rebuilt {
-			// Changes made while no watcher was running would go unseen.
-			l.reloadFile(ctx)
-		}
+		// Changes made while no watcher was running (before the first,
+		// while c was applied, or while this one was made) would go unseen.
+		l.reloadFile(ctx)
 		wctx, cancel := context.WithCancel(ctx)
 		go func() {
 			select {
 			case <-l.trigger:
 				l.log.Info("reload requested", "file", l.file)
-				l.reloadFile(wctx)
+				l.reloadFile(ctx)
 			case <-wctx.Done():
 			}
 			cancel() // rebuild the watcher: the config may name other paths now
 		}()
-		_ = w.Run(wctx, func(ctx context.Context) {
+		// Reloads run under ctx, not wctx: rebuilding the watcher must not
+		// cut short a plugin's load.
+		_ = w.Run(wctx, func(context.Context) {
 			l.reloadFile(ctx)
 			l.mu.Lock()
 			now := paths(l.file, l.current)

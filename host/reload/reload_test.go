@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/trellis-mesh/trellis/abi"
+	"github.com/trellis-mesh/trellis/host"
 	"github.com/trellis-mesh/trellis/host/dev"
 	"github.com/trellis-mesh/trellis/host/reload"
 	"github.com/trellis-mesh/trellis/host/trellistest"
@@ -399,15 +400,7 @@ func TestConfigLoopAppliesEditsAndRefusesBadConfigs(t *testing.T) {
   subjects = ["a"]
 }
 `)
-	loop := reload.NewConfigLoop(h.Host, file, 30*time.Millisecond, h.Logger())
-	c, err := configLoad(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); loop.Run(ctx, c, nil) }()
-	t.Cleanup(func() { cancel(); <-done })
+	loop := runConfigLoop(t, h, h.Host, file)
 
 	waitFor := func(subject, want string) {
 		t.Helper()
@@ -535,5 +528,125 @@ func TestDeletedFileUnloadsThePlugin(t *testing.T) {
 	}
 	if _, err := h.Client().Request("versioned", nil, 300*time.Millisecond); err == nil {
 		t.Fatal("still answering after the file was deleted")
+	}
+}
+
+// stuckHost reports when the load of one plugin begins and how it ends.
+type stuckHost struct {
+	*host.Host
+	name        string
+	initTimeout time.Duration
+	began       chan struct{}
+	ended       chan error
+	once        sync.Once
+	loads       atomic.Int32
+}
+
+func (s *stuckHost) Load(ctx context.Context, spec host.Spec) error {
+	if spec.Name != s.name {
+		return s.Host.Load(ctx, spec)
+	}
+	s.once.Do(func() { close(s.began) })
+	spec.InitTimeout = s.initTimeout
+	err := s.Host.Load(ctx, spec)
+	if s.loads.Add(1) == 1 {
+		s.ended <- err
+	}
+	return err
+}
+
+// TestLoopingInitDoesNotDelayAnotherPluginsReload: while one plugin's
+// trellis_init loops until its deadline, another plugin's file changes and
+// is reloaded at once; the looping one is refused at its own deadline (not
+// 30 s), with an error that names it.
+func TestLoopingInitDoesNotDelayAnotherPluginsReload(t *testing.T) {
+	const initDeadline = 4 * time.Second
+	// Far below initDeadline: a reload of a tiny module takes milliseconds.
+	const reloadBound = 2500 * time.Millisecond
+	fx := versions(t)
+	h := trellistest.NewHost(t)
+	dir := t.TempDir()
+	writeByRename(t, filepath.Join(dir, "a.wasm"), fx.v1)
+	writeByRename(t, filepath.Join(dir, "stuck.wasm"), trellistest.WasmBytes(t, "../plugin/testdata/initloop.wat"))
+	file := filepath.Join(dir, "trellis.hcl")
+	aOnly := `plugin "a" {
+  path = "a.wasm"
+  subjects = ["a"]
+}
+`
+	writeByRename(t, file, []byte(aOnly))
+	sh := &stuckHost{Host: h.Host, name: "stuck", initTimeout: initDeadline, began: make(chan struct{}), ended: make(chan error, 1)}
+	runConfigLoop(t, h, sh, file)
+	waitSubject(t, h, "a", "v1:x", 10*time.Second)
+
+	writeByRename(t, file, []byte(aOnly+`plugin "stuck" {
+  path = "stuck.wasm"
+  subjects = ["stuck"]
+}
+`))
+	select {
+	case <-sh.began:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("the looping plugin's load never began\n%s", h.Logs())
+	}
+	began := time.Now()
+
+	writeByRename(t, filepath.Join(dir, "a.wasm"), fx.v2)
+	waitSubject(t, h, "a", "v2:x", reloadBound)
+	select {
+	case err := <-sh.ended:
+		t.Fatalf("a was reloaded only after the looping plugin's load ended (%v)", err)
+	default:
+	}
+
+	var err error
+	select {
+	case err = <-sh.ended:
+	case <-time.After(initDeadline + 10*time.Second):
+		t.Fatalf("the looping plugin's load did not end at its %s deadline", initDeadline)
+	}
+	took := time.Since(began)
+	if err == nil || !strings.Contains(err.Error(), "trellis_init") ||
+		!strings.Contains(err.Error(), fmt.Sprintf("stopped after the %s init deadline", initDeadline)) {
+		t.Fatalf("error %v; want trellis_init stopped after the %s deadline", err, initDeadline)
+	}
+	if took > initDeadline+5*time.Second {
+		t.Errorf("the looping plugin was refused %s after its load began, deadline %s", took, initDeadline)
+	}
+	waitSubject(t, h, "a", "v2:x", reloadBound)
+	if n := sh.loads.Load(); n != 1 {
+		t.Errorf("the refused version was loaded %d times", n)
+	}
+}
+
+// runConfigLoop runs a config loop for file on rh (h's host, or a wrapper
+// of it) until the test ends.
+func runConfigLoop(t *testing.T, h *trellistest.Host, rh reload.Host, file string) *reload.ConfigLoop {
+	t.Helper()
+	loop := reload.NewConfigLoop(rh, file, 30*time.Millisecond, h.Logger())
+	c, err := configLoad(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); loop.Run(ctx, c, nil) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return loop
+}
+
+// waitSubject polls subject until it answers want, failing after within.
+func waitSubject(t *testing.T, h *trellistest.Host, subject, want string, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		m, err := h.Client().Request(subject, []byte("x"), 200*time.Millisecond)
+		if err == nil && string(m.Data) == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s did not answer %q within %s\n%s", subject, want, within, h.Logs())
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

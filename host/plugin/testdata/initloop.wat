@@ -1,0 +1,9 @@
+;; A plugin whose trellis_init never returns.
+(module
+  (import "trellis" "reply" (func $reply (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (func (export "trellis_abi_v1"))
+  (func (export "trellis_init") (result i32)
+    (loop $forever (br $forever))
+    (i32.const 0))
+  (func (export "trellis_handle") (param i32 i32 i32 i32) (result i32) (i32.const 0)))
