@@ -529,20 +529,39 @@ func TestSplitSticky(t *testing.T) {
 // TestRateLimitKeysOnWhoNotOnSpelling sends one credential spelt in several
 // ways (scheme in any case, extra whitespace), through auth then ratelimit,
 // over the HTTP ingress and over NATS: the auth policy accepts them all as
-// one principal, and the rate limit counts them as one client.
+// one principal, and the rate limit counts them as one client, whether it
+// keys on the principal (the default) or on the Authorization header.
 func TestRateLimitKeysOnWhoNotOnSpelling(t *testing.T) {
 	t.Parallel()
-	h, base := httpHost(t, host.HTTPRoute{Pattern: "GET /me", Subject: "claims", Policies: policies("auth", "ratelimit")})
+	h, base := httpHost(t,
+		host.HTTPRoute{Pattern: "GET /me", Subject: "claims", Policies: policies("auth", "ratelimit")},
+		host.HTTPRoute{Pattern: "GET /by-header", Subject: "claims", Policies: policies("auth", "ratelimit-header")})
 	h.Load("auth", trellistest.Wasm(t, "./auth"), asPolicy(map[string]string{
 		"tokens": "alice:secret-a, bob:secret-b", "jwt_hs256_secret": hsSecret,
 	}, nil, nil))
 	// One request per 5 s, 3 at once; the key is the principal, by default.
 	h.Load("ratelimit", trellistest.Wasm(t, "./ratelimit"), asPolicy(map[string]string{"rate": "0.2", "burst": "3"}, nil, nil))
+	h.Load("ratelimit-header", trellistest.Wasm(t, "./ratelimit"), asPolicy(map[string]string{
+		"rate": "0.2", "burst": "3", "key": "header:Authorization",
+	}, nil, nil))
 	h.Load("claims", trellistest.Wasm(t, "./testdata/claims"))
 	h.Load("guarded", trellistest.Wasm(t, "./testdata/claims"), behind([]string{"guarded"}, "auth", "ratelimit"))
 
 	spellings := []string{"Bearer secret-a", "bearer secret-a", "BEARER secret-a", "Bearer   secret-a", "Bearer secret-a   ", "bEaReR \t secret-a \t "}
 	forged := []string{abi.HeaderPrincipal, "token:bob", "X-Claim-sub", "bob"}
+
+	t.Run("HTTP, keyed on the Authorization header", func(t *testing.T) {
+		for i, auth := range spellings {
+			resp, body := httpDo(t, "GET", base+"/by-header", "", "Authorization", auth)
+			want := 200
+			if i >= 3 {
+				want = 429
+			}
+			if resp.StatusCode != want {
+				t.Fatalf("request %d (%q): %d %q, want %d", i+1, auth, resp.StatusCode, body, want)
+			}
+		}
+	})
 
 	t.Run("HTTP", func(t *testing.T) {
 		for i, auth := range spellings {
@@ -559,7 +578,7 @@ func TestRateLimitKeysOnWhoNotOnSpelling(t *testing.T) {
 					i+1, resp.Header.Get("X-Seen-Principal"), resp.Header.Get("X-Seen-Claims"))
 			}
 		}
-		// Another principal has a bucket of its own.
+		// Another principal from the same address has a bucket of its own.
 		if resp, body := httpDo(t, "GET", base+"/me", "", "Authorization", "Bearer secret-b"); resp.StatusCode != 200 || resp.Header.Get("X-Seen-Principal") != "token:bob" {
 			t.Fatalf("bob: %d %q, principal %q", resp.StatusCode, body, resp.Header.Get("X-Seen-Principal"))
 		}
@@ -579,6 +598,11 @@ func TestRateLimitKeysOnWhoNotOnSpelling(t *testing.T) {
 			if p := m.Header.Get("X-Seen-Principal"); p != "jwt:https://issuer.example#ada" {
 				t.Errorf("request %d: the handler got principal %q", i+1, p)
 			}
+		}
+		// Another principal on the same subject has a bucket of its own.
+		m := request(t, h, "guarded", "hi", "Authorization", "Bearer secret-b")
+		if m.Header.Get(errCode) != "" || m.Header.Get("X-Seen-Principal") != "token:bob" {
+			t.Errorf("bob: %q %v", m.Data, m.Header)
 		}
 		// A forged principal without credentials gets nowhere.
 		expect(t, "forged only", request(t, h, "guarded", "hi", forged...), "401", "missing credentials")
