@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"hash"
+	"net/textproto"
 	"sort"
 	"strings"
 	"sync"
@@ -29,7 +30,7 @@ import (
 // route cannot tell that publish from a client's. So when the host sends on
 // a message that went through a chain and carries identity headers, it adds
 // sealHeader: an HMAC, under a key that never leaves the process, of the
-// subject, the identity headers and the payload. A client cannot make one,
+// subject, every header and the payload. A client cannot make one,
 // and one copied off the bus fits only that exact message (a byte-for-byte
 // replay, which needs the right to read and to publish the handler's
 // subject). The key is per process: on another host of a cluster the
@@ -67,9 +68,9 @@ type identitySeal struct {
 	key  [32]byte
 }
 
-// sealed returns hdr with the seal over subject, hdr's identity headers and
-// data added, in a copy, when hdr has identity headers; else hdr itself, so
-// a message without identity costs one pass over its header names.
+// sealed returns hdr with the seal over subject, hdr's headers and data
+// added, in a copy, when hdr has identity headers; else hdr itself, so a
+// message without identity costs one pass over its header names.
 func (s *identitySeal) sealed(subject string, hdr map[string][]string, data []byte) map[string][]string {
 	if !hasIdentity(hdr) {
 		return hdr
@@ -116,9 +117,11 @@ func hasIdentity(hdr map[string][]string) bool {
 	return false
 }
 
-// mac is the HMAC-SHA256 of subject, the identity headers of hdr (the seal
+// mac is the HMAC-SHA256 of subject, the headers of hdr (the seal
 // excepted) in sorted order, and data, each part length-prefixed so that no
-// two messages encode alike.
+// two messages encode alike. Every header counts, not only the identity
+// ones: a path parameter (Trellis-Param-id) changed under alice's seal
+// would make her ask for what she did not.
 func (s *identitySeal) mac(subject string, hdr map[string][]string, data []byte) []byte {
 	s.once.Do(func() { _, _ = rand.Read(s.key[:]) }) // crypto/rand.Read never fails
 	m := hmac.New(sha256.New, s.key[:])
@@ -126,7 +129,7 @@ func (s *identitySeal) mac(subject string, hdr map[string][]string, data []byte)
 	writePart(m, []byte(subject))
 	var names []string
 	for name := range hdr {
-		if isIdentityHeader(name) && !strings.EqualFold(name, sealHeader) {
+		if !strings.EqualFold(name, sealHeader) {
 			names = append(names, name)
 		}
 	}
@@ -135,12 +138,19 @@ func (s *identitySeal) mac(subject string, hdr map[string][]string, data []byte)
 		writePart(m, []byte(name))
 		writeLen(m, len(hdr[name]))
 		for _, v := range hdr[name] {
-			writePart(m, []byte(v))
+			writePart(m, []byte(wireValue(v)))
 		}
 	}
 	writePart(m, data)
 	return m.Sum(nil)
 }
+
+// wireValue is a header value as it arrives over NATS: nats.go trims
+// surrounding whitespace and turns CR and LF into spaces when it sends, so
+// the seal covers that form and fits on both sides.
+func wireValue(v string) string { return crlfToSpace.Replace(textproto.TrimString(v)) }
+
+var crlfToSpace = strings.NewReplacer("\r", " ", "\n", " ")
 
 func writePart(h hash.Hash, b []byte) {
 	writeLen(h, len(b))
