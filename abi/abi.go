@@ -138,4 +138,8 @@ const (
 	// HeaderClaimPrefix starts the name of each header that carries a
 	// verified claim ("X-Claim-sub"). Matched in any case.
 	HeaderClaimPrefix = "X-Claim-"
+	// HeaderIdentitySeal is the host's seal over a message whose identity
+	// headers a policy set, so that they survive the host's own hop over
+	// the bus; a handler never sees it.
+	HeaderIdentitySeal = "Trellis-Identity-Seal"
 )

@@ -39,7 +39,7 @@ import (
 //
 // What plugins publish or request through host functions is never sealed:
 // a plugin cannot make up an identity for another plugin.
-const sealHeader = "Trellis-Identity-Seal"
+const sealHeader = abi.HeaderIdentitySeal
 
 // isIdentityHeader reports whether a header named name says who sent a
 // message, or is the seal over such headers; names match in any case.

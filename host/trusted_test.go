@@ -19,11 +19,11 @@ const claimsSrc = "../plugins/testdata/claims"
 // forged are identity headers a client makes up, in several spellings, and
 // a made-up seal.
 var forged = map[string]string{
-	abi.HeaderPrincipal:     "token:root",
-	"trellis-principal":     "token:root2",
-	"X-Claim-sub":           "root",
-	"x-claim-admin":         "true",
-	"Trellis-Identity-Seal": "AAAA",
+	abi.HeaderPrincipal:    "token:root",
+	"trellis-principal":    "token:root2",
+	"X-Claim-sub":          "root",
+	"x-claim-admin":        "true",
+	abi.HeaderIdentitySeal: "AAAA",
 }
 
 func TestIdentityHeadersOnlyFromPolicies(t *testing.T) {
@@ -125,7 +125,7 @@ func TestIdentityHeadersOnlyFromPolicies(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if ev.Header.Get(abi.HeaderPrincipal) != "test:ada" || ev.Header.Get("Trellis-Identity-Seal") == "" {
+		if ev.Header.Get(abi.HeaderPrincipal) != "test:ada" || ev.Header.Get(abi.HeaderIdentitySeal) == "" {
 			t.Fatalf("the event is not sealed: %v", ev.Header)
 		}
 		replay := func(change func(m map[string]string)) map[string]string {
