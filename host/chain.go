@@ -157,7 +157,7 @@ func (h *Host) process(ctx context.Context, refs []PolicyRef, msg *plugin.Messag
 // answer, when somebody waits for one; else as an event.
 func (h *Host) forward(ctx context.Context, subject string, msg *plugin.Message, expectReply bool) outcome {
 	nc := h.bus.Conn()
-	fwd := &nats.Msg{Subject: subject, Header: nats.Header(msg.Header), Data: msg.Data}
+	fwd := &nats.Msg{Subject: subject, Header: h.seal.sealed(subject, msg.Header, msg.Data), Data: msg.Data}
 	if !expectReply {
 		if err := nc.PublishMsg(fwd); err != nil {
 			h.log.Warn("forward failed", "subject", subject, "error", err)

@@ -168,6 +168,7 @@ type Host struct {
 	outbox   *natsOutbox
 	kv       *kv.Store
 	counters Counters
+	seal     identitySeal // see trusted.go
 
 	http     *http.Server
 	httpAddr string

@@ -304,10 +304,12 @@ func patternParams(pattern string) []string {
 }
 
 // requestMessage maps an HTTP request to the message policies and handlers see.
+// It drops hop-by-hop, Nats- and identity headers (trusted.go): a client
+// cannot say who it is other than through a policy.
 func requestMessage(r *http.Request, subject string, body []byte) *plugin.Message {
 	hdr := make(map[string][]string, len(r.Header))
 	for k, vs := range r.Header {
-		if !hopHeaders[k] && !strings.HasPrefix(k, "Nats-") {
+		if !hopHeaders[k] && !strings.HasPrefix(k, "Nats-") && !isIdentityHeader(k) {
 			hdr[k] = vs
 		}
 	}
@@ -362,7 +364,7 @@ func (h *Host) serveRoute(w http.ResponseWriter, r *http.Request, rt HTTPRoute) 
 	accepted := false
 	out := h.process(ctx, rt.Policies, msg, func(ctx context.Context, msg *plugin.Message) outcome {
 		if rt.Event {
-			m := &nats.Msg{Subject: msg.Subject, Header: nats.Header(msg.Header), Data: msg.Data}
+			m := &nats.Msg{Subject: msg.Subject, Header: h.seal.sealed(msg.Subject, msg.Header, msg.Data), Data: msg.Data}
 			if err := h.bus.Conn().PublishMsg(m); err != nil {
 				return failure(http.StatusServiceUnavailable, "bus: "+err.Error())
 			}

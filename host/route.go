@@ -164,6 +164,7 @@ func (r *route) serve(a arrival) {
 	}
 	defer func() { <-h.inflight }()
 
+	h.seal.admit(m.Subject, m.Header, m.Data)
 	msg := &plugin.Message{Subject: m.Subject, Reply: m.Reply, Header: m.Header, Data: m.Data}
 	cfg := r.cfg.Load()
 	out := h.process(ctx, cfg.policies, msg, func(ctx context.Context, msg *plugin.Message) outcome {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/trellis-mesh/trellis/abi"
 	"github.com/trellis-mesh/trellis/host"
 	"github.com/trellis-mesh/trellis/host/trellistest"
 	"github.com/trellis-mesh/trellis/plugins/internal/jwttest"
@@ -523,4 +524,87 @@ func TestSplitSticky(t *testing.T) {
 	if len(perTarget) != 2 {
 		t.Fatalf("32 users all landed on %v", perTarget)
 	}
+}
+
+// TestRateLimitKeysOnWhoNotOnSpelling sends one credential spelt in several
+// ways (scheme in any case, extra whitespace), through auth then ratelimit,
+// over the HTTP ingress and over NATS: the auth policy accepts them all as
+// one principal, and the rate limit counts them as one client, whether it
+// keys on the principal (the default) or on the Authorization header.
+func TestRateLimitKeysOnWhoNotOnSpelling(t *testing.T) {
+	t.Parallel()
+	h, base := httpHost(t,
+		host.HTTPRoute{Pattern: "GET /me", Subject: "claims", Policies: policies("auth", "ratelimit")},
+		host.HTTPRoute{Pattern: "GET /by-header", Subject: "claims", Policies: policies("auth", "ratelimit-header")})
+	h.Load("auth", trellistest.Wasm(t, "./auth"), asPolicy(map[string]string{
+		"tokens": "alice:secret-a, bob:secret-b", "jwt_hs256_secret": hsSecret,
+	}, nil, nil))
+	// One request per 5 s, 3 at once; the key is the principal, by default.
+	h.Load("ratelimit", trellistest.Wasm(t, "./ratelimit"), asPolicy(map[string]string{"rate": "0.2", "burst": "3"}, nil, nil))
+	h.Load("ratelimit-header", trellistest.Wasm(t, "./ratelimit"), asPolicy(map[string]string{
+		"rate": "0.2", "burst": "3", "key": "header:Authorization",
+	}, nil, nil))
+	h.Load("claims", trellistest.Wasm(t, "./testdata/claims"))
+	h.Load("guarded", trellistest.Wasm(t, "./testdata/claims"), behind([]string{"guarded"}, "auth", "ratelimit"))
+
+	spellings := []string{"Bearer secret-a", "bearer secret-a", "BEARER secret-a", "Bearer   secret-a", "Bearer secret-a   ", "bEaReR \t secret-a \t "}
+	forged := []string{abi.HeaderPrincipal, "token:bob", "X-Claim-sub", "bob"}
+
+	t.Run("HTTP, keyed on the Authorization header", func(t *testing.T) {
+		for i, auth := range spellings {
+			resp, body := httpDo(t, "GET", base+"/by-header", "", "Authorization", auth)
+			want := 200
+			if i >= 3 {
+				want = 429
+			}
+			if resp.StatusCode != want {
+				t.Fatalf("request %d (%q): %d %q, want %d", i+1, auth, resp.StatusCode, body, want)
+			}
+		}
+	})
+
+	t.Run("HTTP", func(t *testing.T) {
+		for i, auth := range spellings {
+			resp, body := httpDo(t, "GET", base+"/me", "", append([]string{"Authorization", auth}, forged...)...)
+			want := 200
+			if i >= 3 {
+				want = 429
+			}
+			if resp.StatusCode != want {
+				t.Fatalf("request %d (%q): %d %q, want %d", i+1, auth, resp.StatusCode, body, want)
+			}
+			if want == 200 && (resp.Header.Get("X-Seen-Principal") != "token:alice" || resp.Header.Get("X-Seen-Claims") != "") {
+				t.Errorf("request %d: the handler got principal %q and claims %q, want token:alice and none",
+					i+1, resp.Header.Get("X-Seen-Principal"), resp.Header.Get("X-Seen-Claims"))
+			}
+		}
+		// Another principal from the same address has a bucket of its own.
+		if resp, body := httpDo(t, "GET", base+"/me", "", "Authorization", "Bearer secret-b"); resp.StatusCode != 200 || resp.Header.Get("X-Seen-Principal") != "token:bob" {
+			t.Fatalf("bob: %d %q, principal %q", resp.StatusCode, body, resp.Header.Get("X-Seen-Principal"))
+		}
+	})
+
+	t.Run("NATS", func(t *testing.T) {
+		// The same policies in front of a handler, for a JWT's principal.
+		tok := jwttest.HS256([]byte(hsSecret), jwttest.Claims{"sub": "ada", "iss": "https://issuer.example", "exp": time.Now().Add(time.Minute).Unix()})
+		jwtSpellings := []string{"Bearer " + tok, "bearer  " + tok, "BEARER " + tok + " ", "Bearer    " + tok}
+		for i, auth := range jwtSpellings {
+			m := request(t, h, "guarded", "hi", append([]string{"Authorization", auth}, forged...)...)
+			if i >= 3 {
+				expect(t, fmt.Sprintf("request %d", i+1), m, "429", "rate limit exceeded")
+				continue
+			}
+			expect(t, fmt.Sprintf("request %d", i+1), m, "", "ada")
+			if p := m.Header.Get("X-Seen-Principal"); p != "jwt:https://issuer.example#ada" {
+				t.Errorf("request %d: the handler got principal %q", i+1, p)
+			}
+		}
+		// Another principal on the same subject has a bucket of its own.
+		m := request(t, h, "guarded", "hi", "Authorization", "Bearer secret-b")
+		if m.Header.Get(errCode) != "" || m.Header.Get("X-Seen-Principal") != "token:bob" {
+			t.Errorf("bob: %q %v", m.Data, m.Header)
+		}
+		// A forged principal without credentials gets nowhere.
+		expect(t, "forged only", request(t, h, "guarded", "hi", forged...), "401", "missing credentials")
+	})
 }

@@ -24,13 +24,14 @@ policy "auth" {
   source = "../../plugins/auth"
   # Demo tokens, for this example only. Use your own secrets (or JWTs, see
   # plugins/auth/README.md) for anything real.
-  config = { tokens = "dev-token,ops-token" }
+  config = { tokens = "dev:dev-token,ops:ops-token" }
 }
 
 policy "ratelimit" {
   source = "../../plugins/ratelimit"
-  # A token bucket per bearer token: 8 requests at once, 2 a second after that.
-  config = { rate = "2", burst = "8", key = "header:Authorization" }
+  # A token bucket per client the auth policy authenticated (its principal,
+  # token:dev or token:ops): 8 requests at once, 2 a second after that.
+  config = { rate = "2", burst = "8" }
 }
 
 policy "canary" {

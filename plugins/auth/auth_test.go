@@ -156,15 +156,100 @@ func TestParseEd25519Key(t *testing.T) {
 	}
 }
 
+func mustTokens(t *testing.T, items ...string) TokenSet {
+	t.Helper()
+	s, err := ParseTokens(items)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
 func TestTokenSet(t *testing.T) {
-	s := NewTokenSet([]string{"dev-token", "ci-token"})
+	s := mustTokens(t, "dev-token", "ci-token")
 	for tok, want := range map[string]bool{"dev-token": true, "ci-token": true, "dev-toke": false, "": false, "dev-token ": false} {
-		if got := s.Contains(tok); got != want {
-			t.Errorf("Contains(%q) = %v", tok, got)
+		if _, got := s.Match(tok); got != want {
+			t.Errorf("Match(%q) = %v", tok, got)
 		}
 	}
-	if NewTokenSet(nil).Contains("") {
+	if _, ok := mustTokens(t).Match(""); ok {
 		t.Error("an empty set contains the empty token")
+	}
+}
+
+func TestParseTokensNamesTheirHolders(t *testing.T) {
+	s := mustTokens(t, "alice:secret1", "bob: secret2", "legacy-token", "carol:tok:with:colons")
+	for tok, want := range map[string]string{
+		"secret1":         "alice",
+		"secret2":         "bob",
+		"legacy-token":    TokenID("legacy-token"),
+		"tok:with:colons": "carol",
+	} {
+		if id, ok := s.Match(tok); !ok || id != want {
+			t.Errorf("Match(%q) = %q %v, want %q", tok, id, ok, want)
+		}
+	}
+	for _, tok := range []string{"alice", "alice:secret1", "legacy"} {
+		if id, ok := s.Match(tok); ok {
+			t.Errorf("Match(%q) = %q, want no match", tok, id)
+		}
+	}
+
+	// An unnamed token's id is stable, differs between tokens, and does not
+	// give the token away.
+	id := TokenID("legacy-token")
+	if id != TokenID("legacy-token") || id == TokenID("legacy-token2") || len(id) != 25 || id[0] != '#' ||
+		strings.Contains(id, "legacy") || ValidTokenName(id) {
+		t.Errorf("TokenID = %q", id)
+	}
+
+	secret := "s3cret-value"
+	for _, items := range [][]string{
+		{":" + secret},
+		{"al ice:" + secret},
+		{"#abc:" + secret},
+		{strings.Repeat("a", maxTokenName+1) + ":" + secret},
+		{"alice:" + secret, "alice:" + secret + "2"},
+		{"alice:" + secret, "bob:" + secret},
+		{secret, secret},
+		{"alice:"},
+	} {
+		_, err := ParseTokens(items)
+		if err == nil {
+			t.Errorf("%q accepted", items)
+		} else if strings.Contains(err.Error(), secret) {
+			t.Errorf("%q: error quotes the token: %v", items, err)
+		}
+	}
+}
+
+func TestJWTPrincipal(t *testing.T) {
+	for _, tc := range []struct {
+		claims jwttest.Claims
+		want   string
+	}{
+		{jwttest.Claims{"sub": "ada"}, "jwt:#ada"},
+		{jwttest.Claims{"sub": "ada", "iss": "https://issuer.example"}, "jwt:https://issuer.example#ada"},
+		{jwttest.Claims{"sub": "a#b/c", "iss": "https://issuer.example/"}, "jwt:https://issuer.example/#a#b/c"},
+		// Issuers are escaped, so these two do not meet.
+		{jwttest.Claims{"sub": "c", "iss": "a#b"}, "jwt:a%23b#c"},
+		{jwttest.Claims{"sub": "b#c", "iss": "a"}, "jwt:a#b#c"},
+		{jwttest.Claims{"sub": "x", "iss": "50%"}, "jwt:50%25#x"},
+		{jwttest.Claims{"sub": ""}, ""},
+		{jwttest.Claims{"sub": 7}, ""},
+		{jwttest.Claims{"sub": "a\r\nX-Evil: 1"}, ""},
+		{jwttest.Claims{"sub": "ada", "iss": 1}, ""},
+		{jwttest.Claims{}, ""},
+	} {
+		tok := jwttest.HS256(hsSecret, tc.claims)
+		claims, err := (&Verifier{HS256Secret: hsSecret}).Verify(tok, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, ok := JWTPrincipal(claims)
+		if got != tc.want || ok != (tc.want != "") {
+			t.Errorf("JWTPrincipal(%v) = %q %v, want %q", tc.claims, got, ok, tc.want)
+		}
 	}
 }
 
@@ -192,13 +277,14 @@ func TestCredential(t *testing.T) {
 	}
 }
 
-func TestClaimHeadersFindsEveryCase(t *testing.T) {
-	h := trellis.Header{"X-Claim-sub": {"a"}, "x-claim-role": {"b"}, "X-CLAIM-": {"c"}, "X-Claims": {"d"}, "X-Other": {"e"}}
+func TestIdentityHeadersFindsEveryCase(t *testing.T) {
+	h := trellis.Header{"X-Claim-sub": {"a"}, "x-claim-role": {"b"}, "X-CLAIM-": {"c"}, "X-Claims": {"d"}, "X-Other": {"e"},
+		"Trellis-Principal": {"f"}, "trellis-principal": {"g"}, "Trellis-Principals": {"h"}}
 	got := map[string]bool{}
-	for _, n := range ClaimHeaders(h) {
+	for _, n := range IdentityHeaders(h) {
 		got[n] = true
 	}
-	if len(got) != 3 || !got["X-Claim-sub"] || !got["x-claim-role"] || !got["X-CLAIM-"] {
+	if len(got) != 5 || !got["X-Claim-sub"] || !got["x-claim-role"] || !got["X-CLAIM-"] || !got["Trellis-Principal"] || !got["trellis-principal"] {
 		t.Errorf("got %v", got)
 	}
 }
@@ -233,6 +319,8 @@ func TestParseSettings(t *testing.T) {
 		{"bad require_exp", policyconf.Map{"tokens": "a", "jwt_require_exp": "yes please"}.Get},
 		{"bad leeway", policyconf.Map{"tokens": "a", "jwt_leeway": "-1s"}.Get},
 		{"bad claim", policyconf.Map{"tokens": "a", "claims": "https://x/roles"}.Get},
+		{"bad token name", policyconf.Map{"tokens": "a b:" + secret}.Get},
+		{"token twice", policyconf.Map{"tokens": "a:" + secret + ",b:" + secret}.Get},
 	} {
 		_, err := parseSettings(tc.get)
 		if err == nil {
@@ -245,32 +333,38 @@ func TestParseSettings(t *testing.T) {
 
 func TestAuthenticate(t *testing.T) {
 	pub, priv := newKey(t)
-	s, err := parseSettings(policyconf.Map{"tokens": "dev-token", "jwt_hs256_secret": string(hsSecret), "jwt_ed25519_public_key": base64.RawURLEncoding.EncodeToString(pub), "jwt_audience": "orders"}.Get)
+	s, err := parseSettings(policyconf.Map{"tokens": "dev-token, ops:ops-token", "jwt_hs256_secret": string(hsSecret), "jwt_ed25519_public_key": base64.RawURLEncoding.EncodeToString(pub), "jwt_audience": "orders"}.Get)
 	if err != nil {
 		t.Fatal(err)
 	}
 	bearer := func(tok string) trellis.Header { return trellis.Header{"Authorization": {"Bearer " + tok}} }
 	good := jwttest.Claims{"sub": "ada", "aud": "orders", "exp": now.Unix() + 60}
+	issued := jwttest.Claims{"sub": "ada", "iss": "https://issuer.example", "aud": "orders"}
 	for _, tc := range []struct {
 		name      string
 		h         trellis.Header
 		status    int
 		reason    string
 		challenge string
+		principal string
 	}{
-		{"static token", bearer("dev-token"), 0, "", ""},
-		{"hs256", bearer(jwttest.HS256(hsSecret, good)), 0, "", ""},
-		{"eddsa", bearer(jwttest.EdDSA(priv, good)), 0, "", ""},
-		{"missing", nil, 401, "missing credentials", "Bearer"},
-		{"basic", trellis.Header{"Authorization": {"Basic YWRhOng="}}, 401, "invalid credentials", `Bearer error="invalid_token"`},
-		{"unknown token", bearer("guess"), 401, "invalid credentials", `Bearer error="invalid_token"`},
-		{"expired", bearer(jwttest.HS256(hsSecret, jwttest.Claims{"aud": "orders", "exp": now.Unix() - 1})), 401, "invalid credentials", `Bearer error="invalid_token"`},
-		{"wrong aud", bearer(jwttest.EdDSA(priv, jwttest.Claims{"aud": "billing"})), 403, "forbidden", ""},
+		{"static token", bearer("dev-token"), 0, "", "", "token:" + TokenID("dev-token")},
+		{"named static token", bearer("ops-token"), 0, "", "", "token:ops"},
+		{"named static token, scheme in capitals, spaces", trellis.Header{"Authorization": {"BEARER   ops-token  "}}, 0, "", "", "token:ops"},
+		{"hs256", bearer(jwttest.HS256(hsSecret, good)), 0, "", "", "jwt:#ada"},
+		{"eddsa", bearer(jwttest.EdDSA(priv, good)), 0, "", "", "jwt:#ada"},
+		{"with an issuer", bearer(jwttest.EdDSA(priv, issued)), 0, "", "", "jwt:https://issuer.example#ada"},
+		{"without a subject", bearer(jwttest.HS256(hsSecret, jwttest.Claims{"aud": "orders"})), 0, "", "", ""},
+		{"missing", nil, 401, "missing credentials", "Bearer", ""},
+		{"basic", trellis.Header{"Authorization": {"Basic YWRhOng="}}, 401, "invalid credentials", `Bearer error="invalid_token"`, ""},
+		{"unknown token", bearer("guess"), 401, "invalid credentials", `Bearer error="invalid_token"`, ""},
+		{"expired", bearer(jwttest.HS256(hsSecret, jwttest.Claims{"aud": "orders", "exp": now.Unix() - 1})), 401, "invalid credentials", `Bearer error="invalid_token"`, ""},
+		{"wrong aud", bearer(jwttest.EdDSA(priv, jwttest.Claims{"aud": "billing"})), 403, "forbidden", "", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			v := s.authenticate(tc.h, now)
-			if v.status != tc.status || v.reason != tc.reason || v.challenge != tc.challenge {
-				t.Errorf("got %d %q %q, want %d %q %q", v.status, v.reason, v.challenge, tc.status, tc.reason, tc.challenge)
+			if v.status != tc.status || v.reason != tc.reason || v.challenge != tc.challenge || v.principal != tc.principal {
+				t.Errorf("got %d %q %q %q, want %d %q %q %q", v.status, v.reason, v.challenge, v.principal, tc.status, tc.reason, tc.challenge, tc.principal)
 			}
 		})
 	}

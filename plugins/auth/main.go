@@ -1,7 +1,8 @@
 // Command auth is the Trellis authentication policy: it lets a message go
 // on only if it carries an accepted static token (API key or opaque bearer
-// token) or a valid JWT (HS256 or EdDSA), and passes verified JWT claims on
-// to the handler as X-Claim-<name> headers. See README.md for its config.
+// token) or a valid JWT (HS256 or EdDSA), and passes on who was
+// authenticated as the Trellis-Principal header and verified JWT claims as
+// X-Claim-<name> headers. See README.md for its config.
 package main
 
 import (
@@ -11,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/trellis-mesh/trellis/abi"
 	"github.com/trellis-mesh/trellis/plugins/internal/policyconf"
 	trellis "github.com/trellis-mesh/trellis/sdk/go"
 )
@@ -46,7 +48,11 @@ func parseSettings(get policyconf.Getter) (*settings, error) {
 	if !policyconf.ValidHeaderName(s.header) {
 		return nil, fmt.Errorf("header %q is not a header name", s.header)
 	}
-	s.tokens = NewTokenSet(policyconf.List(get.Or("tokens", "")))
+	tokens, err := ParseTokens(policyconf.List(get.Or("tokens", "")))
+	if err != nil {
+		return nil, err
+	}
+	s.tokens = tokens
 	if secret, ok := get("jwt_hs256_secret"); ok && secret != "" {
 		if len(secret) < minHS256Secret {
 			return nil, fmt.Errorf("jwt_hs256_secret is %d bytes; HS256 needs at least %d", len(secret), minHS256Secret)
@@ -93,6 +99,9 @@ type verdict struct {
 	challenge string
 	// claims are the verified claims of a JWT; nil for a static token.
 	claims map[string]any
+	// principal names who was authenticated (abi.HeaderPrincipal); empty
+	// for a JWT without a usable sub.
+	principal string
 }
 
 // authenticate decides on a message's headers at time now.
@@ -112,8 +121,8 @@ func (s *settings) authenticate(h trellis.Header, now time.Time) verdict {
 	if tok == "" {
 		return invalid
 	}
-	if s.tokens.Contains(tok) {
-		return verdict{}
+	if id, ok := s.tokens.Match(tok); ok {
+		return verdict{principal: TokenPrincipal(id)}
 	}
 	if !s.verifier.Enabled() || !LooksLikeJWT(tok) {
 		return invalid
@@ -125,13 +134,14 @@ func (s *settings) authenticate(h trellis.Header, now time.Time) verdict {
 	case err != nil:
 		return invalid
 	}
-	return verdict{claims: claims}
+	principal, _ := JWTPrincipal(claims)
+	return verdict{claims: claims, principal: principal}
 }
 
 func (s *settings) policy(r *trellis.Inbound, now time.Time) trellis.Decision {
-	// Claim headers are only ever the ones this policy sets: drop whatever
-	// the client sent, whether or not it gets in.
-	for _, name := range ClaimHeaders(r.Header) {
+	// Identity headers are only ever the ones this policy sets: drop
+	// whatever the client sent, whether or not it gets in.
+	for _, name := range IdentityHeaders(r.Header) {
 		if err := r.SetHeader(name, ""); err != nil {
 			trellis.Logf(trellis.LevelError, "auth: removing header %s: %v", name, err)
 			return trellis.Reject(500, "auth failed")
@@ -145,6 +155,14 @@ func (s *settings) policy(r *trellis.Inbound, now time.Time) trellis.Decision {
 			}
 		}
 		return trellis.Reject(v.status, v.reason)
+	}
+	if v.principal != "" {
+		// Fail closed: a rate limit keyed on the principal must not fall
+		// back to a coarser key for an authenticated client.
+		if err := r.SetHeader(abi.HeaderPrincipal, v.principal); err != nil {
+			trellis.Logf(trellis.LevelError, "auth: principal not passed on: %v", err)
+			return trellis.Reject(500, "auth failed")
+		}
 	}
 	for _, name := range s.claims {
 		value, ok := ClaimHeaderValue(v.claims[name])

@@ -211,7 +211,7 @@ func TestParseSettings(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.limit.Burst != 3 || s.limit.Interval != 400*time.Millisecond || s.key.Kind != policyconf.KeyRemoteAddr || s.failOpen {
+	if s.limit.Burst != 3 || s.limit.Interval != 400*time.Millisecond || s.key.Kind != policyconf.KeyPrincipal || s.failOpen {
 		t.Errorf("defaults: %+v", s)
 	}
 	s, err = parseSettings(policyconf.Map{"rate": "100", "burst": "10", "key": "claim:sub", "on_error": "allow"}.Get)
@@ -231,16 +231,39 @@ func TestParseSettings(t *testing.T) {
 	}
 }
 
-func TestBucketFallsBackToSubjectForNATS(t *testing.T) {
-	s, _ := parseSettings(policyconf.Map{"rate": "1"}.Get)
-	if b := s.bucket(&trellis.Inbound{Msg: trellis.Msg{Subject: "orders.get"}}); b != "orders.get" {
-		t.Errorf("NATS message: %q", b)
+func TestBucket(t *testing.T) {
+	byDefault, _ := parseSettings(policyconf.Map{"rate": "1"}.Get)
+	byAddr, _ := parseSettings(policyconf.Map{"rate": "1", "key": "remote_addr"}.Get)
+	byAuth, _ := parseSettings(policyconf.Map{"rate": "1", "key": "header:Authorization"}.Get)
+	byAPIKey, _ := parseSettings(policyconf.Map{"rate": "1", "key": "header:X-API-Key"}.Get)
+	alice := trellis.Header{"Trellis-Principal": {"token:alice"}}
+	for _, tc := range []struct {
+		name string
+		s    *settings
+		r    *trellis.Inbound
+		want string
+	}{
+		{"principal", byDefault, &trellis.Inbound{Msg: trellis.Msg{Subject: "x", Header: alice}, RemoteAddr: "1.2.3.4:5"}, "principal=token:alice"},
+		{"principal over NATS", byDefault, &trellis.Inbound{Msg: trellis.Msg{Subject: "x", Header: alice}}, "principal=token:alice"},
+		{"no principal: the address", byDefault, &trellis.Inbound{Msg: trellis.Msg{Subject: "x"}, Method: "GET", RemoteAddr: "1.2.3.4:5"}, "remote_addr=1.2.3.4"},
+		{"no principal, no address: the subject", byDefault, &trellis.Inbound{Msg: trellis.Msg{Subject: "orders.get"}}, "subject=orders.get"},
+		{"address", byAddr, &trellis.Inbound{Msg: trellis.Msg{Subject: "x", Header: alice}, RemoteAddr: "1.2.3.4:5"}, "remote_addr=1.2.3.4"},
+		{"address over NATS", byAddr, &trellis.Inbound{Msg: trellis.Msg{Subject: "orders.get"}}, "subject=orders.get"},
+		// A subject spelt like an address is not that address.
+		{"subject like an address", byAddr, &trellis.Inbound{Msg: trellis.Msg{Subject: "1.2.3.4"}}, "subject=1.2.3.4"},
+		{"authorization", byAuth, &trellis.Inbound{Msg: trellis.Msg{Subject: "x", Header: trellis.Header{"Authorization": {"BEARER   t "}}}}, "header:Authorization=bearer t"},
+		{"missing header", byAPIKey, &trellis.Inbound{Msg: trellis.Msg{Subject: "x"}}, "header:X-API-Key="},
+		{"header trimmed", byAPIKey, &trellis.Inbound{Msg: trellis.Msg{Subject: "x", Header: trellis.Header{"X-API-Key": {" k1 "}}}}, "header:X-API-Key=k1"},
+	} {
+		if got := tc.s.bucket(tc.r); got != tc.want {
+			t.Errorf("%s: bucket %q, want %q", tc.name, got, tc.want)
+		}
 	}
-	if b := s.bucket(&trellis.Inbound{Msg: trellis.Msg{Subject: "x"}, Method: "GET", RemoteAddr: "1.2.3.4:5"}); b != "1.2.3.4" {
-		t.Errorf("HTTP request: %q", b)
-	}
-	h, _ := parseSettings(policyconf.Map{"rate": "1", "key": "header:X-API-Key"}.Get)
-	if b := h.bucket(&trellis.Inbound{Msg: trellis.Msg{Subject: "x"}}); b != "" {
-		t.Errorf("missing header: %q", b)
+	// Every spelling of one bearer token is one bucket.
+	for _, v := range []string{"Bearer t", "bearer t", "BEARER t", "Bearer   t", "Bearer t  ", "\tBearer\tt"} {
+		r := &trellis.Inbound{Msg: trellis.Msg{Subject: "x", Header: trellis.Header{"Authorization": {v}}}}
+		if got := byAuth.bucket(r); got != "header:Authorization=bearer t" {
+			t.Errorf("%q: bucket %q", v, got)
+		}
 	}
 }

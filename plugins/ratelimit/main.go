@@ -1,5 +1,6 @@
 // Command ratelimit is the Trellis rate-limit policy: a token bucket per
-// key (client address, header, verified claim or subject), kept in the
+// key (authenticated principal, client address, header, verified claim or
+// subject), kept in the
 // host's KV store so that every instance and every host on the bus shares
 // it. See README.md for its config.
 package main
@@ -60,7 +61,7 @@ func parseSettings(get policyconf.Getter) (*settings, error) {
 	if err != nil {
 		return nil, err
 	}
-	key, err := policyconf.ParseKey(get.Or("key", "remote_addr"))
+	key, err := policyconf.ParseKey(get.Or("key", "principal"))
 	if err != nil {
 		return nil, fmt.Errorf("key: %w", err)
 	}
@@ -75,16 +76,25 @@ func parseSettings(get policyconf.Getter) (*settings, error) {
 	return s, nil
 }
 
-// bucket returns the value r's bucket is named after. A NATS message has no
-// client address, so "remote_addr" falls back to its subject; a missing
-// header or claim puts the message in the one bucket shared by all
+// bucket returns the value r's bucket is named after: the kind of value,
+// then the value, so that a principal, an address and a subject that are
+// spelt alike never share a bucket. A message without a principal (no
+// authentication policy ran before this one, or it set none) falls back to
+// its client address, and a NATS message, which has none, to its subject; a
+// missing header or claim puts the message in the one bucket shared by all
 // messages without it.
 func (s *settings) bucket(r *trellis.Inbound) string {
-	v, ok := s.key.Value(r)
-	if !ok && s.key.Kind == policyconf.KeyRemoteAddr {
-		return r.Subject
+	if v, ok := s.key.Value(r); ok {
+		return s.key.String() + "=" + v
 	}
-	return v
+	switch s.key.Kind {
+	case policyconf.KeyPrincipal, policyconf.KeyRemoteAddr:
+		if host := policyconf.RemoteHost(r.RemoteAddr); host != "" {
+			return "remote_addr=" + host
+		}
+		return "subject=" + r.Subject
+	}
+	return s.key.String() + "="
 }
 
 func (s *settings) policy(r *trellis.Inbound) trellis.Decision {

@@ -5,6 +5,7 @@ package main
 import (
 	"strings"
 
+	"github.com/trellis-mesh/trellis/abi"
 	trellis "github.com/trellis-mesh/trellis/sdk/go"
 )
 
@@ -38,6 +39,11 @@ func init() {
 		case action == "modify":
 			r.SetHeader("X-In", "by-policy")
 			r.SetData([]byte(strings.ToUpper(string(r.Data))))
+			return trellis.Continue
+		case action == "identify":
+			// What an authentication policy does: say who sent the message.
+			r.SetHeader(abi.HeaderPrincipal, "test:ada")
+			r.SetHeader(abi.HeaderClaimPrefix+"sub", "ada")
 			return trellis.Continue
 		case action == "http":
 			r.SetData([]byte(r.Method + " " + r.Path + "?" + r.Query + " from " + r.RemoteAddr[:strings.LastIndexByte(r.RemoteAddr, ':')]))

@@ -1,7 +1,8 @@
 // Package policyconf reads the config values the built-in policy plugins
 // share: comma-separated lists, "name=value" pairs, and the key selector
-// ("header:<Name>", "claim:<name>", "remote_addr", "subject") that names the
-// part of a message a rate limit or a sticky split is keyed on.
+// ("principal", "header:<Name>", "claim:<name>", "remote_addr", "subject")
+// that names the part of a message a rate limit or a sticky split is keyed
+// on.
 //
 // It is pure Go over the SDK's types, so it builds and tests natively; the
 // plugins call it from their OnInit (to refuse a bad config at load time)
@@ -13,6 +14,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/trellis-mesh/trellis/abi"
 	trellis "github.com/trellis-mesh/trellis/sdk/go"
 )
 
@@ -98,7 +100,7 @@ func HeaderValue(h trellis.Header, name string) (string, bool) {
 // ClaimHeaderPrefix starts the name of each header that carries a verified
 // claim ("X-Claim-sub"); the auth policy sets them, and a "claim:" key reads
 // them.
-const ClaimHeaderPrefix = "X-Claim-"
+const ClaimHeaderPrefix = abi.HeaderClaimPrefix
 
 // ValidHeaderName reports whether s may be a header name: non-empty, and
 // only the token characters of RFC 9110 (no spaces, colons or controls).
@@ -132,6 +134,9 @@ const (
 	KeyRemoteAddr
 	// KeySubject is the message's subject.
 	KeySubject
+	// KeyPrincipal is who an authentication policy found the sender to be,
+	// read from its abi.HeaderPrincipal header ("principal").
+	KeyPrincipal
 )
 
 // Key selects the part of a message that a policy groups messages by: the
@@ -144,10 +149,10 @@ type Key struct {
 }
 
 // ErrBadKey is the error of ParseKey for a selector it does not know.
-var ErrBadKey = errors.New(`a key is "header:<Name>", "claim:<name>", "remote_addr" or "subject"`)
+var ErrBadKey = errors.New(`a key is "principal", "header:<Name>", "claim:<name>", "remote_addr" or "subject"`)
 
-// ParseKey parses a key selector: "header:<Name>", "claim:<name>",
-// "remote_addr" or "subject".
+// ParseKey parses a key selector: "principal", "header:<Name>",
+// "claim:<name>", "remote_addr" or "subject".
 func ParseKey(spec string) (Key, error) {
 	spec = strings.TrimSpace(spec)
 	kind, name, hasName := strings.Cut(spec, ":")
@@ -156,6 +161,8 @@ func ParseKey(spec string) (Key, error) {
 		return Key{Kind: KeyRemoteAddr, spec: spec}, nil
 	case !hasName && kind == "subject":
 		return Key{Kind: KeySubject, spec: spec}, nil
+	case !hasName && kind == "principal":
+		return Key{Kind: KeyPrincipal, Header: abi.HeaderPrincipal, spec: spec}, nil
 	case hasName && kind == "header" && ValidHeaderName(name):
 		return Key{Kind: KeyHeader, Header: name, spec: spec}, nil
 	case hasName && kind == "claim" && ValidHeaderName(name):
@@ -168,12 +175,17 @@ func ParseKey(spec string) (Key, error) {
 func (k Key) String() string { return k.spec }
 
 // Value returns the key's value for r, and false when r does not have one:
-// no such header or claim, an empty one, or no client address (a NATS
-// message has none). A subject is always there.
+// no such header, claim or principal, an empty one, or no client address (a
+// NATS message has none). A subject is always there. A header's value is
+// canonical (CanonicalHeaderValue), so that spellings of one credential
+// share a key.
 func (k Key) Value(r *trellis.Inbound) (string, bool) {
 	var v string
 	switch k.Kind {
-	case KeyHeader, KeyClaim:
+	case KeyHeader:
+		v, _ = HeaderValue(r.Header, k.Header)
+		v = CanonicalHeaderValue(k.Header, v)
+	case KeyClaim, KeyPrincipal:
 		v, _ = HeaderValue(r.Header, k.Header)
 	case KeyRemoteAddr:
 		v = RemoteHost(r.RemoteAddr)
@@ -199,4 +211,24 @@ func RemoteHost(addr string) string {
 		return addr[:i] // one colon: host:port; more is a bare IPv6 address
 	}
 	return addr
+}
+
+// CanonicalHeaderValue returns the value of header name as a key: what
+// clients may spell differently but mean the same by is written one way.
+// Surrounding whitespace is trimmed from every header. An Authorization
+// value is "<scheme> <credentials>" with the scheme in lower case (schemes
+// are case-insensitive, RFC 9110 section 11.1) and every run of whitespace
+// one space, so "Bearer t", "bearer t", "BEARER   t " are all "bearer t"; the
+// credentials keep their case. Whitespace is what strings.TrimSpace trims,
+// as the auth policy reads it.
+func CanonicalHeaderValue(name, v string) string {
+	if !strings.EqualFold(name, "Authorization") {
+		return strings.TrimSpace(v)
+	}
+	fields := strings.Fields(v)
+	if len(fields) == 0 {
+		return ""
+	}
+	fields[0] = strings.ToLower(fields[0])
+	return strings.Join(fields, " ")
 }

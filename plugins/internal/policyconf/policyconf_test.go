@@ -3,6 +3,7 @@ package policyconf
 import (
 	"errors"
 	"reflect"
+	"strings"
 	"testing"
 
 	trellis "github.com/trellis-mesh/trellis/sdk/go"
@@ -75,6 +76,7 @@ func TestParseKey(t *testing.T) {
 		{" subject ", KeySubject, ""},
 		{"header:X-API-Key", KeyHeader, "X-API-Key"},
 		{"claim:sub", KeyClaim, "X-Claim-sub"},
+		{"principal", KeyPrincipal, "Trellis-Principal"},
 	} {
 		k, err := ParseKey(tc.spec)
 		if err != nil {
@@ -85,7 +87,7 @@ func TestParseKey(t *testing.T) {
 			t.Errorf("%q: got %+v", tc.spec, k)
 		}
 	}
-	for _, bad := range []string{"", "header:", "header:a b", "claim:", "ip", "remote_addr:x", "subject:x", "cookie:a"} {
+	for _, bad := range []string{"", "header:", "header:a b", "claim:", "ip", "remote_addr:x", "subject:x", "cookie:a", "principal:x"} {
 		if _, err := ParseKey(bad); !errors.Is(err, ErrBadKey) {
 			t.Errorf("ParseKey(%q) = %v, want ErrBadKey", bad, err)
 		}
@@ -94,7 +96,8 @@ func TestParseKey(t *testing.T) {
 
 func TestKeyValue(t *testing.T) {
 	httpReq := &trellis.Inbound{
-		Msg:        trellis.Msg{Subject: "orders.get", Header: trellis.Header{"X-Api-Key": {"k1"}, "X-Claim-sub": {"ada"}}},
+		Msg: trellis.Msg{Subject: "orders.get", Header: trellis.Header{"X-Api-Key": {" k1\t"}, "X-Claim-sub": {"ada"},
+			"Authorization": {"BEARER   Tok "}, "Trellis-Principal": {"token:alice"}}},
 		Method:     "GET",
 		RemoteAddr: "10.0.0.7:51234",
 	}
@@ -107,6 +110,9 @@ func TestKeyValue(t *testing.T) {
 	}{
 		{"header:X-API-Key", httpReq, "k1", true},
 		{"header:X-API-Key", natsMsg, "", false},
+		{"header:Authorization", httpReq, "bearer Tok", true},
+		{"principal", httpReq, "token:alice", true},
+		{"principal", natsMsg, "", false},
 		{"claim:sub", httpReq, "ada", true},
 		{"claim:tenant", httpReq, "", false},
 		{"remote_addr", httpReq, "10.0.0.7", true},
@@ -121,6 +127,84 @@ func TestKeyValue(t *testing.T) {
 			t.Errorf("%s: got %q %v, want %q %v", tc.spec, got, ok, tc.want, tc.ok)
 		}
 	}
+}
+
+func TestCanonicalHeaderValue(t *testing.T) {
+	for _, tc := range []struct {
+		name, in, want string
+	}{
+		{"Authorization", "Bearer t", "bearer t"},
+		{"Authorization", "bearer t", "bearer t"},
+		{"Authorization", "BEARER t", "bearer t"},
+		{"Authorization", "Bearer   t", "bearer t"},
+		{"Authorization", "Bearer t   ", "bearer t"},
+		{"Authorization", " \tBearer\t t \t", "bearer t"},
+		{"authorization", "bEaReR t", "bearer t"},
+		{"Authorization", "Bearer Tok", "bearer Tok"}, // the credentials keep their case
+		{"Authorization", "Basic  YWRh  Og==", "basic YWRh Og=="},
+		{"Authorization", "Bearer", "bearer"},
+		{"Authorization", "   ", ""},
+		{"X-API-Key", "  k1\t", "k1"},
+		{"X-API-Key", "Bearer   K1", "Bearer   K1"}, // only trimmed
+		{"X-API-Key", "", ""},
+	} {
+		if got := CanonicalHeaderValue(tc.name, tc.in); got != tc.want {
+			t.Errorf("CanonicalHeaderValue(%q, %q) = %q, want %q", tc.name, tc.in, got, tc.want)
+		}
+	}
+}
+
+// FuzzCanonicalHeaderValue: the canonical form is a fixed point, has no
+// surrounding whitespace, and for Authorization is the same whatever the
+// case of the scheme and the whitespace around and between the parts.
+func FuzzCanonicalHeaderValue(f *testing.F) {
+	for _, seed := range [][2]string{
+		{"Authorization", "Bearer t"},
+		{"Authorization", "BEARER   t  "},
+		{"authorization", "\tbearer\tt"},
+		{"Authorization", "Digest username=\"a\",  realm=\"b\""},
+		{"Authorization", ""},
+		{"Authorization", "\u00a0Bearer\u2003t\u0085"},
+		{"Authorization", "\xffBEARER \xfe"},
+		{"X-API-Key", " k1 "},
+		{"X-API-Key", "Bearer  k1"},
+	} {
+		f.Add(seed[0], seed[1])
+	}
+	f.Fuzz(func(t *testing.T, name, v string) {
+		c := CanonicalHeaderValue(name, v)
+		if again := CanonicalHeaderValue(name, c); again != c {
+			t.Fatalf("not a fixed point: %q -> %q -> %q", v, c, again)
+		}
+		if c != strings.TrimSpace(c) {
+			t.Fatalf("%q -> %q keeps surrounding whitespace", v, c)
+		}
+		if !strings.EqualFold(name, "Authorization") {
+			if c != strings.TrimSpace(v) {
+				t.Fatalf("%s: %q -> %q, want it trimmed only", name, v, c)
+			}
+			return
+		}
+		fields := strings.Fields(v)
+		if len(fields) == 0 {
+			if c != "" {
+				t.Fatalf("%q -> %q, want empty", v, c)
+			}
+			return
+		}
+		// Respell: the scheme's ASCII letters in the other case, and other
+		// whitespace around and between the parts.
+		scheme := []byte(fields[0])
+		for i, b := range scheme {
+			if 'a' <= b && b <= 'z' || 'A' <= b && b <= 'Z' {
+				scheme[i] = b ^ 0x20
+			}
+		}
+		respelt := " \t" + string(scheme) + "\t  " + strings.Join(fields[1:], " \t ") + "  "
+		if got := CanonicalHeaderValue(name, respelt); got != c {
+			t.Fatalf("%q -> %q but its respelling %q -> %q", v, c, respelt, got)
+		}
+	})
 }
 
 func TestRemoteHost(t *testing.T) {
