@@ -20,6 +20,7 @@ func FuzzHTTPToMessage(f *testing.F) {
 	f.Add("/orders/%2A", "q", "Nats-Service-Error-Code", "500")
 	f.Add("/orders/"+strings.Repeat("x", 5000), "", "X", "y")
 	f.Add("/orders/a%00b", "", "X", "y")
+	f.Add("/orders/1", "", "Trellis-Param-Admin", "true")
 	mux := http.NewServeMux()
 	var gotSubject string
 	var gotErr error
@@ -47,7 +48,7 @@ func FuzzHTTPToMessage(f *testing.F) {
 		}
 		m := requestMessage(r, "s", []byte("b"))
 		for k := range m.Header {
-			if hopHeaders[k] || strings.HasPrefix(k, "Nats-") {
+			if hopHeaders[k] || strings.HasPrefix(k, "Nats-") || strings.HasPrefix(strings.ToLower(k), "trellis-param-") {
 				t.Fatalf("header %q crossed to the bus", k)
 			}
 		}

@@ -303,13 +303,19 @@ func patternParams(pattern string) []string {
 	}
 }
 
+// paramHeaderPrefix starts the header that carries a path parameter.
+const paramHeaderPrefix = "Trellis-Param-"
+
 // requestMessage maps an HTTP request to the message policies and handlers see.
 // It drops hop-by-hop, Nats- and identity headers (trusted.go): a client
 // cannot say who it is other than through a policy.
 func requestMessage(r *http.Request, subject string, body []byte) *plugin.Message {
 	hdr := make(map[string][]string, len(r.Header))
 	for k, vs := range r.Header {
-		if !hopHeaders[k] && !strings.HasPrefix(k, "Nats-") && !isIdentityHeader(k) {
+		// Trellis-Param-* are the host's: a client's would pass for a
+		// path parameter the route does not have.
+		if !hopHeaders[k] && !strings.HasPrefix(k, "Nats-") && !isIdentityHeader(k) &&
+			!(len(k) >= len(paramHeaderPrefix) && strings.EqualFold(k[:len(paramHeaderPrefix)], paramHeaderPrefix)) {
 			hdr[k] = vs
 		}
 	}
@@ -353,7 +359,7 @@ func (h *Host) serveRoute(w http.ResponseWriter, r *http.Request, rt HTTPRoute) 
 			return
 		}
 		if v != "" {
-			msg.Header["Trellis-Param-"+name] = []string{v}
+			msg.Header[paramHeaderPrefix+name] = []string{v}
 		}
 	}
 	var answered *outcome

@@ -50,7 +50,7 @@ func TestLoadReadsOnlyRegularFiles(t *testing.T) {
 			t.Fatalf("Load of %s blocked", tc.path)
 		}
 	}
-	if err := h.Host.Load(context.Background(), host.Spec{Name: "echo", Path: link}); err != nil {
+	if err := h.Host.Load(context.Background(), host.Spec{Name: "echo", Path: link, Subjects: []string{"echo"}}); err != nil {
 		t.Fatalf("a symlink to a module: %v", err)
 	}
 }
