@@ -84,7 +84,9 @@ func TestDevServesAndShutsDownOnSignal(t *testing.T) {
 	}()
 	re := regexp.MustCompile(`serving; watching for changes.*nats=(nats://127\.0\.0\.1:\d+)`)
 	var url string
-	deadline := time.Now().Add(60 * time.Second)
+	// A cold compile of a Go guest under the race detector on a loaded
+	// 2-core machine takes minutes; this bounds a wait for an event.
+	deadline := time.Now().Add(3 * time.Minute)
 	for url == "" && time.Now().Before(deadline) {
 		if m := re.FindStringSubmatch(logs.String()); m != nil {
 			url = m[1]

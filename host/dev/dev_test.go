@@ -52,7 +52,9 @@ func TestSourceIsRebuiltOnSaveAndABrokenBuildKeepsTheLastGoodVersion(t *testing.
 
 	expect := func(want string) {
 		t.Helper()
-		deadline := time.Now().Add(60 * time.Second)
+		// A cold compile of a Go guest under the race detector on a loaded
+		// 2-core machine takes minutes; this bounds a wait for an event.
+		deadline := time.Now().Add(3 * time.Minute)
 		for time.Now().Before(deadline) {
 			if m, err := h.Client().Request("devloop", []byte("x"), time.Second); err == nil && string(m.Data) == want {
 				return
