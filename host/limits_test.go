@@ -308,3 +308,29 @@ func TestHostFunctionsStopAtTheDeadline(t *testing.T) {
 		t.Fatalf("no deadline in the log:\n%s", h.Logs())
 	}
 }
+
+// TestHostConnectionComesBackAfterTheServerDropsIt: when the server closes
+// the host's own connection (here, kicked by id, as an operator or a
+// protocol error would), the host reconnects by itself and its plugins
+// answer again, subscriptions included.
+func TestHostConnectionComesBackAfterTheServerDropsIt(t *testing.T) {
+	h := trellistest.NewHost(t)
+	h.Load("echo", trellistest.Wasm(t, echoSrc))
+	connected(t, h, "start")
+	id, err := h.Conn().GetClientID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	reconnects := h.Conn().Stats().Reconnects
+	if err := h.Bus().Server().DisconnectClientByID(id); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for h.Conn().Stats().Reconnects == reconnects && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if h.Conn().Stats().Reconnects == reconnects {
+		t.Fatalf("host connection did not reconnect: %v", h.Conn().Status())
+	}
+	connected(t, h, "the server dropped the host's connection")
+}
