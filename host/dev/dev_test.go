@@ -113,6 +113,50 @@ func TestSourceThatNeverBuiltIsReportedNotLoaded(t *testing.T) {
 	}
 }
 
+// TestDevGrantsAPluginsOwnSubjectsButNoSystemSubject: in dev a plugin
+// serves whatever it subscribes to, except the bus's own subjects.
+func TestDevGrantsAPluginsOwnSubjectsButNoSystemSubject(t *testing.T) {
+	if _, err := exec.LookPath("wat2wasm"); err != nil {
+		trellistest.SkipWithoutToolchain(t, "wat2wasm not found (apt-get install wabt)")
+	}
+	echo, err := os.ReadFile("../../abi/echo.wat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const sys = `(module
+  (import "trellis" "subscribe" (func $sub (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 0) "$KV.>")
+  (func (export "trellis_abi_v1"))
+  (func (export "trellis_init") (result i32)
+    (i32.sub (i32.const 0) (call $sub (i32.const 0) (i32.const 5) (i32.const 0) (i32.const 0))))
+  (func (export "trellis_handle") (param i32 i32 i32 i32) (result i32) (i32.const 0)))`
+	root := t.TempDir()
+	for name, src := range map[string][]byte{"echo": echo, "sys": []byte(sys)} {
+		os.MkdirAll(filepath.Join(root, name), 0o755)
+		if err := os.WriteFile(filepath.Join(root, name, name+".wat"), src, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h := serveDev(t, root)
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if m, err := h.Client().Request("echo", []byte("own"), time.Second); err == nil && string(m.Data) == "own" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("echo never answered\n%s", h.Logs())
+		}
+	}
+	if !h.WaitLog(30*time.Second, "plugin=sys", "system subjects are never granted") {
+		t.Fatalf("sys was not refused for its $KV.> subscription:\n%s", h.Logs())
+	}
+	for _, p := range h.Plugins() {
+		if p.Name == "sys" {
+			t.Fatalf("sys loaded: %+v", p)
+		}
+	}
+}
+
 // serveDev runs the dev loop on root against a new test host until the
 // test ends.
 func serveDev(t *testing.T, root string) *trellistest.Host {

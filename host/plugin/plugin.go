@@ -28,6 +28,7 @@ import (
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 
+	"github.com/trellis-mesh/trellis/abi"
 	"github.com/trellis-mesh/trellis/host/internal/regfile"
 	"github.com/trellis-mesh/trellis/host/plugin/internal/interrupt"
 	"github.com/trellis-mesh/trellis/host/plugin/internal/limits"
@@ -303,7 +304,10 @@ func load(ctx context.Context, wasm []byte, opts Options) (*Plugin, error) {
 		p.subsMu.Lock()
 		denied := p.deniedSub
 		p.subsMu.Unlock()
-		if denied != "" {
+		switch {
+		case denied != "" && abi.SystemSubject(denied):
+			err = fmt.Errorf("%w (it subscribes to %q: system subjects are never granted to plugins)", err, denied)
+		case denied != "":
 			err = fmt.Errorf("%w (it subscribes to %q, which is not granted: list the subjects it serves in its config)", err, denied)
 		}
 		return nil, err
