@@ -57,8 +57,19 @@ func (r *route) ensureWorkers(n int) {
 		r.working.Add(1)
 		go func() {
 			defer r.working.Done()
-			for a := range r.inbox {
-				r.serve(a)
+			// The inbox closes once the route has drained; if Close gives
+			// up before that, the host's life ends and so do the workers.
+			done := r.h.life.Done()
+			for {
+				select {
+				case a, ok := <-r.inbox:
+					if !ok {
+						return
+					}
+					r.serve(a)
+				case <-done:
+					return
+				}
 			}
 		}()
 	}
@@ -130,7 +141,11 @@ func (r *route) onMsg(m *nats.Msg) {
 		r.h.counters.Dropped.Add(1)
 		return
 	}
-	r.inbox <- arrival{m: m, at: deadline.Now()}
+	select {
+	case r.inbox <- arrival{m: m, at: deadline.Now()}:
+	case <-r.h.life.Done():
+		// Close gave up waiting: nobody will serve the inbox.
+	}
 }
 
 func (r *route) serve(a arrival) {

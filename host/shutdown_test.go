@@ -125,3 +125,30 @@ func TestCloseLeavesNoGoroutineBehind(t *testing.T) {
 	}
 	trellistest.WaitFor(t, 5*time.Second, "the host's goroutines to end", func() bool { return len(hostGoroutines()) == 0 })
 }
+
+func TestCloseThatRunsOutOfTimeLeavesNoGoroutineBehind(t *testing.T) {
+	// One instance and an inbox of one: with four requests, one runs, one
+	// waits in the inbox and one in the subscription's callback, so the
+	// route cannot drain before Close gives up.
+	h := trellistest.NewHost(t, func(o *host.Options) { o.QueueDepth = 1 })
+	h.Load("loop", wat(t, "loop"), func(s *host.Spec) {
+		s.Subjects = []string{"loop"}
+		s.PoolSize = 1
+		s.Timeout = time.Hour
+	})
+	nc := h.Client()
+	for i := 0; i < 4; i++ {
+		if err := nc.PublishRequest("loop", nats.NewInbox(), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	trellistest.WaitFor(t, 10*time.Second, "the first call to begin", func() bool { return h.Plugins()[0].InUse == 1 })
+	nc.Close()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	if err := h.Close(ctx); err == nil {
+		t.Fatal("Close reported no error though the route could not drain in time")
+	}
+	trellistest.WaitFor(t, 5*time.Second, "the host's goroutines to end", func() bool { return len(hostGoroutines()) == 0 })
+}
