@@ -469,8 +469,8 @@ func (h *Host) Unload(ctx context.Context, name string) error {
 // in-flight calls finish (until ctx ends), closes every plugin and then the
 // bus. Retries waiting for their backoff give up at once (the caller gets
 // the last failure, or the fallback). When Close returns, every goroutine
-// the host started has ended, except calls still running in a plugin
-// whose wait ctx cut short.
+// the host started has ended; if ctx ended first, calls still running are
+// cut short by their contexts, which end with it, and end soon after.
 func (h *Host) Close(ctx context.Context) error {
 	h.mu.Lock()
 	if h.closing {
