@@ -138,7 +138,11 @@ type Resilience struct {
 	// Idempotent marks the handler safe to call again with the same message.
 	// Nothing is retried unless it is set.
 	Idempotent bool
-	// Retries is how many more times a failed call is tried.
+	// Retries is how many more times a failed call is tried. Every attempt
+	// and every wait between them falls within the message's deadline
+	// (Spec.Timeout from its arrival): a retry whose backoff would end past
+	// it is not made, so a failure by deadline is not retried, and a
+	// backoff ends at once when the host begins to close.
 	Retries int
 	// Backoff is the first retry's wait ceiling, doubling per retry up to
 	// MaxBackoff, with full jitter (defaults 50ms and 2s).
@@ -178,6 +182,19 @@ type Host struct {
 	mu      sync.Mutex
 	routes  map[string]*route
 	closing bool
+
+	// stopping is closed when Close begins: a retry's backoff ends at once
+	// and no retry starts, so that Close does not wait out a backoff.
+	stopping chan struct{}
+	// life is the context of what the host does on its own: serving a
+	// message from the bus (whose deadline derives from it) and closing a
+	// version swapped out. It ends when Close's context ends, or when
+	// Close returns.
+	life    context.Context
+	endLife context.CancelFunc
+	// retiring counts the goroutines closing versions swapped out. Close
+	// waits for them before it closes the compilation cache they use.
+	retiring sync.WaitGroup
 }
 
 // New starts the bus and returns a host with no plugins.
@@ -199,7 +216,10 @@ func New(ctx context.Context, opts Options) (*Host, error) {
 		log:      opts.Logger,
 		inflight: make(chan struct{}, opts.MaxInFlight),
 		routes:   map[string]*route{},
+		stopping: make(chan struct{}),
 	}
+	// The host outlives New's context, which bounds only the start.
+	h.life, h.endLife = context.WithCancel(context.WithoutCancel(ctx))
 	cacheDir := opts.CacheDir
 	if cacheDir == "" && opts.DataDir != "" {
 		cacheDir = filepath.Join(opts.DataDir, "cache")
@@ -224,15 +244,17 @@ func New(ctx context.Context, opts Options) (*Host, error) {
 	}
 	b, err := bus.Start(ctx, opts.Bus)
 	if err != nil {
-		h.cache.Close(context.Background())
+		h.endLife()
+		h.cache.Close(context.WithoutCancel(ctx))
 		return nil, err
 	}
 	h.bus = b
 	h.outbox = &natsOutbox{nc: b.Conn()}
 	h.kv = kv.New(b.Conn(), "")
 	if err := h.startHTTP(opts.HTTP); err != nil {
+		h.endLife()
 		b.Close()
-		h.cache.Close(context.Background())
+		h.cache.Close(context.WithoutCancel(ctx))
 		return nil, err
 	}
 	return h, nil
@@ -349,7 +371,7 @@ func (h *Host) Load(ctx context.Context, spec Spec) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closing {
-		p.Close(context.Background())
+		p.Close(ctx)
 		return errors.New("host is closing")
 	}
 	old := h.routes[spec.Name]
@@ -358,10 +380,10 @@ func (h *Host) Load(ctx context.Context, spec Spec) error {
 		r = newRoute(h, spec.Name)
 	}
 	if spec.Policy || old != nil && old.isPolicy {
-		return h.swapPolicy(r, old, p, spec, start, loaded)
+		return h.swapPolicy(ctx, r, old, p, spec, start, loaded)
 	}
 	if !p.IsHandler() {
-		p.Close(context.Background())
+		p.Close(ctx)
 		err := fmt.Errorf("plugin %q: it does not export %s, so it cannot be a handler (load it as a policy?)", spec.Name, abi.ExportHandle)
 		h.log.Error("plugin refused", "plugin", spec.Name, "version", version, "error", err)
 		return err
@@ -380,23 +402,23 @@ func (h *Host) Load(ctx context.Context, spec Spec) error {
 		queue = spec.Name
 	}
 	if len(subjects) == 0 {
-		p.Close(context.Background())
+		p.Close(ctx)
 		err := fmt.Errorf("plugin %q: it subscribes to no subjects; call subscribe in trellis_init or set subjects in the config", spec.Name)
 		h.log.Error("plugin refused", "plugin", spec.Name, "version", version, "error", err)
 		return err
 	}
 	for _, s := range subjects {
 		if err := subscribable(s); err != nil {
-			p.Close(context.Background())
+			p.Close(ctx)
 			return fmt.Errorf("plugin %q: subject %q: %w", spec.Name, s, err)
 		}
 	}
 	if err := abi.ValidQueue(queue); err != nil {
-		p.Close(context.Background())
+		p.Close(ctx)
 		return fmt.Errorf("plugin %q: queue %q: %w", spec.Name, queue, err)
 	}
 	if err := h.checkExclusive(spec, subjects); err != nil {
-		p.Close(context.Background())
+		p.Close(ctx)
 		h.log.Error("plugin refused", "plugin", spec.Name, "version", version, "error", err)
 		return err
 	}
@@ -406,7 +428,7 @@ func (h *Host) Load(ctx context.Context, spec Spec) error {
 		if prev != nil {
 			r.current.Store(prev)
 		}
-		p.Close(context.Background())
+		p.Close(ctx)
 		return fmt.Errorf("plugin %q: %w", spec.Name, err)
 	}
 	h.routes[spec.Name] = r
@@ -414,11 +436,7 @@ func (h *Host) Load(ctx context.Context, spec Spec) error {
 	if prev != nil {
 		// In-flight calls finish on the old version; Handle retries a call
 		// that raced with the swap on the new one.
-		go func() {
-			if err := prev.Close(context.Background()); err != nil {
-				h.log.Warn("closing old version", "plugin", spec.Name, "version", prev.VersionHash(), "error", err)
-			}
-		}()
+		h.retire(prev)
 		h.log.Info("plugin reloaded", "plugin", spec.Name, "version", version, "previous", prev.VersionHash(),
 			"subjects", subjects, "load_time", loaded, "swap_time", time.Since(start)-loaded)
 	} else {
@@ -450,7 +468,10 @@ func (h *Host) Unload(ctx context.Context, name string) error {
 
 // Close shuts the host down gracefully: it stops taking messages, lets
 // in-flight calls finish (until ctx ends), closes every plugin and then the
-// bus.
+// bus. Retries waiting for their backoff give up at once (the caller gets
+// the last failure, or the fallback). When Close returns, every goroutine
+// the host started has ended; if ctx ended first, calls still running are
+// cut short by their contexts, which end with it, and end soon after.
 func (h *Host) Close(ctx context.Context) error {
 	h.mu.Lock()
 	if h.closing {
@@ -458,7 +479,13 @@ func (h *Host) Close(ctx context.Context) error {
 		return nil
 	}
 	h.closing = true
+	close(h.stopping)
 	h.mu.Unlock()
+	// If ctx ends before the old versions have drained, they are closed
+	// without waiting any longer.
+	stop := context.AfterFunc(ctx, h.endLife)
+	defer stop()
+	defer h.endLife()
 
 	var errs []error
 	// HTTP first: it stops accepting and waits for requests in flight, which
@@ -489,10 +516,12 @@ func (h *Host) Close(ctx context.Context) error {
 		}(r)
 	}
 	wg.Wait()
+	// Old versions share the compilation cache: it closes after them.
+	h.retiring.Wait()
 	if err := h.bus.Close(); err != nil {
 		errs = append(errs, err)
 	}
-	h.cache.Close(context.Background())
+	h.cache.Close(context.WithoutCancel(ctx))
 	h.log.Info("host stopped")
 	return errors.Join(errs...)
 }
@@ -545,17 +574,17 @@ func kvNamespace(spec Spec) string {
 
 // swapPolicy installs a policy version: no subscriptions, just the pointer
 // chains look up per message. Called with h.mu held.
-func (h *Host) swapPolicy(r, old *route, p *plugin.Plugin, spec Spec, start time.Time, loaded time.Duration) error {
+func (h *Host) swapPolicy(ctx context.Context, r, old *route, p *plugin.Plugin, spec Spec, start time.Time, loaded time.Duration) error {
 	if !spec.Policy {
-		p.Close(context.Background())
+		p.Close(ctx)
 		return fmt.Errorf("plugin %q is loaded as a policy; unload it before loading a handler of that name", spec.Name)
 	}
 	if old != nil && !old.isPolicy {
-		p.Close(context.Background())
+		p.Close(ctx)
 		return fmt.Errorf("plugin %q is loaded as a handler; unload it before loading a policy of that name", spec.Name)
 	}
 	if !p.IsPolicy() {
-		p.Close(context.Background())
+		p.Close(ctx)
 		err := fmt.Errorf("plugin %q: it does not export %s, so it cannot be a policy", spec.Name, abi.ExportPolicy)
 		h.log.Error("plugin refused", "plugin", spec.Name, "version", p.VersionHash(), "error", err)
 		return err
@@ -564,13 +593,26 @@ func (h *Host) swapPolicy(r, old *route, p *plugin.Plugin, spec Spec, start time
 	prev := r.current.Swap(p)
 	h.routes[spec.Name] = r
 	if prev != nil {
-		go prev.Close(context.Background())
+		h.retire(prev)
 		h.log.Info("policy reloaded", "plugin", spec.Name, "version", p.VersionHash(), "previous", prev.VersionHash(),
 			"load_time", loaded, "swap_time", time.Since(start)-loaded)
 	} else {
 		h.log.Info("policy loaded", "plugin", spec.Name, "version", p.VersionHash(), "load_time", loaded)
 	}
 	return nil
+}
+
+// retire closes a version swapped out once its calls in flight have
+// finished, on a goroutine Close waits for. Called with h.mu held and
+// h.closing false, so that Close's wait counts it.
+func (h *Host) retire(p *plugin.Plugin) {
+	h.retiring.Add(1)
+	go func() {
+		defer h.retiring.Done()
+		if err := p.Close(h.life); err != nil {
+			h.log.Warn("closing old version", "plugin", p.Name(), "version", p.VersionHash(), "error", err)
+		}
+	}()
 }
 
 // policy returns the version of policy name serving now, or nil.
@@ -588,7 +630,7 @@ func (h *Host) policy(name string) *plugin.Plugin {
 type Counters struct {
 	PolicyFailures  atomic.Int64 // policies that faulted or were missing
 	PolicyRejects   atomic.Int64 // messages a policy rejected
-	Retries         atomic.Int64 // handler calls tried again
+	Retries         atomic.Int64 // backoffs begun before a handler call is tried again
 	BreakerRejects  atomic.Int64 // requests refused while a breaker was open
 	DeadLetters     atomic.Int64 // events sent to a dead-letter subject
 	Fallbacks       atomic.Int64 // requests answered with a fallback

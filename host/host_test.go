@@ -240,11 +240,10 @@ func TestCloseFinishesInFlightRequests(t *testing.T) {
 	h.Load("conformance", trellistest.Wasm(t, "../sdk/go/conformance"), func(s *host.Spec) {
 		s.Grants.Request = []string{"upstream.conf"}
 	})
-	// A slow upstream, so the plugin's call is in flight when Close begins.
-	up, _ := h.Client().Subscribe("upstream.conf", func(m *nats.Msg) {
-		time.Sleep(300 * time.Millisecond)
-		m.Respond([]byte("late"))
-	})
+	// An upstream that holds the plugin's request, so the call is in
+	// flight when the unload begins.
+	held := make(chan *nats.Msg, 1)
+	up, _ := h.Client().Subscribe("upstream.conf", func(m *nats.Msg) { held <- m })
 	defer up.Unsubscribe()
 	h.Client().Flush()
 
@@ -261,11 +260,20 @@ func TestCloseFinishesInFlightRequests(t *testing.T) {
 		defer wg.Done()
 		reply, rerr = client.Request("conf.request", []byte("x"), 5*time.Second)
 	}()
-	time.Sleep(100 * time.Millisecond)
+	var upstream *nats.Msg
+	select {
+	case upstream = <-held:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the plugin's request never reached the upstream")
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	// Close the plugins, not the bus: the reply must still get out.
-	if err := h.Unload(ctx, "conformance"); err != nil {
+	unloaded := make(chan error, 1)
+	go func() { unloaded <- h.Unload(ctx, "conformance") }()
+	trellistest.WaitFor(t, 5*time.Second, "the unload to begin", func() bool { return len(h.Plugins()) == 0 })
+	upstream.Respond([]byte("late"))
+	if err := <-unloaded; err != nil {
 		t.Fatal(err)
 	}
 	wg.Wait()

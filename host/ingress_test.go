@@ -35,24 +35,6 @@ func ingressHost(t *testing.T, routes ...host.HTTPRoute) *trellistest.Host {
 	return h
 }
 
-func do(t *testing.T, method, url, body string, headers ...string) (*http.Response, string) {
-	t.Helper()
-	req, err := http.NewRequest(method, url, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := 0; i+1 < len(headers); i += 2 {
-		req.Header.Set(headers[i], headers[i+1])
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp, string(b)
-}
-
 func TestIngressRequestReplyAndEvents(t *testing.T) {
 	h := ingressHost(t,
 		host.HTTPRoute{Pattern: "POST /echo", Subject: "echo"},
@@ -62,29 +44,29 @@ func TestIngressRequestReplyAndEvents(t *testing.T) {
 	)
 	base := "http://" + h.HTTPAddr()
 
-	resp, body := do(t, "POST", base+"/echo", "hello over http")
+	resp, body := trellistest.HTTP(t, nil, "POST", base+"/echo", "hello over http")
 	if resp.StatusCode != 200 || body != "hello over http" {
 		t.Fatalf("echo: %d %q", resp.StatusCode, body)
 	}
 	// Headers go HTTP -> NATS and back.
-	resp, body = do(t, "GET", base+"/conf/headers", "", "X-In", "from-http")
+	resp, body = trellistest.HTTP(t, nil, "GET", base+"/conf/headers", "", "X-In", "from-http")
 	if resp.StatusCode != 200 || body != "from-http" || resp.Header.Get("X-Out") != "from-http" {
 		t.Fatalf("headers: %d %q %v", resp.StatusCode, body, resp.Header)
 	}
 	// A handler's error status becomes the HTTP status, with a JSON body.
-	resp, body = do(t, "GET", base+"/conf/error", "")
+	resp, body = trellistest.HTTP(t, nil, "GET", base+"/conf/error", "")
 	var e struct{ Error string }
 	if resp.StatusCode != 422 || json.Unmarshal([]byte(body), &e) != nil || !strings.HasPrefix(e.Error, "rejected:") {
 		t.Fatalf("error: %d %q", resp.StatusCode, body)
 	}
 	// A path value that is not a subject token is refused.
-	if resp, _ := do(t, "GET", base+"/conf/a.b", ""); resp.StatusCode != 400 {
+	if resp, _ := trellistest.HTTP(t, nil, "GET", base+"/conf/a.b", ""); resp.StatusCode != 400 {
 		t.Fatalf("dotted path value: %d", resp.StatusCode)
 	}
 	// Events are published and answered 202.
 	sub, _ := h.Client().SubscribeSync("orders.created")
 	h.Client().Flush()
-	resp, body = do(t, "POST", base+"/orders", `{"id":"42"}`, "Content-Type", "application/json")
+	resp, body = trellistest.HTTP(t, nil, "POST", base+"/orders", `{"id":"42"}`, "Content-Type", "application/json")
 	if resp.StatusCode != 202 || !strings.Contains(body, "accepted") {
 		t.Fatalf("event: %d %q", resp.StatusCode, body)
 	}
@@ -95,15 +77,15 @@ func TestIngressRequestReplyAndEvents(t *testing.T) {
 	// Path wildcards travel as headers too.
 	psub, _ := h.Client().SubscribeSync("param.seen")
 	h.Client().Flush()
-	do(t, "GET", base+"/param/42", "")
+	trellistest.HTTP(t, nil, "GET", base+"/param/42", "")
 	if m, err := psub.NextMsg(5 * time.Second); err != nil || m.Header.Get("Trellis-Param-id") != "42" {
 		t.Fatalf("path parameter header: %v %v", m, err)
 	}
 	// Limits and misses.
-	if resp, _ := do(t, "POST", base+"/echo", strings.Repeat("x", 2000)); resp.StatusCode != 413 {
+	if resp, _ := trellistest.HTTP(t, nil, "POST", base+"/echo", strings.Repeat("x", 2000)); resp.StatusCode != 413 {
 		t.Fatalf("oversized body: %d", resp.StatusCode)
 	}
-	if resp, _ := do(t, "GET", base+"/nowhere", ""); resp.StatusCode != 404 {
+	if resp, _ := trellistest.HTTP(t, nil, "GET", base+"/nowhere", ""); resp.StatusCode != 404 {
 		t.Fatalf("unknown path: %d", resp.StatusCode)
 	}
 }
@@ -116,10 +98,10 @@ func TestIngressNoRespondersAndTimeouts(t *testing.T) {
 	h.Client().Subscribe("slow", func(m *natsMsg) { time.Sleep(time.Second) })
 	h.Client().Flush()
 	base := "http://" + h.HTTPAddr()
-	if resp, _ := do(t, "GET", base+"/void", ""); resp.StatusCode != 503 {
+	if resp, _ := trellistest.HTTP(t, nil, "GET", base+"/void", ""); resp.StatusCode != 503 {
 		t.Fatalf("no responders: %d", resp.StatusCode)
 	}
-	if resp, _ := do(t, "GET", base+"/slow", ""); resp.StatusCode != 504 {
+	if resp, _ := trellistest.HTTP(t, nil, "GET", base+"/slow", ""); resp.StatusCode != 504 {
 		t.Fatalf("timeout: %d", resp.StatusCode)
 	}
 }
@@ -129,23 +111,23 @@ func TestIngressPoliciesSeeHTTPAndDecide(t *testing.T) {
 	h := ingressHost(t, host.HTTPRoute{Pattern: "POST /echo", Subject: "echo", Policies: pol})
 	base := "http://" + h.HTTPAddr()
 
-	resp, body := do(t, "POST", base+"/echo?x=1", "ignored")
+	resp, body := trellistest.HTTP(t, nil, "POST", base+"/echo?x=1", "ignored")
 	if resp.StatusCode != 200 || body != "POST /echo?x=1 from 127.0.0.1"+seen {
 		t.Fatalf("policy view of HTTP: %d %q", resp.StatusCode, body)
 	}
-	resp, body = do(t, "POST", base+"/echo", "x", "X-Policy", "limit")
+	resp, body = trellistest.HTTP(t, nil, "POST", base+"/echo", "x", "X-Policy", "limit")
 	if resp.StatusCode != 429 || resp.Header.Get("Retry-After") != "7" || !strings.Contains(body, "slow down") {
 		t.Fatalf("limit: %d %v %q", resp.StatusCode, resp.Header, body)
 	}
-	resp, body = do(t, "POST", base+"/echo", "x", "X-Policy", "reject")
+	resp, body = trellistest.HTTP(t, nil, "POST", base+"/echo", "x", "X-Policy", "reject")
 	if resp.StatusCode != 403 || !strings.Contains(body, "rejected by test policy") {
 		t.Fatalf("reject: %d %q", resp.StatusCode, body)
 	}
-	resp, body = do(t, "POST", base+"/echo", "x", "X-Policy", "answer")
+	resp, body = trellistest.HTTP(t, nil, "POST", base+"/echo", "x", "X-Policy", "answer")
 	if resp.StatusCode != 200 || body != "answered by policy" {
 		t.Fatalf("answer: %d %q", resp.StatusCode, body)
 	}
-	resp, _ = do(t, "POST", base+"/echo", "x", "X-Policy", "trap")
+	resp, _ = trellistest.HTTP(t, nil, "POST", base+"/echo", "x", "X-Policy", "trap")
 	if resp.StatusCode != 503 {
 		t.Fatalf("fail closed: %d", resp.StatusCode)
 	}
@@ -153,10 +135,10 @@ func TestIngressPoliciesSeeHTTPAndDecide(t *testing.T) {
 
 func TestIngressDrainsOnClose(t *testing.T) {
 	h := ingressHost(t, host.HTTPRoute{Pattern: "GET /slow", Subject: "slow", Timeout: 5 * time.Second})
-	h.Client().Subscribe("slow", func(m *natsMsg) {
-		time.Sleep(300 * time.Millisecond)
-		m.Respond([]byte("finished"))
-	})
+	// An upstream that holds the request, so it is in flight when Close
+	// begins.
+	held := make(chan *natsMsg, 1)
+	h.Client().Subscribe("slow", func(m *natsMsg) { held <- m })
 	h.Client().Flush()
 	done := make(chan string, 1)
 	go func() {
@@ -169,8 +151,24 @@ func TestIngressDrainsOnClose(t *testing.T) {
 		resp.Body.Close()
 		done <- string(b)
 	}()
-	time.Sleep(100 * time.Millisecond)
-	if err := h.Close(t.Context()); err != nil {
+	var upstream *natsMsg
+	select {
+	case upstream = <-held:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the request never reached the upstream")
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- h.Close(t.Context()) }()
+	// Close has begun once the ingress refuses new connections.
+	trellistest.WaitFor(t, 5*time.Second, "the ingress to stop accepting", func() bool {
+		c, err := net.Dial("tcp", h.HTTPAddr())
+		if err == nil {
+			c.Close()
+		}
+		return err != nil
+	})
+	upstream.Respond([]byte("finished"))
+	if err := <-closed; err != nil {
 		t.Fatal(err)
 	}
 	if got := <-done; got != "finished" {
@@ -219,22 +217,11 @@ func TestIngressServesTLSAndLimitsHeaders(t *testing.T) {
 	h.Load("echo", trellistest.Wasm(t, echoSrc))
 	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
 	url := "https://" + h.HTTPAddr() + "/echo"
-	resp, err := client.Post(url, "text/plain", strings.NewReader("secure"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != 200 || string(body) != "secure" || resp.TLS == nil {
+	resp, body := trellistest.HTTP(t, client, "POST", url, "secure")
+	if resp.StatusCode != 200 || body != "secure" || resp.TLS == nil {
 		t.Fatalf("TLS echo: %d %q", resp.StatusCode, body)
 	}
-	req, _ := http.NewRequest("POST", url, strings.NewReader("x"))
-	req.Header.Set("X-Big", strings.Repeat("a", 16<<10))
-	resp, err = client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
+	resp, _ = trellistest.HTTP(t, client, "POST", url, "x", "X-Big", strings.Repeat("a", 16<<10))
 	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
 		t.Fatalf("oversized headers: %d", resp.StatusCode)
 	}

@@ -63,11 +63,11 @@ func TestOversizedNamesNeverReachTheBus(t *testing.T) {
 	long := strings.Repeat("x", 5000)
 
 	t.Run("path parameter", func(t *testing.T) {
-		resp, body := do(t, "GET", "http://"+h.HTTPAddr()+"/echo/"+long, "")
+		resp, body := trellistest.HTTP(t, nil, "GET", "http://"+h.HTTPAddr()+"/echo/"+long, "")
 		if resp.StatusCode != http.StatusBadRequest || !strings.Contains(body, "more than 1024") {
 			t.Fatalf("GET /echo/<5000> = %d %s", resp.StatusCode, body)
 		}
-		if resp, _ := do(t, "GET", "http://"+h.HTTPAddr()+"/echo/abc", ""); resp.StatusCode != http.StatusOK {
+		if resp, _ := trellistest.HTTP(t, nil, "GET", "http://"+h.HTTPAddr()+"/echo/abc", ""); resp.StatusCode != http.StatusOK {
 			t.Fatalf("GET /echo/abc = %d", resp.StatusCode)
 		}
 		connected(t, h, "a 5000-byte path parameter")
@@ -120,10 +120,7 @@ func TestOversizedNamesNeverReachTheBus(t *testing.T) {
 		if err := h.Client().Flush(); err != nil {
 			t.Fatal(err)
 		}
-		deadline := time.Now().Add(5 * time.Second)
-		for h.Counters().Dropped.Load() == before && time.Now().Before(deadline) {
-			time.Sleep(5 * time.Millisecond)
-		}
+		trellistest.WaitFor(t, 5*time.Second, "the message to be dropped", func() bool { return h.Counters().Dropped.Load() != before })
 		if h.Counters().Dropped.Load() != before+1 {
 			t.Fatalf("a 3500-byte reply subject was not dropped")
 		}
@@ -303,6 +300,9 @@ func TestHostFunctionsStopAtTheDeadline(t *testing.T) {
 	t.Logf("stopped after %s", took)
 	if took > 3*time.Second {
 		t.Fatalf("a 200ms deadline stopped a host-call loop after %s", took)
+	}
+	if n := h.Counters().PolicyFailures.Load(); n != 1 {
+		t.Fatalf("%d policy failures counted, want 1", n)
 	}
 	if !strings.Contains(h.Logs(), "deadline") {
 		t.Fatalf("no deadline in the log:\n%s", h.Logs())

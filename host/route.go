@@ -57,8 +57,19 @@ func (r *route) ensureWorkers(n int) {
 		r.working.Add(1)
 		go func() {
 			defer r.working.Done()
-			for a := range r.inbox {
-				r.serve(a)
+			// The inbox closes once the route has drained; if Close gives
+			// up before that, the host's life ends and so do the workers.
+			done := r.h.life.Done()
+			for {
+				select {
+				case a, ok := <-r.inbox:
+					if !ok {
+						return
+					}
+					r.serve(a)
+				case <-done:
+					return
+				}
 			}
 		}()
 	}
@@ -130,14 +141,20 @@ func (r *route) onMsg(m *nats.Msg) {
 		r.h.counters.Dropped.Add(1)
 		return
 	}
-	r.inbox <- arrival{m: m, at: deadline.Now()}
+	select {
+	case r.inbox <- arrival{m: m, at: deadline.Now()}:
+	case <-r.h.life.Done():
+		// Close gave up waiting: nobody will serve the inbox.
+	}
 }
 
 func (r *route) serve(a arrival) {
 	h, m := r.h, a.m
 	p := r.current.Load()
 	timeout := p.Timeout()
-	ctx := context.Background()
+	// A message from the bus has no caller's context: the host's own
+	// stands for it, so a Close that runs out of patience ends its calls.
+	ctx := h.life
 	if timeout > 0 {
 		at := a.at + timeout
 		if deadline.Now() > at {
@@ -189,27 +206,19 @@ func (r *route) invoke(ctx context.Context, cfg *routeConfig, msg *plugin.Messag
 			last = failure(503, "circuit open: "+r.name+" is failing; try again later")
 			break
 		}
-		actx := ctx
-		if attempt > 1 {
-			// Each retry gets a deadline of its own.
-			p := r.current.Load()
-			if t := p.Timeout(); t > 0 {
-				var cancel context.CancelFunc
-				actx, cancel = context.WithTimeout(context.Background(), t)
-				defer cancel()
-			}
-		}
-		out, failed := r.call(actx, msg)
+		out, failed := r.call(ctx, msg)
 		cfg.breaker.Record(failed)
 		if !failed || out.sent {
 			return out // a success, a client error, or a reply already out
 		}
 		last = out
 		if res.Idempotent && attempt <= res.Retries {
-			h.counters.Retries.Add(1)
 			wait := resilience.Backoff(attempt, res.Backoff, res.MaxBackoff)
+			if why := h.backoff(ctx, wait); why != "" {
+				h.log.Debug("not retrying", "plugin", r.name, "subject", msg.Subject, "attempt", attempt+1, "reason", why)
+				break
+			}
 			h.log.Debug("retrying", "plugin", r.name, "subject", msg.Subject, "attempt", attempt+1, "after", wait)
-			time.Sleep(wait)
 			continue
 		}
 		break
@@ -228,6 +237,38 @@ func (r *route) invoke(ctx context.Context, cfg *routeConfig, msg *plugin.Messag
 	return outcome{none: true}
 }
 
+// backoff waits d before a retry. It returns at once, with the reason,
+// when the retry could not start before the message's deadline or the
+// host is closing, and stops waiting when either happens; it returns ""
+// when the retry may go ahead. Retries counts the waits begun.
+func (h *Host) backoff(ctx context.Context, d time.Duration) string {
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) <= d {
+		return "the backoff would end past the message's deadline"
+	}
+	select {
+	case <-h.stopping:
+		return "the host is closing"
+	default:
+	}
+	h.counters.Retries.Add(1)
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	case <-h.stopping:
+	}
+	select {
+	case <-h.stopping:
+		return "the host is closing"
+	default:
+	}
+	if err := ctx.Err(); err != nil {
+		return "the message's context ended: " + err.Error()
+	}
+	return ""
+}
+
 // call runs the handler once. failed reports a fault or a status of 500 or
 // more.
 func (r *route) call(ctx context.Context, msg *plugin.Message) (outcome, bool) {
@@ -243,7 +284,15 @@ func (r *route) call(ctx context.Context, msg *plugin.Message) (outcome, bool) {
 				p = next
 				continue
 			}
-			time.Sleep(time.Millisecond)
+			// The swap has not been published yet: give it a moment,
+			// within the message's deadline.
+			t := time.NewTimer(time.Millisecond)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+				return failure(f.Kind.Code(), f.Kind.String()+": "+f.Summary()), true
+			}
 			p = r.current.Load()
 			continue
 		}
@@ -285,21 +334,22 @@ func (r *route) call(ctx context.Context, msg *plugin.Message) (outcome, bool) {
 // closes the current version.
 func (r *route) close(ctx context.Context) error {
 	r.mu.Lock()
-	subs := make([]*nats.Subscription, 0, len(r.subs))
+	drained := make([]<-chan nats.SubStatus, 0, len(r.subs))
 	for _, sub := range r.subs {
-		subs = append(subs, sub)
+		// Asked before Drain, so the change cannot be missed; a
+		// subscription already closed reports it at once.
+		drained = append(drained, sub.StatusChanged(nats.SubscriptionClosed))
 		_ = sub.Drain()
 	}
 	r.subs = map[string]*nats.Subscription{}
 	r.mu.Unlock()
-	// Drain delivers what is pending to onMsg, then invalidates the subscription.
-	for _, sub := range subs {
-		for sub.IsValid() {
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(5 * time.Millisecond):
-			}
+	// Drain delivers what is pending to onMsg, then closes the
+	// subscription, which the channel reports (and is then closed).
+	for _, ch := range drained {
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
 		}
 	}
 	// onMsg has put every message in the inbox; the workers serve what is

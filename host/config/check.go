@@ -94,7 +94,8 @@ func (d *decoder) checkModule(ctx context.Context, p Plugin, path string) ([]str
 		d.add(p.Range, "Plugin refused", err.Error())
 		return nil, false
 	}
-	defer m.Close(context.Background())
+	// Nothing is in use, so Close does not wait; the caller's values go along.
+	defer m.Close(context.WithoutCancel(ctx))
 	kind := "plugin"
 	if p.Policy {
 		kind = "policy"

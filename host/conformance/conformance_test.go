@@ -2,10 +2,7 @@ package conformance_test
 
 import (
 	"bytes"
-	"context"
 	"fmt"
-	"io"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -253,24 +250,9 @@ var policyBehaviours = []struct {
 	{"http", func(t *testing.T, s *suite) {
 		// Through the HTTP ingress the policy sees method, path, query and
 		// the client's address; over NATS the message goes on unchanged.
-		ctx, cancel := context.WithTimeout(context.Background(), timeout)
-		defer cancel()
 		url := "http://" + s.h.HTTPAddr() + "/conf/echo?x=1&y=two"
-		req, err := http.NewRequestWithContext(ctx, "POST", url, strings.NewReader("body"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		req.Header.Set("X-Policy", "http")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		body, err := io.ReadAll(resp.Body)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if want := "POST /conf/echo?x=1&y=two from 127.0.0.1:"; resp.StatusCode != 200 || !strings.HasPrefix(string(body), want) {
+		resp, body := trellistest.HTTP(t, nil, "POST", url, "body", "X-Policy", "http")
+		if want := "POST /conf/echo?x=1&y=two from 127.0.0.1:"; resp.StatusCode != 200 || !strings.HasPrefix(body, want) {
 			t.Fatalf("HTTP %d %q, want 200 and a body starting %q", resp.StatusCode, body, want)
 		}
 		wantOK(t, s.request(t, "conf.echo", []byte("hi"), policyHeader("http")), "hi")

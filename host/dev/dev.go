@@ -127,6 +127,7 @@ func (d *Dev) Run(ctx context.Context, started func(reload.Result)) error {
 	}
 	res, err := d.Sync(ctx)
 	if err != nil {
+		w.Close()
 		return err
 	}
 	if started != nil {

@@ -200,7 +200,9 @@ func (l *ConfigLoop) Run(ctx context.Context, c *config.Config, started func(Res
 		// while c was applied, or while this one was made) would go unseen.
 		l.reloadFile(ctx)
 		wctx, cancel := context.WithCancel(ctx)
+		triggered := make(chan struct{})
 		go func() {
+			defer close(triggered)
 			select {
 			case <-l.trigger:
 				l.log.Info("reload requested", "file", l.file)
@@ -221,6 +223,7 @@ func (l *ConfigLoop) Run(ctx context.Context, c *config.Config, started func(Res
 			}
 		})
 		cancel()
+		<-triggered // a reload it began ends before the next watcher, or Run's return
 	}
 	return nil
 }

@@ -2,8 +2,6 @@ package reload_test
 
 import (
 	"context"
-	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -35,17 +33,6 @@ func parse(t *testing.T, file, src string) *config.Config {
 	return c
 }
 
-func post(t *testing.T, url string) string {
-	t.Helper()
-	resp, err := http.Post(url, "text/plain", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return string(b)
-}
-
 const routedV1 = `http {
   listen = "127.0.0.1:0"
 }
@@ -66,7 +53,7 @@ func TestConfigApplyChangesNothingWhenRoutesAreRefused(t *testing.T) {
 		t.Fatal(res.Failed)
 	}
 	url := "http://" + h.HTTPAddr() + "/v"
-	if got := post(t, url); got != "v1:" {
+	if _, got := trellistest.HTTP(t, nil, "POST", url, ""); got != "v1:" {
 		t.Fatalf("POST /v: %q", got)
 	}
 	// A config the parser did not see (built in code): plugin a moves to
@@ -93,7 +80,7 @@ func TestConfigApplyChangesNothingWhenRoutesAreRefused(t *testing.T) {
 			t.Errorf("no log of %q", want)
 		}
 	}
-	if got := post(t, url); got != "v1:" {
+	if _, got := trellistest.HTTP(t, nil, "POST", url, ""); got != "v1:" {
 		t.Fatalf("after the refused config, POST /v: %q (the plugin was reloaded)", got)
 	}
 	if m := h.Request("versioned", []byte("x"), 2*time.Second); string(m.Data) != "v1:x" {

@@ -178,15 +178,20 @@ func TestReloadUnderLoadLosesNothing(t *testing.T) {
 			if i%12 == 11 {
 				bad = []byte("this is not wasm")
 			}
+			refused := strings.Count(h.Logs(), "plugin refused")
 			writeInPlace(t, path, bad)
 			corrupt++
-			time.Sleep(150 * time.Millisecond)
+			trellistest.WaitFor(t, 10*time.Second, "the broken file to be refused", func() bool {
+				return strings.Count(h.Logs(), "plugin refused") > refused
+			})
 			waitAnswer(t, h.Client(), current+":")
 			continue
 		}
 		current = fx.flip(t, h, path, current, i)
 		good++
-		time.Sleep(40 * time.Millisecond) // let traffic flow on this version
+		// Let traffic flow on this version.
+		from := answered.Load()
+		trellistest.WaitFor(t, 10*time.Second, "answers from "+current, func() bool { return answered.Load() >= from+50 })
 	}
 	// Restore a good file so the last state is known.
 	stop.Store(true)
@@ -259,7 +264,8 @@ func TestReloadUnderLoadHandlesEveryEventOnce(t *testing.T) {
 	current := "v1"
 	for i := 0; i < 20; i++ {
 		current = fx.flip(t, h, path, current, i)
-		time.Sleep(30 * time.Millisecond)
+		from := published.Load()
+		trellistest.WaitFor(t, 10*time.Second, "events for "+current, func() bool { return published.Load() >= from+50 })
 	}
 	stop.Store(true)
 	<-done
@@ -368,7 +374,8 @@ func TestChangedSubjectsMoveWithoutAGapOnSharedOnes(t *testing.T) {
 		if res := rec.Apply(ctx, []reload.Want{want}); len(res.Reloaded) != 1 {
 			t.Fatalf("%+v", res)
 		}
-		time.Sleep(20 * time.Millisecond)
+		from := n.Load()
+		trellistest.WaitFor(t, 10*time.Second, "requests on the shared subject", func() bool { return n.Load() >= from+10 })
 	}
 	stop.Store(true)
 	<-done
@@ -449,13 +456,7 @@ plugin "b" {
 `)
 	loop.Trigger()
 	waitFor("a", "v1:x")
-	deadline := time.Now().Add(10 * time.Second)
-	for len(h.Plugins()) != 1 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
-	if len(h.Plugins()) != 1 {
-		t.Fatalf("plugins %+v, want only a", h.Plugins())
-	}
+	trellistest.WaitFor(t, 10*time.Second, "b to be unloaded", func() bool { return len(h.Plugins()) == 1 })
 }
 
 func TestSymlinkSwapAsKubernetesConfigMapsDo(t *testing.T) {

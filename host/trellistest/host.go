@@ -151,3 +151,18 @@ func (b *syncBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.buf.String()
 }
+
+// WaitFor waits up to timeout for cond to hold, checking it every few
+// milliseconds, and fails the test, naming what, if it does not. It waits
+// for an event a test cannot be told of directly (a counter reaching a
+// value), never for time to pass.
+func WaitFor(tb testing.TB, timeout time.Duration, what string, cond func() bool) {
+	tb.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			tb.Fatalf("waited %v for %s", timeout, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

@@ -92,6 +92,10 @@ func New(opts Options) (*Watcher, error) {
 	return w, nil
 }
 
+// Close stops a watcher that Run is not running (Run closes it when it
+// returns). It is safe to call more than once.
+func (w *Watcher) Close() error { return w.fsw.Close() }
+
 // DefaultSkip skips hidden directories and build or dependency folders.
 func DefaultSkip(name string) bool {
 	return strings.HasPrefix(name, ".") || name == "node_modules" || name == "target"
