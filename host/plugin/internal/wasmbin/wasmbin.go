@@ -282,3 +282,22 @@ func SkipLEB(b []byte, i int) int {
 	}
 	return -1
 }
+
+// BeginSize appends room for a size not known yet (a section's, a function
+// body's) and returns out and where the room is; EndSize fills it in. The
+// bytes in between are written once, in place: no buffer per section.
+func BeginSize(out []byte) ([]byte, int) {
+	return append(out, 0, 0, 0, 0, 0), len(out)
+}
+
+// EndSize fills the room BeginSize made at pos with the number of bytes
+// appended after it, padded to PaddedU32Size bytes. It fails if they are
+// more than a u32 can count.
+func EndSize(out []byte, pos int) error {
+	n := len(out) - pos - PaddedU32Size
+	if uint64(n) > 1<<32-1 {
+		return fmt.Errorf("%d bytes are more than a u32 can count", n)
+	}
+	PutPaddedU32(out[pos:], uint32(n))
+	return nil
+}
