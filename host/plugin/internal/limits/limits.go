@@ -73,7 +73,7 @@ func Parse(wasm []byte) (*wasmbin.Module, error) {
 		return nil, fmt.Errorf("%w: %v", ErrLimit, err)
 	}
 	for _, s := range m.Sections {
-		d := decoder{wasmbin.NewReader(s.Payload)}
+		d := decoder{*wasmbin.NewReader(s.Payload)}
 		d.section(s.ID)
 		if err := d.Err(); err != nil {
 			return nil, fmt.Errorf("%w: %s section: %v", ErrLimit, s.ID, err)
@@ -84,11 +84,11 @@ func Parse(wasm []byte) (*wasmbin.Module, error) {
 
 // decoder reads one section, or a part of one, on wasmbin's Reader: the
 // first error sticks and later reads return zero values.
-type decoder struct{ *wasmbin.Reader }
+type decoder struct{ wasmbin.Reader }
 
-func (d decoder) name(what string) { d.Skip(d.Size(what + " length")) }
+func (d *decoder) name(what string) { d.Skip(d.Size(what)) }
 
-func (d decoder) section(id wasmbin.SectionID) {
+func (d *decoder) section(id wasmbin.SectionID) {
 	switch id {
 	case wasmbin.Custom:
 		d.custom()
@@ -98,8 +98,8 @@ func (d decoder) section(id wasmbin.SectionID) {
 		}
 	case wasmbin.Import:
 		for n := d.Count("imports", MaxImports, 4); n > 0 && d.Err() == nil; n-- {
-			d.name("module name")
-			d.name("import name")
+			d.name("module name length")
+			d.name("import name length")
 			d.importDesc()
 		}
 	case wasmbin.Function:
@@ -126,7 +126,7 @@ func (d decoder) section(id wasmbin.SectionID) {
 		}
 	case wasmbin.Export:
 		for n := d.Count("exports", MaxExports, 3); n > 0 && d.Err() == nil; n-- {
-			d.name("export name")
+			d.name("export name length")
 			d.Byte()
 			d.ULEB()
 		}
@@ -153,7 +153,7 @@ func (d decoder) section(id wasmbin.SectionID) {
 	d.Finish()
 }
 
-func (d decoder) funcType() {
+func (d *decoder) funcType() {
 	if form := d.Byte(); d.Err() == nil && form != 0x60 {
 		d.Fail("type form 0x%02x is not a function type", form)
 		return
@@ -166,7 +166,7 @@ func (d decoder) funcType() {
 	}
 }
 
-func (d decoder) valType() {
+func (d *decoder) valType() {
 	switch t := d.Byte(); {
 	case d.Err() != nil:
 	case t >= 0x7B && t <= 0x7F, t == 0x70, t == 0x6F: // i32 i64 f32 f64 v128, funcref, externref
@@ -175,13 +175,13 @@ func (d decoder) valType() {
 	}
 }
 
-func (d decoder) refType() {
+func (d *decoder) refType() {
 	if t := d.Byte(); d.Err() == nil && t != 0x70 && t != 0x6F {
 		d.Fail("unknown reference type 0x%02x", t)
 	}
 }
 
-func (d decoder) limits() (min uint64) {
+func (d *decoder) limits() (min uint64) {
 	flags := d.Byte()
 	if d.Err() == nil && flags > 0x07 {
 		d.Fail("unknown limits flags 0x%02x", flags)
@@ -195,7 +195,7 @@ func (d decoder) limits() (min uint64) {
 }
 
 // tableType checks a table type and returns its minimum size.
-func (d decoder) tableType() uint64 {
+func (d *decoder) tableType() uint64 {
 	d.refType()
 	min := d.limits()
 	if d.Err() == nil && min > MaxTableSize {
@@ -204,7 +204,7 @@ func (d decoder) tableType() uint64 {
 	return min
 }
 
-func (d decoder) importDesc() {
+func (d *decoder) importDesc() {
 	switch kind := d.Byte(); {
 	case d.Err() != nil:
 	case kind == 0x00: // function
@@ -225,7 +225,7 @@ func (d decoder) importDesc() {
 }
 
 // constExpr skips a constant expression up to and including its end.
-func (d decoder) constExpr() {
+func (d *decoder) constExpr() {
 	for d.Err() == nil {
 		switch op := d.Byte(); {
 		case d.Err() != nil:
@@ -250,7 +250,7 @@ func (d decoder) constExpr() {
 	}
 }
 
-func (d decoder) elemSegment() {
+func (d *decoder) elemSegment() {
 	flags := d.ULEB()
 	if d.Err() == nil && flags > 7 {
 		d.Fail("unknown element segment flags %d", flags)
@@ -281,7 +281,7 @@ func (d decoder) elemSegment() {
 	}
 }
 
-func (d decoder) dataSegment() {
+func (d *decoder) dataSegment() {
 	switch flags := d.ULEB(); {
 	case d.Err() != nil:
 	case flags == 0:
@@ -297,7 +297,7 @@ func (d decoder) dataSegment() {
 }
 
 // body checks a function body's size and its locals, and skips its code.
-func (d decoder) body() {
+func (d *decoder) body() {
 	size := d.Size("function body size")
 	if d.Err() != nil {
 		return
@@ -306,7 +306,7 @@ func (d decoder) body() {
 		d.Fail("function body of %d bytes, more than the limit of %d", size, MaxFunctionSize)
 		return
 	}
-	b := decoder{wasmbin.NewReader(d.Bytes(size))}
+	b := decoder{*wasmbin.NewReader(d.Bytes(size))}
 	var locals uint64
 	for n := b.Count("local declarations", MaxLocals, 2); n > 0 && b.Err() == nil; n-- {
 		locals += b.ULEB()
@@ -322,7 +322,7 @@ func (d decoder) body() {
 
 // custom checks the name section's subsections, which wazero decodes;
 // other custom sections are opaque bytes.
-func (d decoder) custom() {
+func (d *decoder) custom() {
 	n := d.Size("custom section name length")
 	if d.Err() != nil {
 		return
@@ -337,10 +337,10 @@ func (d decoder) custom() {
 		if d.Err() != nil {
 			return
 		}
-		s := decoder{wasmbin.NewReader(d.Bytes(size))}
+		s := decoder{*wasmbin.NewReader(d.Bytes(size))}
 		switch id {
 		case 0: // module name
-			s.name("module name")
+			s.name("module name length")
 		case 1: // function names
 			s.nameMap("function names")
 		case 2: // local names, per function
@@ -357,10 +357,10 @@ func (d decoder) custom() {
 	}
 }
 
-func (d decoder) nameMap(what string) {
+func (d *decoder) nameMap(what string) {
 	for n := d.Count(what, MaxFunctions, 2); n > 0 && d.Err() == nil; n-- {
 		d.ULEB()
-		d.name("name")
+		d.name("name length")
 	}
 }
 
@@ -404,7 +404,7 @@ func CapModuleTables(m *wasmbin.Module) error {
 }
 
 func capTables(payload []byte) ([]byte, error) {
-	d := decoder{wasmbin.NewReader(payload)}
+	d := decoder{*wasmbin.NewReader(payload)}
 	n := d.ULEB()
 	if n == 0 || d.Err() != nil {
 		return payload, d.Err()
