@@ -116,3 +116,32 @@ func TestSectionOrder(t *testing.T) {
 		t.Error("custom, unknown or names wrong")
 	}
 }
+
+// FuzzParse holds Parse to its promise: it never panics, and the sections
+// it finds are what Encode writes back.
+func FuzzParse(f *testing.F) {
+	f.Add([]byte(wasmbin.Header + "\x01\x04\x01\x60\x00\x00\x04\x04\x01\x70\x00\x01"))
+	f.Add([]byte(wasmbin.Header + "\x00\x85\x80\x80\x80\x00\x01x\x00\x00\x00"))
+	f.Add([]byte(wasmbin.Header + "\x01\xff\xff\xff\xff\x0f"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m, err := wasmbin.Parse(b)
+		if err != nil {
+			return
+		}
+		for i, s := range m.Sections {
+			m.Replace(i, s.Payload)
+		}
+		again, err := wasmbin.Parse(m.Encode())
+		if err != nil {
+			t.Fatalf("Encode wrote a module Parse refuses: %v", err)
+		}
+		if len(again.Sections) != len(m.Sections) {
+			t.Fatalf("%d sections, then %d", len(m.Sections), len(again.Sections))
+		}
+		for i, s := range again.Sections {
+			if s.ID != m.Sections[i].ID || string(s.Payload) != string(m.Sections[i].Payload) {
+				t.Fatalf("section %d changed: %s % x, then %s % x", i, m.Sections[i].ID, m.Sections[i].Payload, s.ID, s.Payload)
+			}
+		}
+	})
+}
