@@ -374,10 +374,11 @@ const TableGrowth = 1 << 20
 // that table.grow fails (returns -1, as the specification allows) instead
 // of growing a table without bound. A table's maximum becomes at most its
 // minimum plus its share of TableGrowth; a declared maximum below that is
-// kept. A module without tables is returned as it is. It is Parse and
-// CapModuleTables for callers that need no section list.
+// kept. A module without tables is returned as it is. wasm must have
+// passed Check: CapTables locates its sections but checks nothing else.
+// It is CapModuleTables for callers that have not parsed the module.
 func CapTables(wasm []byte) ([]byte, error) {
-	m, err := Parse(wasm)
+	m, err := wasmbin.Parse(wasm)
 	if err != nil {
 		return nil, err
 	}
