@@ -15,6 +15,11 @@
 // are skipped by their declared size after their locals, and only constant
 // expressions are walked. Anything else it does not recognise is an error
 // too, since the compiler would refuse it anyway.
+//
+// Parse is Check that also returns the sections it located (package
+// wasmbin reads the format's framing for both), so that what a load does
+// next, CapModuleTables and the interrupt rewrite, does not locate them
+// again.
 package limits
 
 import (

@@ -116,7 +116,8 @@ type Section struct {
 // encodes the result once.
 type Module struct {
 	// Bytes is the module as given to Parse. It is never changed.
-	Bytes    []byte
+	Bytes []byte
+	// Sections are the module's sections in the order of the file.
 	Sections []Section
 	replaced bool
 }
@@ -234,23 +235,6 @@ func PutPaddedU32(b []byte, v uint32) {
 func AppendName(out []byte, s string) []byte {
 	out = AppendULEB(out, uint64(len(s)))
 	return append(out, s...)
-}
-
-// AppendVectorEntry returns a vector payload of old's entries followed by
-// entry; old nil stands for an empty vector. It fails if old does not
-// start with a vector length.
-func AppendVectorEntry(old, entry []byte) ([]byte, error) {
-	var n uint32
-	r := NewReader(old)
-	if old != nil {
-		if n = r.U32(); r.Err() != nil {
-			return nil, r.Err()
-		}
-	}
-	p := make([]byte, 0, PaddedU32Size+len(old)+len(entry))
-	p = AppendULEB(p, uint64(n)+1)
-	p = append(p, old[r.Offset():]...)
-	return append(p, entry...), nil
 }
 
 // ReadULEB reads the unsigned LEB128 number of up to 64 bits at b[i:] and
