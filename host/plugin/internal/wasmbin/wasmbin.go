@@ -9,6 +9,10 @@
 //
 // Every read is bounded by the bytes it is given: a Reader never reads past
 // its slice and never panics, whatever the input.
+//
+// As an internal package of host/plugin it serves the loader's packages
+// only; host/sign, which walks section headers to find its signature,
+// cannot import it from here and keeps its own walk.
 package wasmbin
 
 import (
