@@ -17,7 +17,6 @@ import (
 	crand "crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"runtime"
 	"sync"
@@ -180,12 +179,13 @@ func Load(ctx context.Context, wasm []byte, opts Options) (*Plugin, error) {
 }
 
 func load(ctx context.Context, wasm []byte, opts Options) (*Plugin, error) {
-	if err := sniff(wasm); err != nil {
-		return nil, err
-	}
-	// wazero's decoder allocates what a module declares before it reads
-	// it, so a few crafted bytes could make it ask for gigabytes.
-	if err := limits.Check(wasm); err != nil {
+	// The module is parsed once: its header checked, its sections located
+	// and every count in them checked (wazero's decoder allocates what a
+	// module declares before it reads it, so a few crafted bytes could
+	// make it ask for gigabytes). The table cap and the interrupt rewrite
+	// work on that parse, and write the module compiled in one buffer.
+	mod, err := limits.Parse(wasm)
+	if err != nil {
 		return nil, err
 	}
 	p := &Plugin{
@@ -233,11 +233,10 @@ func load(ctx context.Context, wasm []byte, opts Options) (*Plugin, error) {
 	}()
 	// Tables get a maximum, so that table.grow cannot take a gigabyte
 	// outside the memory limit.
-	wasm, err := limits.CapTables(wasm)
-	if err != nil {
+	if err := limits.CapModuleTables(mod); err != nil {
 		return nil, err
 	}
-	code, err := interrupt.Instrument(wasm)
+	code, err := interrupt.InstrumentModule(mod)
 	if err == nil {
 		p.interruptible = true
 		if err = p.compile(ctx, cfg, code); err != nil {
@@ -249,7 +248,9 @@ func load(ctx context.Context, wasm []byte, opts Options) (*Plugin, error) {
 		if p.log.IsDebug() {
 			p.log.Debug("module runs without interrupt checks: deadlines cost a goroutine per call", "reason", err)
 		}
-		if err := p.compile(ctx, cfg.WithCloseOnContextDone(p.timeout > 0), wasm); err != nil {
+		// Only here is the module written again, capped but not
+		// instrumented: a second copy, for the rare module that needs it.
+		if err := p.compile(ctx, cfg.WithCloseOnContextDone(p.timeout > 0), mod.Encode()); err != nil {
 			return nil, err
 		}
 	}
@@ -342,20 +343,6 @@ func (p *Plugin) compile(ctx context.Context, cfg wazero.RuntimeConfig, code []b
 		return fmt.Errorf("compile: %w", err)
 	}
 	p.compiled = compiled
-	return nil
-}
-
-// sniff rejects bytes that are plainly not a Wasm module with a message a
-// person understands, before wazero's decoder does with its own.
-func sniff(b []byte) error {
-	switch {
-	case len(b) == 0:
-		return errors.New("file is empty")
-	case len(b) < 8 || string(b[:4]) != "\x00asm":
-		return errors.New("not a WebAssembly module (no \\0asm header)")
-	case b[4] != 1 || b[5] != 0 || b[6] != 0 || b[7] != 0:
-		return fmt.Errorf("unsupported WebAssembly binary version %d (a component? only core modules are supported)", b[4])
-	}
 	return nil
 }
 

@@ -37,6 +37,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/trellis-mesh/trellis/host/plugin/internal/wasmbin"
 )
 
 // The import an instrumented module expects the host to provide, as a
@@ -55,35 +57,6 @@ const Interval = 1024
 // may be valid: the caller should fall back to another way of stopping it.
 var ErrUnsupported = errors.New("not instrumentable")
 
-// Section ids.
-const (
-	secCustom   = 0
-	secType     = 1
-	secImport   = 2
-	secFunction = 3
-	secTable    = 4
-	secMemory   = 5
-	secGlobal   = 6
-	secExport   = 7
-	secStart    = 8
-	secElement  = 9
-	secCode     = 10
-	secData     = 11
-	secDataCnt  = 12
-	secTag      = 13
-)
-
-// order ranks the known section ids by where the binary format puts them.
-var order = map[byte]int{
-	secType: 1, secImport: 2, secFunction: 3, secTable: 4, secMemory: 5, secTag: 6,
-	secGlobal: 7, secExport: 8, secStart: 9, secElement: 10, secDataCnt: 11, secCode: 12, secData: 13,
-}
-
-type section struct {
-	id      byte
-	payload []byte
-}
-
 // rewriter holds what the rewrite of one module needs to know.
 type rewriter struct {
 	types       uint32 // types the module declares; the check's type comes next
@@ -91,6 +64,7 @@ type rewriter struct {
 	check       uint32 // function index of the check import
 	budget      uint32 // global index of the budget
 	atEntry     bool   // also spend budget at function entry (the module has tail calls)
+	prologue    []byte // the budget check, made once the indexes are known
 }
 
 // remap returns the new index of function f.
@@ -101,61 +75,57 @@ func (rw *rewriter) remap(f uint32) uint32 {
 	return f + 1
 }
 
-// prologue is the budget check inserted at each loop head.
-func (rw *rewriter) prologue() []byte {
+// makePrologue makes the budget check inserted at each loop head.
+func (rw *rewriter) makePrologue() []byte {
 	b := []byte{0x23}
-	b = appendU(b, uint64(rw.budget))
+	b = wasmbin.AppendULEB(b, uint64(rw.budget))
 	b = append(b, 0x45, 0x04, 0x40, 0x10) // i32.eqz; if; call
-	b = appendU(b, uint64(rw.check))
+	b = wasmbin.AppendULEB(b, uint64(rw.check))
 	b = append(b, 0x24) // global.set
-	b = appendU(b, uint64(rw.budget))
+	b = wasmbin.AppendULEB(b, uint64(rw.budget))
 	b = append(b, 0x0B, 0x23) // end; global.get
-	b = appendU(b, uint64(rw.budget))
+	b = wasmbin.AppendULEB(b, uint64(rw.budget))
 	b = append(b, 0x41, 0x01, 0x6B, 0x24) // i32.const 1; i32.sub; global.set
-	return appendU(b, uint64(rw.budget))
+	return wasmbin.AppendULEB(b, uint64(rw.budget))
 }
 
 // Instrument returns a copy of wasm with a budget check at every loop head,
 // and the check import added. wasm must be a well-formed module: Instrument
 // checks only what it needs to rewrite it, and leaves validation to the
 // compiler. An error wrapping ErrUnsupported means the module uses a form
-// the rewriter does not handle.
+// the rewriter does not handle. It is wasmbin.Parse and InstrumentModule
+// for callers that have no parsed module.
 func Instrument(wasm []byte) ([]byte, error) {
-	if len(wasm) < 8 || string(wasm[:4]) != "\x00asm" {
-		return nil, errors.New("not a WebAssembly module")
+	m, err := wasmbin.Parse(wasm)
+	if err != nil {
+		return nil, err
 	}
-	var sections []section
-	r := &reader{b: wasm, i: 8}
-	for !r.done() {
-		id := r.byte()
-		n := r.u32()
-		payload := r.bytes(int(n))
-		if r.err != nil {
-			return nil, fmt.Errorf("section %d: %w", id, r.err)
-		}
-		if id == secCustom && isDWARF(payload) {
-			continue
-		}
-		sections = append(sections, section{id, payload})
-	}
+	return InstrumentModule(m)
+}
 
+// InstrumentModule is Instrument on a module whose sections are located
+// already (and some perhaps replaced, as limits.CapModuleTables does). It
+// reads the sections once and writes the instrumented module into one
+// buffer; the sizes of the sections and function bodies it rewrites are
+// padded to five bytes, which lets it write each in place.
+func InstrumentModule(m *wasmbin.Module) ([]byte, error) {
 	// What the rewrite needs: counts of types, imported functions and
 	// globals, and whether tail calls appear.
 	rw := &rewriter{}
 	var importedGlobals, globals uint32
 	hasCode := false
-	for _, s := range sections {
+	for _, s := range m.Sections {
 		var err error
-		switch s.id {
-		case secType:
-			rw.types, err = count(s.payload)
-		case secImport:
-			rw.funcImports, importedGlobals, err = countImports(s.payload, rw.types)
-		case secFunction:
-			err = checkFunctionTypes(s.payload, rw.types)
-		case secGlobal:
-			globals, err = count(s.payload)
-		case secCode:
+		switch s.ID {
+		case wasmbin.Type:
+			rw.types, err = count(s.Payload)
+		case wasmbin.Import:
+			rw.funcImports, importedGlobals, err = countImports(s.Payload, rw.types)
+		case wasmbin.Function:
+			err = checkFunctionTypes(s.Payload, rw.types)
+		case wasmbin.Global:
+			globals, err = count(s.Payload)
+		case wasmbin.Code:
 			hasCode = true
 		}
 		if err != nil {
@@ -167,279 +137,279 @@ func Instrument(wasm []byte) ([]byte, error) {
 	}
 	rw.check = rw.funcImports
 	rw.budget = importedGlobals + globals
+	rw.prologue = rw.makePrologue()
 
-	checkType := appendU(nil, uint64(rw.types))
-	added := map[byte]func(old []byte) ([]byte, error){
-		secType: func(old []byte) ([]byte, error) {
-			return appendEntry(old, []byte{0x60, 0x00, 0x01, 0x7F}) // [] -> [i32]
-		},
-		secImport: func(old []byte) ([]byte, error) {
-			e := appendName(nil, ImportModule)
-			e = appendName(e, ImportName)
-			e = append(e, 0x00)
-			return appendEntry(old, append(e, checkType...))
-		},
-		secGlobal: func(old []byte) ([]byte, error) {
-			old, err := rw.rewriteGlobals(old)
-			if err != nil {
+	// Loop heads grow the code by a few percent in real modules; an eighth
+	// more is room enough that the buffer is not grown and copied.
+	out := make([]byte, 0, len(m.Bytes)+len(m.Bytes)/8+64)
+	out = append(out, m.Bytes[:wasmbin.HeaderSize]...)
+	written := [wasmbin.Tag + 1]bool{}
+	var err error
+	for _, s := range m.Sections {
+		if s.ID == wasmbin.Custom {
+			if out, err = rw.custom(out, s.Payload); err != nil {
 				return nil, err
 			}
-			e := []byte{0x7F, 0x01, 0x41} // (mut i32) (i32.const Interval)
-			e = appendS(e, Interval)
-			return appendEntry(old, append(e, 0x0B))
-		},
-	}
-	rewrite := map[byte]func(old []byte) ([]byte, error){
-		secExport:  rw.rewriteExports,
-		secStart:   rw.rewriteStart,
-		secElement: rw.rewriteElements,
-		secCode:    rw.rewriteCode,
-	}
-
-	out := append([]byte(nil), wasm[:8]...)
-	emit := func(id byte, payload []byte) {
-		out = append(out, id)
-		out = appendU(out, uint64(len(payload)))
-		out = append(out, payload...)
-	}
-	written := map[byte]bool{}
-	// flush writes the sections the module lacks and Instrument adds, once
-	// the next section must come after them (next 0: the end).
-	flush := func(next byte) error {
-		for _, id := range []byte{secType, secImport, secGlobal} {
-			if !written[id] && (next == 0 || order[next] > order[id]) {
-				p, err := added[id](nil)
-				if err != nil {
-					return err
-				}
-				emit(id, p)
-				written[id] = true
-			}
+			continue
 		}
-		return nil
-	}
-	for _, s := range sections {
-		if s.id != secCustom {
-			if err := flush(s.id); err != nil {
-				return nil, err
-			}
+		// The sections the module lacks and the rewrite adds go where the
+		// format puts them.
+		if out, err = rw.added(out, &written, s.ID.Rank()); err != nil {
+			return nil, err
 		}
-		p := s.payload
-		var err error
-		switch {
-		case added[s.id] != nil:
-			p, err = added[s.id](p)
-			written[s.id] = true
-		case rewrite[s.id] != nil:
-			p, err = rewrite[s.id](p)
-		case s.id == secCustom:
-			p, err = rw.rewriteCustom(p)
+		switch s.ID {
+		case wasmbin.Type, wasmbin.Import, wasmbin.Global:
+			out, err = rw.addTo(out, s.ID, s.Payload)
+			written[s.ID] = true
+		case wasmbin.Export:
+			out, err = rw.section(out, s.ID, s.Payload, rw.rewriteExports)
+		case wasmbin.Start:
+			out, err = rw.section(out, s.ID, s.Payload, rw.rewriteStart)
+		case wasmbin.Element:
+			out, err = rw.section(out, s.ID, s.Payload, rw.rewriteElements)
+		case wasmbin.Code:
+			out, err = rw.rewriteCode(out, s.Payload)
+		default:
+			out = wasmbin.AppendSection(out, s.ID, s.Payload)
 		}
 		if err != nil {
 			return nil, err
 		}
-		if p != nil {
-			emit(s.id, p)
-		}
 	}
-	if err := flush(0); err != nil {
-		return nil, err
+	return rw.added(out, &written, 0)
+}
+
+// added writes the sections the module lacks and the rewrite adds (type,
+// import, global) that must come before a section of rank next (0: the
+// end).
+func (rw *rewriter) added(out []byte, written *[wasmbin.Tag + 1]bool, next int) ([]byte, error) {
+	for _, id := range [...]wasmbin.SectionID{wasmbin.Type, wasmbin.Import, wasmbin.Global} {
+		if !written[id] && (next == 0 || next > id.Rank()) {
+			var err error
+			if out, err = rw.addTo(out, id, nil); err != nil {
+				return nil, err
+			}
+			written[id] = true
+		}
 	}
 	return out, nil
 }
 
-func isDWARF(payload []byte) bool {
-	r := &reader{b: payload}
-	name := r.name()
-	return r.err == nil && strings.HasPrefix(name, ".debug_")
+// section writes a section whose payload write rewrites into out.
+func (rw *rewriter) section(out []byte, id wasmbin.SectionID, payload []byte,
+	write func(out, payload []byte) ([]byte, error)) ([]byte, error) {
+	out = append(out, byte(id))
+	out, size := wasmbin.BeginSize(out)
+	out, err := write(out, payload)
+	if err != nil {
+		return nil, err
+	}
+	return out, wasmbin.EndSize(out, size)
+}
+
+// addTo writes the type, import or global section old (nil: the module
+// has none) with the rewrite's entry appended.
+func (rw *rewriter) addTo(out []byte, id wasmbin.SectionID, old []byte) ([]byte, error) {
+	return rw.section(out, id, old, func(out, old []byte) ([]byte, error) {
+		var n uint32
+		var err error
+		if old != nil {
+			if n, err = count(old); err != nil {
+				return nil, err
+			}
+		}
+		out = wasmbin.AppendULEB(out, uint64(n)+1)
+		switch id {
+		case wasmbin.Type:
+			out = append(out, rest(old)...)
+			return append(out, 0x60, 0x00, 0x01, 0x7F), nil // [] -> [i32]
+		case wasmbin.Import:
+			out = append(out, rest(old)...)
+			out = wasmbin.AppendName(out, ImportModule)
+			out = wasmbin.AppendName(out, ImportName)
+			out = append(out, 0x00)
+			return wasmbin.AppendULEB(out, uint64(rw.types)), nil
+		default:
+			if old != nil {
+				if out, err = rw.rewriteGlobals(out, old); err != nil {
+					return nil, err
+				}
+			}
+			out = append(out, 0x7F, 0x01, 0x41) // (mut i32) (i32.const Interval)
+			out = wasmbin.AppendSLEB(out, Interval)
+			return append(out, 0x0B), nil
+		}
+	})
+}
+
+// rest returns a vector's entries, after its length.
+func rest(vec []byte) []byte {
+	r := wasmbin.NewReader(vec)
+	r.U32()
+	if r.Err() != nil {
+		return nil
+	}
+	return vec[r.Offset():]
 }
 
 // count reads the length of a section's vector.
 func count(payload []byte) (uint32, error) {
-	r := &reader{b: payload}
-	n := r.u32()
-	return n, r.err
-}
-
-// appendEntry appends entry to a section's vector (nil: an empty one).
-func appendEntry(old, entry []byte) ([]byte, error) {
-	var n uint32
-	r := &reader{b: old}
-	if old != nil {
-		n = r.u32()
-		if r.err != nil {
-			return nil, r.err
-		}
-	}
-	p := appendU(nil, uint64(n+1))
-	p = append(p, old[r.i:]...)
-	return append(p, entry...), nil
+	r := wasmbin.NewReader(payload)
+	n := r.U32()
+	return n, r.Err()
 }
 
 // checkFunctionTypes refuses a function section that names a type the
 // module does not declare (once instrumented, it would name the check's).
 func checkFunctionTypes(payload []byte, types uint32) error {
-	r := &reader{b: payload, types: types, checkTypes: true}
-	for n := r.u32(); n > 0 && r.err == nil; n-- {
-		r.typeIndex(r.uleb())
+	r := newTypedReader(payload, types)
+	for n := r.U32(); n > 0 && r.Err() == nil; n-- {
+		r.typeIndex(r.ULEB())
 	}
-	if r.finish() != nil {
-		return fmt.Errorf("function section: %w", r.err)
+	if err := r.Finish(); err != nil {
+		return fmt.Errorf("function section: %w", err)
 	}
 	return nil
 }
 
 func countImports(payload []byte, types uint32) (funcs, globals uint32, err error) {
-	r := &reader{b: payload, types: types, checkTypes: true}
-	for n := r.u32(); n > 0 && r.err == nil; n-- {
-		module := r.name()
-		r.name()
-		if module == ImportModule {
+	r := newTypedReader(payload, types)
+	for n := r.U32(); n > 0 && r.Err() == nil; n-- {
+		module := r.Name()
+		r.Name()
+		if string(module) == ImportModule {
 			return 0, 0, fmt.Errorf("%w: the module already imports from %s", ErrUnsupported, ImportModule)
 		}
-		switch kind := r.byte(); kind {
+		switch kind := r.Byte(); kind {
 		case 0x00: // func
-			r.typeIndex(r.uleb())
+			r.typeIndex(r.ULEB())
 			funcs++
 		case 0x01: // table
 			r.valtype()
-			r.limits()
+			r.Limits()
 		case 0x02: // memory
-			r.limits()
+			r.Limits()
 		case 0x03: // global
 			r.valtype()
-			r.byte()
+			r.Byte()
 			globals++
 		case 0x04: // tag
-			r.byte()
-			r.u32()
+			r.Byte()
+			r.U32()
 		default:
 			return 0, 0, fmt.Errorf("%w: import kind 0x%02x", ErrUnsupported, kind)
 		}
 	}
-	if r.finish() != nil {
-		return 0, 0, fmt.Errorf("import section: %w", r.err)
+	if err := r.Finish(); err != nil {
+		return 0, 0, fmt.Errorf("import section: %w", err)
 	}
 	return funcs, globals, nil
 }
 
-// eachBody calls fn with each function body of a code section, split into
-// its local declarations and its instructions.
-func eachBody(payload []byte, fn func(locals, code []byte) error) error {
-	r := &reader{b: payload}
-	for n, i := r.u32(), uint32(0); i < n && r.err == nil; i++ {
-		size := r.u32()
-		body := r.bytes(int(size))
-		if r.err != nil {
-			break
-		}
-		lr := &reader{b: body}
-		for n := lr.u32(); n > 0 && lr.err == nil; n-- {
-			lr.u32()
-			lr.valtype()
-		}
-		if lr.err != nil {
-			return fmt.Errorf("function %d: locals: %w", i, lr.err)
-		}
-		if err := fn(body[:lr.i], body[lr.i:]); err != nil {
-			return fmt.Errorf("function %d: %w", i, err)
-		}
-	}
-	if r.finish() != nil {
-		return fmt.Errorf("code section: %w", r.err)
-	}
-	return nil
-}
-
-func (rw *rewriter) rewriteCode(payload []byte) ([]byte, error) {
-	out, tail, err := rw.rewriteBodies(payload)
+// rewriteCode writes the code section with every function body rewritten.
+func (rw *rewriter) rewriteCode(out, payload []byte) ([]byte, error) {
+	start := len(out)
+	out, tail, err := rw.rewriteBodies(out, payload)
 	if err == nil && tail && !rw.atEntry {
 		// Tail calls can loop with no loop instruction: check at every
 		// function entry too. Rare enough to pay a second pass for.
 		rw.atEntry = true
-		out, _, err = rw.rewriteBodies(payload)
+		out, _, err = rw.rewriteBodies(out[:start], payload)
 	}
 	return out, err
 }
 
-// rewriteBodies rewrites every function body of a code section, and
-// reports whether any holds a tail call.
-func (rw *rewriter) rewriteBodies(payload []byte) (out []byte, tail bool, err error) {
-	n, err := count(payload)
-	if err != nil {
-		return nil, false, err
+// rewriteBodies writes a code section with every function body rewritten,
+// and reports whether any holds a tail call.
+func (rw *rewriter) rewriteBodies(out, payload []byte) (_ []byte, tail bool, err error) {
+	r := wasmbin.NewReader(payload)
+	n := r.U32()
+	if r.Err() != nil {
+		return nil, false, r.Err()
 	}
-	out = make([]byte, 0, len(payload)+len(payload)/8)
-	out = appendU(out, uint64(n))
-	prologue := rw.prologue()
-	var body []byte
-	err = eachBody(payload, func(locals, code []byte) error {
-		body = append(body[:0], locals...)
+	out = append(out, byte(wasmbin.Code))
+	out, size := wasmbin.BeginSize(out)
+	out = wasmbin.AppendULEB(out, uint64(n))
+	for i := uint32(0); i < n && r.Err() == nil; i++ {
+		body := r.Bytes(int(r.U32()))
+		if r.Err() != nil {
+			break
+		}
+		lr := newReader(body)
+		for n := lr.U32(); n > 0 && lr.Err() == nil; n-- {
+			lr.U32()
+			lr.valtype()
+		}
+		if lr.Err() != nil {
+			return nil, false, fmt.Errorf("function %d: locals: %w", i, lr.Err())
+		}
+		var bodySize int
+		out, bodySize = wasmbin.BeginSize(out)
+		out = append(out, body[:lr.Offset()]...)
 		if rw.atEntry {
-			body = append(body, prologue...)
+			out = append(out, rw.prologue...)
 		}
 		var t bool
-		var err error
-		body, _, t, err = rw.walk(body, code, false, prologue)
+		out, _, t, err = rw.walk(out, body[lr.Offset():], false, rw.prologue)
 		if err != nil {
-			return err
+			return nil, false, fmt.Errorf("function %d: %w", i, err)
 		}
 		tail = tail || t
-		out = appendU(out, uint64(len(body)))
-		out = append(out, body...)
-		return nil
-	})
-	if err != nil {
-		return nil, false, err
+		if err := wasmbin.EndSize(out, bodySize); err != nil {
+			return nil, false, fmt.Errorf("function %d: %w", i, err)
+		}
 	}
-	return out, tail, nil
+	if err := r.Finish(); err != nil {
+		return nil, false, fmt.Errorf("code section: %w", err)
+	}
+	return out, tail, wasmbin.EndSize(out, size)
 }
 
 // constExpr copies the constant expression at r's position to out,
 // renumbering ref.func, and moves r past it.
-func (rw *rewriter) constExpr(out []byte, r *reader) ([]byte, error) {
-	out, n, _, err := rw.walk(out, r.b[r.i:], true, nil)
+func (rw *rewriter) constExpr(out []byte, r *wasmbin.Reader) ([]byte, error) {
+	rem := r.Bytes(r.Len())
+	out, n, _, err := rw.walk(out, rem, true, nil)
 	if err != nil {
 		return nil, err
 	}
-	r.i += n
+	r.Seek(r.Offset() - len(rem) + n)
 	return out, nil
 }
 
-func (rw *rewriter) rewriteGlobals(payload []byte) ([]byte, error) {
-	if payload == nil {
-		return nil, nil
-	}
-	r := &reader{b: payload}
-	n := r.u32()
-	out := appendU(nil, uint64(n))
-	for ; n > 0 && r.err == nil; n-- {
-		start := r.i
+// rewriteGlobals writes the entries of a global section, without its
+// length.
+func (rw *rewriter) rewriteGlobals(out, payload []byte) ([]byte, error) {
+	r := newReader(payload)
+	for n := r.U32(); n > 0 && r.Err() == nil; n-- {
+		start := r.Offset()
 		r.valtype()
-		r.byte()
-		if r.err != nil {
+		r.Byte()
+		if r.Err() != nil {
 			break
 		}
-		out = append(out, payload[start:r.i]...)
+		out = append(out, payload[start:r.Offset()]...)
 		var err error
-		if out, err = rw.constExpr(out, r); err != nil {
+		if out, err = rw.constExpr(out, &r.Reader); err != nil {
 			return nil, fmt.Errorf("global section: %w", err)
 		}
 	}
-	if r.finish() != nil {
-		return nil, fmt.Errorf("global section: %w", r.err)
+	if err := r.Finish(); err != nil {
+		return nil, fmt.Errorf("global section: %w", err)
 	}
 	return out, nil
 }
 
-func (rw *rewriter) rewriteExports(payload []byte) ([]byte, error) {
-	r := &reader{b: payload}
-	n := r.u32()
-	out := appendU(nil, uint64(n))
-	for ; n > 0 && r.err == nil; n-- {
-		out = appendName(out, r.name())
-		kind := r.byte()
-		idx := r.u32()
+func (rw *rewriter) rewriteExports(out, payload []byte) ([]byte, error) {
+	r := wasmbin.NewReader(payload)
+	n := r.U32()
+	out = wasmbin.AppendULEB(out, uint64(n))
+	for ; n > 0 && r.Err() == nil; n-- {
+		start := r.Offset()
+		r.Name()
+		out = append(out, payload[start:r.Offset()]...)
+		kind := r.Byte()
+		idx := r.U32()
 		switch {
 		case kind == 0x00:
 			idx = rw.remap(idx)
@@ -447,63 +417,63 @@ func (rw *rewriter) rewriteExports(payload []byte) ([]byte, error) {
 			return nil, fmt.Errorf("export section: global index %d out of range", idx)
 		}
 		out = append(out, kind)
-		out = appendU(out, uint64(idx))
+		out = wasmbin.AppendULEB(out, uint64(idx))
 	}
-	if r.finish() != nil {
-		return nil, fmt.Errorf("export section: %w", r.err)
+	if err := r.Finish(); err != nil {
+		return nil, fmt.Errorf("export section: %w", err)
 	}
 	return out, nil
 }
 
-func (rw *rewriter) rewriteStart(payload []byte) ([]byte, error) {
-	r := &reader{b: payload}
-	f := r.u32()
-	if r.finish() != nil {
-		return nil, fmt.Errorf("start section: %w", r.err)
+func (rw *rewriter) rewriteStart(out, payload []byte) ([]byte, error) {
+	r := wasmbin.NewReader(payload)
+	f := r.U32()
+	if err := r.Finish(); err != nil {
+		return nil, fmt.Errorf("start section: %w", err)
 	}
-	return appendU(nil, uint64(rw.remap(f))), nil
+	return wasmbin.AppendULEB(out, uint64(rw.remap(f))), nil
 }
 
-func (rw *rewriter) rewriteElements(payload []byte) ([]byte, error) {
-	r := &reader{b: payload}
-	n := r.u32()
-	out := appendU(nil, uint64(n))
+func (rw *rewriter) rewriteElements(out, payload []byte) ([]byte, error) {
+	r := newReader(payload)
+	n := r.U32()
+	out = wasmbin.AppendULEB(out, uint64(n))
 	var err error
-	for i := uint32(0); i < n && r.err == nil && err == nil; i++ {
-		flags := r.u32()
-		out = appendU(out, uint64(flags))
+	for i := uint32(0); i < n && r.Err() == nil && err == nil; i++ {
+		flags := r.U32()
+		out = wasmbin.AppendULEB(out, uint64(flags))
 		if flags > 7 {
 			return nil, fmt.Errorf("%w: element segment %d has flags %d", ErrUnsupported, i, flags)
 		}
 		if flags&0x02 != 0 && flags&0x01 == 0 { // 2, 6: explicit table index
-			out = appendU(out, uint64(r.u32()))
+			out = wasmbin.AppendULEB(out, uint64(r.U32()))
 		}
 		if flags&0x01 == 0 { // active: an offset expression
-			if out, err = rw.constExpr(out, r); err != nil {
+			if out, err = rw.constExpr(out, &r.Reader); err != nil {
 				break
 			}
 		}
 		if flags&0x03 != 0 { // 1, 2, 3, 5, 6, 7: an element kind or reference type
 			if flags&0x04 != 0 {
-				start := r.i
+				start := r.Offset()
 				r.valtype()
-				out = append(out, payload[start:r.i]...)
+				out = append(out, payload[start:r.Offset()]...)
 			} else {
-				out = append(out, r.byte())
+				out = append(out, r.Byte())
 			}
 		}
-		count := r.u32()
-		out = appendU(out, uint64(count))
-		for ; count > 0 && r.err == nil && err == nil; count-- {
+		count := r.U32()
+		out = wasmbin.AppendULEB(out, uint64(count))
+		for ; count > 0 && r.Err() == nil && err == nil; count-- {
 			if flags&0x04 != 0 {
-				out, err = rw.constExpr(out, r)
+				out, err = rw.constExpr(out, &r.Reader)
 			} else {
-				out = appendU(out, uint64(rw.remap(r.u32())))
+				out = wasmbin.AppendULEB(out, uint64(rw.remap(r.U32())))
 			}
 		}
 	}
 	if err == nil {
-		err = r.finish()
+		err = r.Finish()
 	}
 	if err != nil {
 		return nil, fmt.Errorf("element section: %w", err)
@@ -511,57 +481,76 @@ func (rw *rewriter) rewriteElements(payload []byte) ([]byte, error) {
 	return out, nil
 }
 
-// rewriteCustom renumbers the functions in the name section; other custom
-// sections hold no function indexes and are kept as they are.
-func (rw *rewriter) rewriteCustom(payload []byte) ([]byte, error) {
-	r := &reader{b: payload}
-	if r.name() != "name" || r.err != nil {
-		return payload, nil
+// custom writes a custom section: none for a DWARF one, whose code offsets
+// the rewrite breaks; the name section with its functions renumbered; any
+// other as it is, since it holds no function indexes.
+func (rw *rewriter) custom(out, payload []byte) ([]byte, error) {
+	r := wasmbin.NewReader(payload)
+	name := r.Name()
+	switch {
+	case r.Err() == nil && strings.HasPrefix(string(name), ".debug_"):
+		return out, nil
+	case r.Err() != nil || string(name) != "name":
+		return wasmbin.AppendSection(out, wasmbin.Custom, payload), nil
 	}
-	out := append([]byte(nil), payload[:r.i]...)
-	for !r.done() {
-		id := r.byte()
-		sub := r.bytes(int(r.u32()))
-		if r.err != nil {
-			break
-		}
-		switch id {
-		case 3:
-			// Label names: the inserted checks add labels, so these would
-			// name the wrong blocks.
-			continue
-		case 1, 2: // function names; local names, keyed by function
-			sr := &reader{b: sub}
-			n := sr.u32()
-			p := appendU(nil, uint64(n))
-			for ; n > 0 && sr.err == nil; n-- {
-				p = appendU(p, uint64(rw.remap(sr.u32())))
-				start := sr.i
-				if id == 1 {
-					sr.name()
-				} else {
-					for m := sr.u32(); m > 0 && sr.err == nil; m-- {
-						sr.u32()
-						sr.name()
-					}
+	return rw.section(out, wasmbin.Custom, payload, func(out, payload []byte) ([]byte, error) {
+		out = append(out, payload[:r.Offset()]...)
+		for !r.Done() {
+			id := r.Byte()
+			sub := r.Bytes(int(r.U32()))
+			if r.Err() != nil {
+				break
+			}
+			switch id {
+			case 3:
+				// Label names: the inserted checks add labels, so these
+				// would name the wrong blocks.
+			case 1, 2: // function names; local names, keyed by function
+				out = append(out, id)
+				var size int
+				out, size = wasmbin.BeginSize(out)
+				var err error
+				if out, err = rw.renameFunctions(out, sub, id); err != nil {
+					// wazero refuses a module whose name section does not
+					// parse; dropping it here would make such a module good.
+					return nil, fmt.Errorf("name section: subsection %d: %w", id, err)
 				}
-				p = append(p, sub[start:sr.i]...)
+				if err := wasmbin.EndSize(out, size); err != nil {
+					return nil, err
+				}
+			default:
+				out = append(out, id)
+				out = wasmbin.AppendULEB(out, uint64(len(sub)))
+				out = append(out, sub...)
 			}
-			if sr.finish() != nil {
-				// wazero refuses a module whose name section does not
-				// parse; dropping it here would make such a module good.
-				return nil, fmt.Errorf("name section: subsection %d: %w", id, sr.err)
-			}
-			sub = p
 		}
-		out = append(out, id)
-		out = appendU(out, uint64(len(sub)))
-		out = append(out, sub...)
+		if r.Err() != nil {
+			return nil, fmt.Errorf("name section: %w", r.Err())
+		}
+		return out, nil
+	})
+}
+
+// renameFunctions writes a function names (id 1) or local names (id 2)
+// subsection with its function indexes renumbered.
+func (rw *rewriter) renameFunctions(out, sub []byte, id byte) ([]byte, error) {
+	r := wasmbin.NewReader(sub)
+	n := r.U32()
+	out = wasmbin.AppendULEB(out, uint64(n))
+	for ; n > 0 && r.Err() == nil; n-- {
+		out = wasmbin.AppendULEB(out, uint64(rw.remap(r.U32())))
+		start := r.Offset()
+		if id == 1 {
+			r.Name()
+		} else {
+			for m := r.U32(); m > 0 && r.Err() == nil; m-- {
+				r.U32()
+				r.Name()
+			}
+		}
+		out = append(out, sub[start:r.Offset()]...)
 	}
-	if r.err != nil {
-		return nil, fmt.Errorf("name section: %w", r.err)
-	}
-	return out, nil
+	return out, r.Finish()
 }
 
 // walk copies the instructions of code to out, renumbering function
@@ -585,87 +574,62 @@ func (rw *rewriter) walk(out, code []byte, constant bool, prologue []byte) (_ []
 			}
 		case op == 0x23 || op == 0x24: // global.get, global.set
 			var g uint64
-			if g, i = readLEB(code, i); i >= 0 && g >= uint64(rw.budget) {
+			if g, i = wasmbin.ReadULEB(code, i); i >= 0 && g >= uint64(rw.budget) {
 				// Out of range as written; the budget's index once
 				// instrumented. Let the compiler refuse the module as it is.
 				return nil, 0, false, fmt.Errorf("offset %d: global index %d out of range", start, g)
 			}
 		case op >= 0x20 && op <= 0x22, op == 0x0C, op == 0x0D, op == 0x41, op == 0x42:
-			i = skipLEB(code, i)
+			i = wasmbin.SkipLEB(code, i)
 		case op >= 0x28 && op <= 0x3E: // loads and stores: align, offset
 			var align uint64
-			if align, i = readLEB(code, i); i >= 0 && align&0x40 != 0 { // multi-memory index
-				i = skipLEB(code, i)
+			if align, i = wasmbin.ReadULEB(code, i); i >= 0 && align&0x40 != 0 { // multi-memory index
+				i = wasmbin.SkipLEB(code, i)
 			}
 			if i >= 0 {
-				i = skipLEB(code, i)
+				i = wasmbin.SkipLEB(code, i)
 			}
 		case op == 0x10, op == 0x12, op == 0xD2: // call, return_call, ref.func
-			f, next := readLEB(code, i)
+			f, next := wasmbin.ReadULEB(code, i)
 			if next < 0 || f > 1<<32-1 {
-				return nil, 0, false, fmt.Errorf("offset %d: %w", start, errShort)
+				return nil, 0, false, fmt.Errorf("offset %d: %w", start, wasmbin.ErrUnexpectedEnd)
 			}
 			out = append(out, code[last:start]...)
 			out = append(out, op)
-			out = appendU(out, uint64(rw.remap(uint32(f))))
+			out = wasmbin.AppendULEB(out, uint64(rw.remap(uint32(f))))
 			i, last = next, next
 			tail = tail || op == 0x12
 		case op == 0x03 && prologue != nil: // loop: spend budget first thing in each iteration
-			r := &reader{b: code, i: i, types: rw.types, checkTypes: true}
+			r := newTypedReader(code, rw.types)
+			r.Seek(i)
 			r.blocktype()
-			if r.err != nil {
-				return nil, 0, false, fmt.Errorf("offset %d: %w", start, r.err)
+			if r.Err() != nil {
+				return nil, 0, false, fmt.Errorf("offset %d: %w", start, r.Err())
 			}
-			i = r.i
+			i = r.Offset()
 			out = append(out, code[last:i]...)
 			out = append(out, prologue...)
 			last = i
 		default:
-			r := &reader{b: code, i: i, types: rw.types, checkTypes: true}
+			r := newTypedReader(code, rw.types)
+			r.Seek(i)
 			if err := r.immediates(op); err != nil {
 				return nil, 0, false, fmt.Errorf("offset %d: %w", start, err)
 			}
-			if r.err != nil {
-				return nil, 0, false, fmt.Errorf("offset %d: %w", start, r.err)
+			if r.Err() != nil {
+				return nil, 0, false, fmt.Errorf("offset %d: %w", start, r.Err())
 			}
-			i = r.i
+			i = r.Offset()
 			tail = tail || op == 0x13
 		}
 		if i < 0 {
-			return nil, 0, false, fmt.Errorf("offset %d: %w", start, errShort)
+			return nil, 0, false, fmt.Errorf("offset %d: %w", start, wasmbin.ErrUnexpectedEnd)
 		}
 	}
 	if constant {
-		return nil, 0, false, errShort
+		return nil, 0, false, wasmbin.ErrUnexpectedEnd
 	}
 	return append(out, code[last:]...), i, tail, nil
-}
-
-// skipLEB returns the index after the LEB128 number at code[i:], or -1.
-func skipLEB(code []byte, i int) int {
-	for n := 0; i < len(code) && n < 10; n++ {
-		c := code[i]
-		i++
-		if c < 0x80 {
-			return i
-		}
-	}
-	return -1
-}
-
-// readLEB reads the unsigned LEB128 number at code[i:] and returns it and
-// the index after it, or -1.
-func readLEB(code []byte, i int) (uint64, int) {
-	var v uint64
-	for shift := 0; i < len(code) && shift < 70; shift += 7 {
-		c := code[i]
-		i++
-		v |= uint64(c&0x7F) << shift
-		if c < 0x80 {
-			return v, i
-		}
-	}
-	return 0, -1
 }
 
 // immediates skips the immediates of the instruction whose opcode was just read.
@@ -674,52 +638,52 @@ func (r *reader) immediates(op byte) error {
 	case op == 0x02 || op == 0x03 || op == 0x04 || op == 0x06: // block, loop, if, try
 		r.blocktype()
 	case op == 0x07 || op == 0x08 || op == 0x09 || op == 0x18: // catch, throw, rethrow, delegate
-		r.u32()
+		r.U32()
 	case op == 0x0C || op == 0x0D: // br, br_if
-		r.u32()
+		r.U32()
 	case op == 0x0E: // br_table
-		for n := r.u32(); n > 0 && r.err == nil; n-- {
-			r.u32()
+		for n := r.U32(); n > 0 && r.Err() == nil; n-- {
+			r.U32()
 		}
-		r.u32()
+		r.U32()
 	case op == 0x10 || op == 0x12: // call, return_call
-		r.u32()
+		r.U32()
 	case op == 0x11 || op == 0x13: // call_indirect, return_call_indirect
-		r.typeIndex(r.uleb())
-		r.u32()
+		r.typeIndex(r.ULEB())
+		r.U32()
 	case op == 0x1C: // select t*
-		for n := r.u32(); n > 0 && r.err == nil; n-- {
+		for n := r.U32(); n > 0 && r.Err() == nil; n-- {
 			r.valtype()
 		}
 	case op == 0x1F: // try_table
 		r.blocktype()
-		for n := r.u32(); n > 0 && r.err == nil; n-- {
-			switch kind := r.byte(); kind {
+		for n := r.U32(); n > 0 && r.Err() == nil; n-- {
+			switch kind := r.Byte(); kind {
 			case 0x00, 0x01: // catch, catch_ref: tag, label
-				r.u32()
-				r.u32()
+				r.U32()
+				r.U32()
 			case 0x02, 0x03: // catch_all, catch_all_ref: label
-				r.u32()
+				r.U32()
 			default:
 				return fmt.Errorf("%w: catch kind 0x%02x", ErrUnsupported, kind)
 			}
 		}
 	case op >= 0x20 && op <= 0x26: // local.*, global.*, table.get/set
-		r.u32()
+		r.U32()
 	case op >= 0x28 && op <= 0x3E: // loads and stores
 		r.memarg()
 	case op == 0x3F || op == 0x40: // memory.size, memory.grow
-		r.u32()
+		r.U32()
 	case op == 0x41 || op == 0x42: // i32.const, i64.const
-		r.uleb() // a signed number has the same extent
+		r.ULEB() // a signed number has the same extent
 	case op == 0x43: // f32.const
-		r.bytes(4)
+		r.Bytes(4)
 	case op == 0x44: // f64.const
-		r.bytes(8)
+		r.Bytes(8)
 	case op == 0xD0: // ref.null
-		r.uleb()
+		r.ULEB()
 	case op == 0xD2: // ref.func
-		r.u32()
+		r.U32()
 	case op == 0xFC:
 		return r.prefixedFC()
 	case op == 0xFD:
@@ -736,16 +700,16 @@ func (r *reader) immediates(op byte) error {
 }
 
 func (r *reader) prefixedFC() error {
-	switch sub := r.u32(); {
+	switch sub := r.U32(); {
 	case sub <= 7: // saturating truncations
 	case sub == 8: // memory.init data mem
-		r.u32()
-		r.u32()
+		r.U32()
+		r.U32()
 	case sub == 9 || sub == 11 || sub == 13 || sub == 15 || sub == 16 || sub == 17:
-		r.u32() // data.drop, memory.fill, elem.drop, table.grow, table.size, table.fill
+		r.U32() // data.drop, memory.fill, elem.drop, table.grow, table.size, table.fill
 	case sub == 10 || sub == 12 || sub == 14: // memory.copy, table.init, table.copy
-		r.u32()
-		r.u32()
+		r.U32()
+		r.U32()
 	default:
 		return fmt.Errorf("%w: opcode 0xFC %d", ErrUnsupported, sub)
 	}
@@ -753,16 +717,16 @@ func (r *reader) prefixedFC() error {
 }
 
 func (r *reader) prefixedSIMD() error {
-	switch sub := r.u32(); {
+	switch sub := r.U32(); {
 	case sub <= 11 || sub == 92 || sub == 93: // loads, store, load_zero
 		r.memarg()
 	case sub == 12 || sub == 13: // v128.const, i8x16.shuffle
-		r.bytes(16)
+		r.Bytes(16)
 	case sub >= 21 && sub <= 34: // extract_lane, replace_lane
-		r.byte()
+		r.Byte()
 	case sub >= 84 && sub <= 91: // load_lane, store_lane
 		r.memarg()
-		r.byte()
+		r.Byte()
 	case sub <= 0x113:
 		// every other SIMD instruction (relaxed SIMD included) has no immediates
 	default:
@@ -772,9 +736,9 @@ func (r *reader) prefixedSIMD() error {
 }
 
 func (r *reader) prefixedAtomic() error {
-	switch sub := r.u32(); {
+	switch sub := r.U32(); {
 	case sub == 0x03: // atomic.fence
-		r.byte()
+		r.Byte()
 	case sub <= 0x02 || sub >= 0x10 && sub <= 0x4E:
 		r.memarg()
 	default:
@@ -783,12 +747,9 @@ func (r *reader) prefixedAtomic() error {
 	return nil
 }
 
-// reader decodes the binary format. The first error sticks; later reads
-// return zero values.
+// reader is wasmbin's Reader with what the rewrite checks as it reads.
 type reader struct {
-	b   []byte
-	i   int
-	err error
+	wasmbin.Reader
 
 	// types, when checkTypes is set, is the number of types the module
 	// declares: a type index past it is an error, since it would name the
@@ -797,135 +758,39 @@ type reader struct {
 	checkTypes bool
 }
 
+// newReader returns a reader of b that does not check type indexes.
+func newReader(b []byte) *reader { return &reader{Reader: *wasmbin.NewReader(b)} }
+
+// newTypedReader returns a reader of b that refuses a type index of types
+// or more.
+func newTypedReader(b []byte, types uint32) *reader {
+	return &reader{Reader: *wasmbin.NewReader(b), types: types, checkTypes: true}
+}
+
 // typeIndex checks a type index read from code.
 func (r *reader) typeIndex(t uint64) {
-	if r.checkTypes && t >= uint64(r.types) && r.err == nil {
-		r.err = fmt.Errorf("type index %d out of range", t)
+	if r.checkTypes && t >= uint64(r.types) {
+		r.Fail("type index %d out of range", t)
 	}
 }
-
-var errShort = errors.New("unexpected end of module")
-
-// finish returns the first error, or an error if bytes are left over: a
-// section that holds more than its entries is malformed, and a rewrite that
-// dropped the excess would make it well-formed.
-func (r *reader) finish() error {
-	if r.err == nil && r.i != len(r.b) {
-		r.err = fmt.Errorf("%d bytes after the last entry", len(r.b)-r.i)
-	}
-	return r.err
-}
-
-func (r *reader) done() bool { return r.err != nil || r.i >= len(r.b) }
-
-func (r *reader) byte() byte {
-	if r.err != nil {
-		return 0
-	}
-	if r.i >= len(r.b) {
-		r.err = errShort
-		return 0
-	}
-	c := r.b[r.i]
-	r.i++
-	return c
-}
-
-func (r *reader) bytes(n int) []byte {
-	if r.err != nil {
-		return nil
-	}
-	if n < 0 || n > len(r.b)-r.i {
-		r.err = errShort
-		return nil
-	}
-	b := r.b[r.i : r.i+n]
-	r.i += n
-	return b
-}
-
-// uleb reads a LEB128 number of up to 64 bits (for a signed one, only its
-// extent matters here).
-func (r *reader) uleb() uint64 {
-	var v uint64
-	for shift := 0; shift < 70; shift += 7 {
-		c := r.byte()
-		if r.err != nil {
-			return 0
-		}
-		v |= uint64(c&0x7F) << shift
-		if c&0x80 == 0 {
-			return v
-		}
-	}
-	r.err = errors.New("LEB128 number too long")
-	return 0
-}
-
-func (r *reader) u32() uint32 {
-	v := r.uleb()
-	if v > 1<<32-1 && r.err == nil {
-		r.err = errors.New("u32 out of range")
-	}
-	return uint32(v)
-}
-
-func (r *reader) name() string { return string(r.bytes(int(r.u32()))) }
 
 func (r *reader) valtype() {
-	if t := r.byte(); t == 0x63 || t == 0x64 { // (ref null ht), (ref ht)
-		r.uleb()
+	if t := r.Byte(); t == 0x63 || t == 0x64 { // (ref null ht), (ref ht)
+		r.ULEB()
 	}
 }
 
 func (r *reader) blocktype() {
-	if r.i < len(r.b) && (r.b[r.i] == 0x40 || r.b[r.i] >= 0x6F && r.b[r.i] <= 0x7F) {
+	if c, ok := r.Peek(); ok && (c == 0x40 || c >= 0x6F && c <= 0x7F) {
 		r.valtype()
 		return
 	}
-	r.typeIndex(r.uleb()) // a type index, as a signed 33-bit number
+	r.typeIndex(r.ULEB()) // a type index, as a signed 33-bit number
 }
 
 func (r *reader) memarg() {
-	if align := r.u32(); align&0x40 != 0 { // multi-memory: a memory index follows
-		r.u32()
+	if align := r.U32(); align&0x40 != 0 { // multi-memory: a memory index follows
+		r.U32()
 	}
-	r.uleb() // offset (64 bits for memory64)
-}
-
-func (r *reader) limits() {
-	flags := r.byte()
-	r.uleb()
-	if flags&0x01 != 0 {
-		r.uleb()
-	}
-}
-
-func appendU(out []byte, v uint64) []byte {
-	for {
-		c := byte(v & 0x7F)
-		v >>= 7
-		if v != 0 {
-			out = append(out, c|0x80)
-			continue
-		}
-		return append(out, c)
-	}
-}
-
-// appendS appends v as a signed LEB128 number.
-func appendS(out []byte, v int64) []byte {
-	for {
-		c := byte(v & 0x7F)
-		v >>= 7
-		if v == 0 && c&0x40 == 0 || v == -1 && c&0x40 != 0 {
-			return append(out, c)
-		}
-		out = append(out, c|0x80)
-	}
-}
-
-func appendName(out []byte, s string) []byte {
-	out = appendU(out, uint64(len(s)))
-	return append(out, s...)
+	r.ULEB() // offset (64 bits for memory64)
 }

@@ -13,20 +13,11 @@ import (
 	"github.com/tetratelabs/wazero/api"
 
 	"github.com/trellis-mesh/trellis/host/plugin/internal/limits"
+	"github.com/trellis-mesh/trellis/host/plugin/internal/wasmbin"
 	"github.com/trellis-mesh/trellis/host/trellistest"
 )
 
-func leb(v uint64) []byte {
-	var b []byte
-	for {
-		c := byte(v & 0x7F)
-		v >>= 7
-		if v == 0 {
-			return append(b, c)
-		}
-		b = append(b, c|0x80)
-	}
-}
+func leb(v uint64) []byte { return wasmbin.AppendULEB(nil, v) }
 
 func cat(bs ...[]byte) []byte {
 	var out []byte
