@@ -3,6 +3,7 @@ module github.com/trellis-mesh/trellis
 go 1.26.0
 
 require (
+	github.com/fsnotify/fsnotify v1.10.1
 	github.com/hashicorp/go-hclog v1.6.3
 	github.com/hashicorp/hcl/v2 v2.25.0
 	github.com/nats-io/jwt/v2 v2.8.2
@@ -10,6 +11,8 @@ require (
 	github.com/nats-io/nats.go v1.55.0
 	github.com/nats-io/nkeys v0.4.16
 	github.com/tetratelabs/wazero v1.12.0
+	github.com/trellis-mesh/trellis/abi v0.0.0
+	github.com/trellis-mesh/trellis/sdk/go v0.0.0
 	github.com/zclconf/go-cty v1.19.0
 	golang.org/x/crypto v0.58.0
 )
@@ -20,7 +23,6 @@ require (
 	github.com/apparentlymart/go-textseg/v15 v15.0.0 // indirect
 	github.com/apparentlymart/go-textseg/v17 v17.0.1 // indirect
 	github.com/fatih/color v1.13.0 // indirect
-	github.com/fsnotify/fsnotify v1.10.1 // indirect
 	github.com/google/go-cmp v0.6.0 // indirect
 	github.com/google/go-tpm v0.9.8 // indirect
 	github.com/klauspost/compress v1.20.3 // indirect
@@ -35,4 +37,12 @@ require (
 	golang.org/x/text v0.43.0 // indirect
 	golang.org/x/time v0.16.0 // indirect
 	golang.org/x/tools v0.51.0 // indirect
+)
+
+// abi and the Go SDK are modules of their own, so that a plugin's module
+// graph holds them alone; the host and the plugins of this tree use them
+// from here.
+replace (
+	github.com/trellis-mesh/trellis/abi => ./abi
+	github.com/trellis-mesh/trellis/sdk/go => ./sdk/go
 )
