@@ -307,7 +307,7 @@ func patternParams(pattern string) []string {
 func requestMessage(r *http.Request, subject string, body []byte) *plugin.Message {
 	hdr := make(map[string][]string, len(r.Header))
 	for k, vs := range r.Header {
-		if !hopHeaders[k] && !strings.HasPrefix(k, "Nats-") {
+		if !hopHeaders[k] && !strings.HasPrefix(k, abi.HeaderReservedPrefix) {
 			hdr[k] = vs
 		}
 	}
@@ -351,7 +351,7 @@ func (h *Host) serveRoute(w http.ResponseWriter, r *http.Request, rt HTTPRoute) 
 			return
 		}
 		if v != "" {
-			msg.Header["Trellis-Param-"+name] = []string{v}
+			msg.Header[abi.HeaderParamPrefix+name] = []string{v}
 		}
 	}
 	var answered *outcome
@@ -395,10 +395,10 @@ func writeOutcome(w http.ResponseWriter, out outcome, extra map[string][]string,
 		code = http.StatusAccepted
 	}
 	for k, vs := range out.header {
-		if hopHeaders[k] || strings.HasPrefix(k, "Nats-") {
+		if hopHeaders[k] || strings.HasPrefix(k, abi.HeaderReservedPrefix) {
 			continue
 		}
-		if k == "Trellis-Http-Status" && len(vs) > 0 {
+		if k == abi.HeaderHTTPStatus && len(vs) > 0 {
 			if n, err := strconv.Atoi(vs[0]); err == nil && n >= 200 && n <= 599 {
 				code = n
 			}

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/trellis-mesh/trellis/abi"
 	trellis "github.com/trellis-mesh/trellis/sdk/go"
 )
 
@@ -97,8 +98,8 @@ func HeaderValue(h trellis.Header, name string) (string, bool) {
 
 // ClaimHeaderPrefix starts the name of each header that carries a verified
 // claim ("X-Claim-sub"); the auth policy sets them, and a "claim:" key reads
-// them.
-const ClaimHeaderPrefix = "X-Claim-"
+// them. ABI.md's Headers table documents it.
+const ClaimHeaderPrefix = abi.HeaderClaimPrefix
 
 // ValidHeaderName reports whether s may be a header name: non-empty, and
 // only the token characters of RFC 9110 (no spaces, colons or controls).
