@@ -3,8 +3,9 @@
 // can read, the log levels and the status codes host functions return.
 //
 // ABI.md beside this file is the specification; this package is its Go
-// spelling, shared by the host and the Go SDK. It imports nothing of ours and
-// nothing outside the standard library, so any guest may depend on it.
+// spelling, shared by the host and the Go SDK. It is a module of its own
+// (github.com/trellis-mesh/trellis/abi) that imports nothing outside the
+// standard library, so a guest that depends on it pulls in nothing else.
 package abi
 
 // Version is the ABI version this package describes. A plugin declares the
