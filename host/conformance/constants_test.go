@@ -30,7 +30,8 @@ import (
 // contract is what one SDK's source says: kind -> name -> value. The kinds:
 // "status" (name -> code; Rust has it twice, from_code and code), "status
 // text" (name -> description), "field", "level" (name -> number), "import"
-// (host function -> import module), "export" (name -> ""), "version".
+// (host function -> import module), "export" (name -> ""), "version", and
+// "header" (the header names a plugin reads or sets: name -> header name).
 type contract map[string]map[string]string
 
 func (c contract) set(kind, name, value string) {
@@ -86,7 +87,7 @@ var sdkSources = []sdkSource{
 		want: func() contract {
 			return abiContract(true, func(kind, name string) string { return name })
 		},
-		wrong: [3]string{"sdk/assemblyscript/assembly/index.ts", "  WARN = 4,", "  WARN = 3,"},
+		wrong: [3]string{"sdk/assemblyscript/assembly/index.ts", `HEADER_HTTP_STATUS: string = "Trellis-Http-Status"`, `HEADER_HTTP_STATUS: string = "Trellis-HTTP-Status"`},
 	},
 	{
 		// The Go SDK takes every number from package abi, so only the names
@@ -96,6 +97,7 @@ var sdkSources = []sdkSource{
 		extract: extractGo,
 		want: func() contract {
 			c := abiContract(true, func(kind, name string) string { return name })
+			// Header names too come from package abi.
 			return contract{"import": c["import"], "export": c["export"]}
 		},
 		wrong: [3]string{"sdk/go/imports_wasip1.go", "//go:wasmimport trellis kv_cas", "//go:wasmimport trellis kv_compare_and_swap"},
@@ -127,6 +129,10 @@ func abiContract(withOK bool, spell func(kind, name string) string) contract {
 		c.set("export", name, "")
 	}
 	c.set("version", "version", strconv.Itoa(abi.Version))
+	for name, h := range map[string]string{"ERROR_CODE": abi.HeaderErrorCode, "ERROR": abi.HeaderError,
+		"HTTP_STATUS": abi.HeaderHTTPStatus, "PARAM_PREFIX": abi.HeaderParamPrefix} {
+		c.set("header", name, h)
+	}
 	return c
 }
 
@@ -223,6 +229,7 @@ func extractC(src map[string]string) (contract, error) {
 	}
 	c.pairs("export", h, regexp.MustCompile(`TRELLIS_EXPORT\("(\w+)"\)`), 1, 0)
 	c.pairs("version", h, regexp.MustCompile(`(?m)^#define TRELLIS_ABI_(VERSION) (\d+)`), 1, 2)
+	c.pairs("header", h, regexp.MustCompile(`(?m)^#define TRELLIS_HEADER_([A-Z_]+) "([^"]*)"`), 1, 2)
 	c.renameVersion()
 	return c, joinErrs(errs)
 }
@@ -250,6 +257,7 @@ func extractRust(src map[string]string) (contract, error) {
 	}
 	c.pairs("export", lib, regexp.MustCompile(`pub extern "C" fn (trellis_\w+)\(`), 1, 0)
 	c.pairs("version", lib, regexp.MustCompile(`pub const ABI_(VERSION): u32 = (\d+);`), 1, 2)
+	c.pairs("header", lib, regexp.MustCompile(`(?m)^pub const HEADER_([A-Z_]+): &str = "([^"]*)";`), 1, 2)
 	c.renameVersion()
 	return c, joinErrs(errs)
 }
@@ -266,6 +274,7 @@ func extractAS(src map[string]string) (contract, error) {
 	}
 	c.pairs("export", index, regexp.MustCompile(`(?m)^export function (trellis_\w+)\(`), 1, 0)
 	c.pairs("version", index, regexp.MustCompile(`export const ABI_(VERSION): i32 = (\d+);`), 1, 2)
+	c.pairs("header", index, regexp.MustCompile(`(?m)^export const HEADER_([A-Z_]+): string = "([^"]*)";`), 1, 2)
 	c.renameVersion()
 	return c, joinErrs(errs)
 }
@@ -333,9 +342,9 @@ func readSDK(t *testing.T, s sdkSource) map[string]string {
 }
 
 // TestSDKConstantsMatchABI: every status code, status text, message field,
-// log level, host function (and its import module), export and the ABI
-// version that an SDK spells by hand equals package abi's, and no SDK has
-// one that abi lacks.
+// log level, host function (and its import module), export, header name and
+// the ABI version that an SDK spells by hand equals package abi's, and no
+// SDK has one that abi lacks.
 func TestSDKConstantsMatchABI(t *testing.T) {
 	for _, s := range sdkSources {
 		t.Run(s.name, func(t *testing.T) {
