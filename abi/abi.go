@@ -160,3 +160,28 @@ func (l Level) Name() string {
 	}
 	return levelNames[l]
 }
+
+// Headers a failed request's error reply carries. They are the NATS
+// micro-service convention, so `nats` tooling and nats.go's micro package
+// read them as they are.
+const (
+	HeaderErrorCode = "Nats-Service-Error-Code"
+	HeaderError     = "Nats-Service-Error"
+)
+
+// Headers that say who sent a message. Only a policy sets them: the host
+// removes any a client sent before the first policy runs (HTTP requests at
+// the ingress, NATS messages as they enter a handler), so a handler that
+// finds one knows a policy put it there. See "Identity headers" in ABI.md.
+const (
+	// HeaderPrincipal names the authenticated client, set by an
+	// authentication policy ("token:alice", "jwt:https://issuer.example#ada").
+	HeaderPrincipal = "Trellis-Principal"
+	// HeaderClaimPrefix starts the name of each header that carries a
+	// verified claim ("X-Claim-sub"). Matched in any case.
+	HeaderClaimPrefix = "X-Claim-"
+	// HeaderIdentitySeal is the host's seal over a message whose identity
+	// headers a policy set, so that they survive the host's own hop over
+	// the bus; a handler never sees it.
+	HeaderIdentitySeal = "Trellis-Identity-Seal"
+)

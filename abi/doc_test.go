@@ -102,7 +102,8 @@ func TestDocumentListsEveryHeader(t *testing.T) {
 	}
 	code := []string{HeaderErrorCode, HeaderError, HeaderReservedPrefix + "*", HeaderHTTPStatus,
 		HeaderParamPrefix + "<name>", HeaderFallback, HeaderDeadLetterError, HeaderDeadLetterErrorCode,
-		HeaderDeadLetterSubject, HeaderDeadLetterPlugin, HeaderDeadLetterAttempts, HeaderClaimPrefix + "<name>"}
+		HeaderDeadLetterSubject, HeaderDeadLetterPlugin, HeaderDeadLetterAttempts, HeaderPrincipal,
+		HeaderClaimPrefix + "<name>", HeaderIdentitySeal}
 	if !slices.Equal(doc, code) {
 		t.Fatalf("ABI.md's Headers table lists %q; package abi declares %q", doc, code)
 	}

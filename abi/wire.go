@@ -1,19 +1,16 @@
 package abi
 
-// Header names that cross the wire: between a plugin and the host, between
-// the host and NATS clients, and between the HTTP ingress and handlers.
-// ABI.md's "Headers" table says who sets each and what it means. Each name is
-// declared here once; the host, the SDKs and the built-in policies use these.
+// Header names that cross the wire with a meaning to the host: between a
+// plugin and the host, between the host and NATS clients, and between the
+// HTTP ingress and handlers. ABI.md's "Headers" table lists them with the
+// error headers (HeaderErrorCode, HeaderError) and the identity headers
+// (HeaderPrincipal, HeaderClaimPrefix, HeaderIdentitySeal) declared in
+// abi.go, and says who sets each and what it means. Each name is declared
+// once, in this package; the host, the SDKs and the built-in policies use
+// these constants.
 const (
-	// HeaderErrorCode and HeaderError are a failed request's error reply:
-	// the status (an HTTP-like code) and its text. They are the NATS
-	// micro-service convention, so `nats` tooling and nats.go's micro
-	// package read them as they are.
-	HeaderErrorCode = "Nats-Service-Error-Code"
-	HeaderError     = "Nats-Service-Error"
-
 	// HeaderReservedPrefix starts the names NATS itself uses (Nats-Msg-Id,
-	// Nats-Expected-*, the error headers above). The HTTP ingress drops them
+	// Nats-Expected-*, the error headers). The HTTP ingress drops them
 	// both ways: a client cannot forge one, and none leaks into a response.
 	HeaderReservedPrefix = "Nats-"
 
@@ -38,10 +35,4 @@ const (
 	HeaderDeadLetterSubject   = "Trellis-Subject"    // the subject the event arrived on
 	HeaderDeadLetterPlugin    = "Trellis-Plugin"     // the handler that failed
 	HeaderDeadLetterAttempts  = "Trellis-Attempts"   // how many times it was tried
-
-	// HeaderClaimPrefix followed by a claim's name ("X-Claim-sub") carries a
-	// claim the auth policy verified to the policies after it and the
-	// handler. The auth policy removes every incoming header with this
-	// prefix, in any case, so a client cannot forge one.
-	HeaderClaimPrefix = "X-Claim-"
 )

@@ -98,7 +98,7 @@ func HeaderValue(h trellis.Header, name string) (string, bool) {
 
 // ClaimHeaderPrefix starts the name of each header that carries a verified
 // claim ("X-Claim-sub"); the auth policy sets them, and a "claim:" key reads
-// them. ABI.md's Headers table documents it.
+// them.
 const ClaimHeaderPrefix = abi.HeaderClaimPrefix
 
 // ValidHeaderName reports whether s may be a header name: non-empty, and
