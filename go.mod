@@ -11,6 +11,8 @@ require (
 	github.com/nats-io/nats.go v1.55.0
 	github.com/nats-io/nkeys v0.4.16
 	github.com/tetratelabs/wazero v1.12.0
+	github.com/trellis-mesh/trellis/abi v0.0.0
+	github.com/trellis-mesh/trellis/sdk/go v0.0.0
 	github.com/zclconf/go-cty v1.19.0
 	go.uber.org/goleak v1.3.0
 	golang.org/x/crypto v0.58.0
@@ -36,4 +38,12 @@ require (
 	golang.org/x/text v0.43.0 // indirect
 	golang.org/x/time v0.16.0 // indirect
 	golang.org/x/tools v0.51.0 // indirect
+)
+
+// abi and the Go SDK are modules of their own, so that a plugin's module
+// graph holds them alone; the host and the plugins of this tree use them
+// from here.
+replace (
+	github.com/trellis-mesh/trellis/abi => ./abi
+	github.com/trellis-mesh/trellis/sdk/go => ./sdk/go
 )

@@ -3,8 +3,9 @@
 // can read, the log levels and the status codes host functions return.
 //
 // ABI.md beside this file is the specification; this package is its Go
-// spelling, shared by the host and the Go SDK. It imports nothing of ours and
-// nothing outside the standard library, so any guest may depend on it.
+// spelling, shared by the host and the Go SDK. It is a module of its own
+// (github.com/trellis-mesh/trellis/abi) that imports nothing outside the
+// standard library, so a guest that depends on it pulls in nothing else.
 package abi
 
 // Version is the ABI version this package describes. A plugin declares the
@@ -85,6 +86,21 @@ const (
 	FuncKVCAS = "kv_cas"
 )
 
+// HostFuncs returns the names of every host function, in ABI.md's order. The
+// slice is new on each call.
+func HostFuncs() []string {
+	return []string{FuncRead, FuncHeader, FuncReply, FuncPublish, FuncRequest, FuncLog, FuncConfig,
+		FuncSubscribe, FuncError, FuncSetHeader, FuncSetData, FuncSetSubject, FuncResponseHeader,
+		FuncKVGet, FuncKVSet, FuncKVIncr, FuncKVCAS, FuncKVDelete}
+}
+
+// GuestExports returns the names of the functions a plugin may export for the
+// host to call (the version marker and the Export* functions), not counting
+// the WASI ones. The slice is new on each call.
+func GuestExports() []string {
+	return []string{ExportVersion, ExportInit, ExportHandle, ExportPolicy, ExportPolicyResponse}
+}
+
 // Field names a part of the message being handled, or of the response to the
 // plugin's last request, for FuncRead.
 type Field int32
@@ -107,6 +123,18 @@ const (
 // Valid reports whether f names a field.
 func (f Field) Valid() bool { return f >= 0 && f < fieldCount }
 
+var fieldNames = [fieldCount]string{"SUBJECT", "REPLY", "HEADERS", "DATA", "RESULT_HEADERS",
+	"RESULT_DATA", "METHOD", "PATH", "QUERY", "REMOTE_ADDR"}
+
+// Name returns the field's name as ABI.md spells it ("RESULT_DATA"), which
+// the SDKs use too (C: TRELLIS_FIELD_RESULT_DATA); "" for an invalid field.
+func (f Field) Name() string {
+	if !f.Valid() {
+		return ""
+	}
+	return fieldNames[f]
+}
+
 // Level is a log level for FuncLog. The values match go-hclog's.
 type Level int32
 
@@ -118,6 +146,20 @@ const (
 	LevelWarn  Level = 4
 	LevelError Level = 5
 )
+
+var levelNames = [...]string{LevelTrace: "TRACE", LevelDebug: "DEBUG", LevelInfo: "INFO", LevelWarn: "WARN", LevelError: "ERROR"}
+
+// Valid reports whether l is a log level.
+func (l Level) Valid() bool { return l >= LevelTrace && l <= LevelError }
+
+// Name returns the level's name in capitals ("WARN"), as the SDKs spell it;
+// "" for an invalid level.
+func (l Level) Name() string {
+	if !l.Valid() {
+		return ""
+	}
+	return levelNames[l]
+}
 
 // Headers a failed request's error reply carries. They are the NATS
 // micro-service convention, so `nats` tooling and nats.go's micro package

@@ -38,9 +38,39 @@ var statusNames = [...]string{
 	StatusConflict:        "conflict",
 }
 
-// String returns the status's name as ABI.md lists it.
+var statusIdents = [...]string{
+	StatusOK:              "OK",
+	StatusNotFound:        "NOT_FOUND",
+	StatusInvalidArgument: "INVALID_ARGUMENT",
+	StatusInvalidSubject:  "INVALID_SUBJECT",
+	StatusDenied:          "DENIED",
+	StatusNoReply:         "NO_REPLY",
+	StatusAlreadyReplied:  "ALREADY_REPLIED",
+	StatusTimeout:         "TIMEOUT",
+	StatusNoResponders:    "NO_RESPONDERS",
+	StatusBus:             "BUS",
+	StatusWrongPhase:      "WRONG_PHASE",
+	StatusTooLarge:        "TOO_LARGE",
+	StatusConflict:        "CONFLICT",
+}
+
+// Valid reports whether s is a status code of this ABI version.
+func (s Status) Valid() bool { return s >= 0 && int(s) < len(statusNames) }
+
+// Name returns the status's name in ABI.md's table ("NOT_FOUND"), which the
+// SDKs spell their constants after (C: TRELLIS_NOT_FOUND); "" if s is not
+// Valid.
+func (s Status) Name() string {
+	if !s.Valid() {
+		return ""
+	}
+	return statusIdents[s]
+}
+
+// String returns the status's description as the Go SDK's errors say it
+// ("not found").
 func (s Status) String() string {
-	if s >= 0 && int(s) < len(statusNames) {
+	if s.Valid() {
 		return statusNames[s]
 	}
 	return "unknown status"

@@ -241,11 +241,11 @@ func (h *Host) deadLetter(subject, plugin string, msg *plugin.Message, last outc
 		m.Header[k] = append([]string(nil), vs...)
 	}
 	m.Data = msg.Data
-	m.Header.Set("Trellis-Error", last.errText)
-	m.Header.Set("Trellis-Error-Code", strconv.Itoa(last.status))
-	m.Header.Set("Trellis-Subject", msg.Subject)
-	m.Header.Set("Trellis-Plugin", plugin)
-	m.Header.Set("Trellis-Attempts", strconv.Itoa(attempts))
+	m.Header.Set(abi.HeaderDeadLetterError, last.errText)
+	m.Header.Set(abi.HeaderDeadLetterErrorCode, strconv.Itoa(last.status))
+	m.Header.Set(abi.HeaderDeadLetterSubject, msg.Subject)
+	m.Header.Set(abi.HeaderDeadLetterPlugin, plugin)
+	m.Header.Set(abi.HeaderDeadLetterAttempts, strconv.Itoa(attempts))
 	if err := h.bus.Conn().PublishMsg(m); err != nil {
 		h.log.Error("dead letter failed", "subject", subject, "error", err)
 		return

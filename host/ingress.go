@@ -303,9 +303,6 @@ func patternParams(pattern string) []string {
 	}
 }
 
-// paramHeaderPrefix starts the header that carries a path parameter.
-const paramHeaderPrefix = "Trellis-Param-"
-
 // requestMessage maps an HTTP request to the message policies and handlers see.
 // It drops hop-by-hop, Nats- and identity headers (trusted.go): a client
 // cannot say who it is other than through a policy.
@@ -314,8 +311,8 @@ func requestMessage(r *http.Request, subject string, body []byte) *plugin.Messag
 	for k, vs := range r.Header {
 		// Trellis-Param-* are the host's: a client's would pass for a
 		// path parameter the route does not have.
-		if !hopHeaders[k] && !strings.HasPrefix(k, "Nats-") && !isIdentityHeader(k) &&
-			!(len(k) >= len(paramHeaderPrefix) && strings.EqualFold(k[:len(paramHeaderPrefix)], paramHeaderPrefix)) {
+		if !hopHeaders[k] && !strings.HasPrefix(k, abi.HeaderReservedPrefix) && !isIdentityHeader(k) &&
+			!(len(k) >= len(abi.HeaderParamPrefix) && strings.EqualFold(k[:len(abi.HeaderParamPrefix)], abi.HeaderParamPrefix)) {
 			hdr[k] = vs
 		}
 	}
@@ -359,7 +356,7 @@ func (h *Host) serveRoute(w http.ResponseWriter, r *http.Request, rt HTTPRoute) 
 			return
 		}
 		if v != "" {
-			msg.Header[paramHeaderPrefix+name] = []string{v}
+			msg.Header[abi.HeaderParamPrefix+name] = []string{v}
 		}
 	}
 	var answered *outcome
@@ -403,10 +400,10 @@ func writeOutcome(w http.ResponseWriter, out outcome, extra map[string][]string,
 		code = http.StatusAccepted
 	}
 	for k, vs := range out.header {
-		if hopHeaders[k] || strings.HasPrefix(k, "Nats-") {
+		if hopHeaders[k] || strings.HasPrefix(k, abi.HeaderReservedPrefix) {
 			continue
 		}
-		if k == "Trellis-Http-Status" && len(vs) > 0 {
+		if k == abi.HeaderHTTPStatus && len(vs) > 0 {
 			if n, err := strconv.Atoi(vs[0]); err == nil && n >= 200 && n <= 599 {
 				code = n
 			}

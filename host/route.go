@@ -227,7 +227,7 @@ func (r *route) invoke(ctx context.Context, cfg *routeConfig, msg *plugin.Messag
 	if msg.Reply != "" || msg.Respond != nil {
 		if res.Fallback != nil {
 			h.counters.Fallbacks.Add(1)
-			return outcome{header: map[string][]string{"Trellis-Fallback": {"true"}}, data: res.Fallback}
+			return outcome{header: map[string][]string{abi.HeaderFallback: {"true"}}, data: res.Fallback}
 		}
 		return last
 	}

@@ -7,6 +7,14 @@ import (
 	"path/filepath"
 )
 
+// buildGo builds the package main in s.dir as a wasip1 reactor, within
+// whatever Go module holds it: the Trellis tree's own module for the examples
+// and built-in plugins; the SDK's module (sdk/go) for its conformance plugin;
+// or the plugin's own go.mod, which requires github.com/trellis-mesh/trellis/sdk/go
+// (and, through it, .../abi), as `trellis new` writes it, with replace
+// directives to a source tree's sdk/go and abi or versions of a release. The
+// SDK and abi modules import nothing outside the standard library, so such a
+// plugin needs no more than they do: Go 1.24, the first with //go:wasmexport.
 func buildGo(ctx context.Context, s *source, out string) error {
 	goTool, err := lookGo()
 	if err != nil {

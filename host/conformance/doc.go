@@ -66,9 +66,17 @@
 // TestExamples runs every language's echo and greet examples: echo returns
 // the payload, greet answers "Ada" with "Hello, Ada!".
 //
+// TestSDKConstantsMatchABI reads each SDK's source (sdk/c/trellis.h, the
+// Rust crate's lib.rs and sys.rs, the AssemblyScript SDK's index.ts and
+// sys.ts, the Go SDK's //go:wasmimport and //go:wasmexport lines) and holds
+// every status code and text, field, log level, host function, export and
+// the version it spells to package abi's, so that a number no behaviour
+// exercises cannot drift either.
+//
 // To add a language: write its SDK and conformance plugin, teach package
 // build to build it, and add one row to the languages table in
-// conformance_test.go (its examples too, if it has them). A toolchain that
+// conformance_test.go (its examples too, if it has them), and one to
+// sdkSources in constants_test.go. A toolchain that
 // is not installed skips that language's subtests with the install command,
 // unless TRELLIS_REQUIRE_TOOLCHAINS=1 (as CI sets).
 //

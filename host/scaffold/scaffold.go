@@ -7,8 +7,12 @@
 // Trellis source tree: the one that holds the new directory (by a relative
 // path, so the tree can move), or else the one that holds the working
 // directory (by an absolute path). Without either, the files name the SDK
-// with a placeholder and the README says how to point it at the SDK; a Go
-// plugin then has a go.mod that requires github.com/trellis-mesh/trellis.
+// with a placeholder and the README says how to point it at the SDK.
+//
+// A Go plugin outside the tree has a go.mod that requires the SDK module and,
+// through it, the abi module, with replace directives to the tree's sdk/go
+// and abi: its module graph holds those two and nothing of the host
+// (nats-server, wazero, HCL), and it needs no newer Go than the SDK's.
 package scaffold
 
 import (
@@ -22,7 +26,6 @@ import (
 	"path"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strings"
 	"text/template"
 
@@ -40,6 +43,18 @@ var templates embed.FS
 
 // module is the Go module path of the Trellis source tree.
 const module = "github.com/trellis-mesh/trellis"
+
+// The Go modules a Go plugin requires: the SDK, and the ABI constants the
+// SDK imports. Each is a module of its own inside the source tree.
+const (
+	sdkModule = module + "/sdk/go"
+	abiModule = module + "/abi"
+)
+
+// sdkGoVersion is the go line of a plugin's go.mod when no source tree says
+// otherwise: the oldest Go that builds a wasip1 reactor with
+// //go:wasmexport, which is the SDK's own go line.
+const sdkGoVersion = "1.24"
 
 // defaultASVersion is the AssemblyScript compiler a plugin asks for when no
 // source tree says which.
@@ -63,6 +78,8 @@ type data struct {
 	// GoVersion is the go line of a go.mod; ASVersion the assemblyscript
 	// version range of a package.json.
 	GoVersion, ASVersion string
+	// SDKModule and ABIModule are the Go modules a Go plugin requires.
+	SDKModule, ABIModule string
 }
 
 // Write writes a plugin named name in lang (one of Langs: "go", "rust", "c",
@@ -93,8 +110,10 @@ func Write(dir, lang, name string) error {
 		Name:      name,
 		Package:   strings.ToLower(name),
 		Crate:     strings.ReplaceAll(name, "-", "_"),
-		GoVersion: goVersion(""),
+		GoVersion: sdkGoVersion,
 		ASVersion: defaultASVersion,
+		SDKModule: sdkModule,
+		ABIModule: abiModule,
 	}
 	if root := findRoot(abs); root != "" {
 		d.Inside = true
@@ -207,13 +226,13 @@ func isTree(dir string) bool {
 	return err == nil && st.IsDir()
 }
 
-// fromTree takes the versions the tree's own SDKs need: its go line (a
-// module that requires the tree's must not ask for an older Go) and its
+// fromTree takes the versions the tree's own SDKs need: the Go SDK's go line
+// (a module that requires the SDK must not ask for an older Go) and the
 // AssemblyScript compiler.
 func (d *data) fromTree(root string) {
-	if b, err := os.ReadFile(filepath.Join(root, "go.mod")); err == nil {
+	if b, err := os.ReadFile(filepath.Join(root, "sdk", "go", "go.mod")); err == nil {
 		if m := regexp.MustCompile(`(?m)^go\s+(\S+)\s*$`).FindSubmatch(b); m != nil {
-			d.GoVersion = goVersion(string(m[1]))
+			d.GoVersion = string(m[1])
 		}
 	}
 	if b, err := os.ReadFile(filepath.Join(root, "sdk", "assemblyscript", "package.json")); err == nil {
@@ -224,17 +243,4 @@ func (d *data) fromTree(root string) {
 			d.ASVersion = pkg.DevDependencies["assemblyscript"]
 		}
 	}
-}
-
-// goVersion returns v, or without it the running toolchain's language
-// version ("1.26.0" for go1.26.8).
-func goVersion(v string) string {
-	if v != "" {
-		return v
-	}
-	parts := strings.SplitN(strings.TrimPrefix(runtime.Version(), "go"), ".", 3)
-	if !strings.HasPrefix(runtime.Version(), "go") || len(parts) < 2 {
-		return "1.24" // a development toolchain: the oldest Go the SDK supports
-	}
-	return parts[0] + "." + parts[1] + ".0"
 }

@@ -4,7 +4,9 @@ import (
 	"errors"
 	"go/format"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -92,7 +94,7 @@ func TestPluginOutsideTheTreeUsesItsSDK(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := map[string][2]string{ // lang -> file, text it must hold
-		"go":   {"go.mod", "replace github.com/trellis-mesh/trellis => " + root},
+		"go":   {"go.mod", "github.com/trellis-mesh/trellis/sdk/go => " + root + "/sdk/go"},
 		"rust": {"Cargo.toml", `trellis = { path = "` + root + `/sdk/rust" }`},
 		"c":    {"compile_flags.txt", "-I" + root + "/sdk/c"},
 		"as":   {"package.json", `"file:` + root + `/sdk/assemblyscript"`},
@@ -114,7 +116,7 @@ func TestPluginOutsideTheTreeUsesItsSDK(t *testing.T) {
 func TestPluginWithoutATreeSaysHowToFindTheSDK(t *testing.T) {
 	t.Chdir(t.TempDir())
 	want := map[string][2]string{ // lang -> text in the build file, text in the README
-		"go":   {"require github.com/trellis-mesh/trellis", "go get github.com/trellis-mesh/trellis@latest"},
+		"go":   {"github.com/trellis-mesh/trellis/sdk/go v0.0.0", "go get github.com/trellis-mesh/trellis/sdk/go@latest"},
 		"rust": {"path/to/trellis/sdk/rust", "set it to\n`sdk/rust`"},
 		"c":    {"-Ipath/to/trellis/sdk/c", "copy `trellis.h` into this directory"},
 		"as":   {"file:path/to/trellis/sdk/assemblyscript", "set it to `sdk/assemblyscript`"},
@@ -170,5 +172,49 @@ func TestWriteIntoAnEmptyDirectory(t *testing.T) {
 	}
 	if got := read(t, filepath.Join(dir, "package.json")); !strings.Contains(got, `"name": "hello"`) {
 		t.Fatalf("package.json:\n%s", got)
+	}
+}
+
+// TestGoPluginModuleGraphHoldsOnlyTheSDK: a Go plugin written outside the
+// tree depends on the SDK and abi modules alone, so building it pulls in
+// none of the host's dependencies (nats-server, wazero, HCL) and needs no
+// newer Go than the SDK's; and its go.mod is tidy as written.
+func TestGoPluginModuleGraphHoldsOnlyTheSDK(t *testing.T) {
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("no go command")
+	}
+	dir := filepath.Join(t.TempDir(), "hello")
+	if err := scaffold.Write(dir, "go", "hello"); err != nil {
+		t.Fatal(err)
+	}
+	goCmd := func(args ...string) string {
+		t.Helper()
+		cmd := exec.Command(goTool, args...)
+		cmd.Dir = dir
+		// GOFLAGS=-mod=mod would let go rewrite go.mod; the graph must be
+		// the one written. GOWORK=off: no workspace above the temp dir.
+		cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm", "GOFLAGS=-mod=readonly", "GOWORK=off", "GOPROXY=off")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("go %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return string(out)
+	}
+	var mods []string
+	for _, line := range strings.Split(strings.TrimSpace(goCmd("list", "-m", "all")), "\n") {
+		mods = append(mods, strings.Fields(line)[0])
+	}
+	want := []string{"hello", "github.com/trellis-mesh/trellis/abi", "github.com/trellis-mesh/trellis/sdk/go"}
+	if !slices.Equal(mods, want) {
+		t.Fatalf("go list -m all = %q, want %q", mods, want)
+	}
+	if deps := goCmd("list", "-deps", "-f", "{{if not .Standard}}{{.ImportPath}}{{end}}", "."); strings.TrimSpace(deps) != "github.com/trellis-mesh/trellis/abi\ngithub.com/trellis-mesh/trellis/sdk/go\nhello" {
+		t.Fatalf("non-standard packages:\n%s", deps)
+	}
+	goCmd("mod", "tidy", "-diff")
+	goMod := read(t, filepath.Join(dir, "go.mod"))
+	if !strings.Contains(goMod, "\ngo 1.24\n") {
+		t.Fatalf("go.mod does not ask for the SDK's Go (1.24):\n%s", goMod)
 	}
 }

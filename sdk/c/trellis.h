@@ -61,6 +61,12 @@ extern "C" {
 /* The ABI version this header implements (the marker export is trellis_abi_v1). */
 #define TRELLIS_ABI_VERSION 1
 
+/* Header names with a meaning to the host (ABI.md, "Headers"). */
+#define TRELLIS_HEADER_ERROR_CODE "Nats-Service-Error-Code" /* an error reply's status */
+#define TRELLIS_HEADER_ERROR "Nats-Service-Error"           /* an error reply's text */
+#define TRELLIS_HEADER_HTTP_STATUS "Trellis-Http-Status"    /* in a reply: the HTTP status to answer with */
+#define TRELLIS_HEADER_PARAM_PREFIX "Trellis-Param-"        /* + name: an HTTP route's path parameter */
+
 /* Status codes, ABI.md section 6. Host functions return their negation. */
 typedef enum trellis_status {
     TRELLIS_OK = 0,                /* success */

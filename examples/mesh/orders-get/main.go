@@ -8,12 +8,13 @@ import (
 	"encoding/json"
 	"errors"
 
+	"github.com/trellis-mesh/trellis/abi"
 	trellis "github.com/trellis-mesh/trellis/sdk/go"
 )
 
 func init() {
 	trellis.Handle("orders.get.>", func(m *trellis.Msg) ([]byte, error) {
-		id := m.Header.Get("Trellis-Param-id")
+		id := m.Header.Get(abi.HeaderParamPrefix + "id")
 		if id == "" {
 			id = string(m.Data)
 		}

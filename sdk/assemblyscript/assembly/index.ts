@@ -30,6 +30,15 @@ import * as sys from "./sys";
 /** The ABI version this SDK implements; the marker export is trellis_abi_v1. */
 export const ABI_VERSION: i32 = 1;
 
+/** Header of an error reply: its status, an HTTP-like code (ABI.md, "Headers"). */
+export const HEADER_ERROR_CODE: string = "Nats-Service-Error-Code";
+/** Header of an error reply: its text. */
+export const HEADER_ERROR: string = "Nats-Service-Error";
+/** Header of a reply to a request from the HTTP ingress: the HTTP status to answer with (200–599). */
+export const HEADER_HTTP_STATUS: string = "Trellis-Http-Status";
+/** Followed by a parameter's name, the header that carries an HTTP route's path parameter. */
+export const HEADER_PARAM_PREFIX: string = "Trellis-Param-";
+
 // ---------------------------------------------------------------------------
 // Status and failures
 // ---------------------------------------------------------------------------
@@ -484,7 +493,7 @@ export class Response {
    * request; 0 for a normal response. The text is header Nats-Service-Error.
    */
   serviceErrorCode(): i32 {
-    const c = this.headers.get("Nats-Service-Error-Code");
+    const c = this.headers.get(HEADER_ERROR_CODE);
     if (c === null) return 0;
     const n = I32.parseInt(c);
     return n > 0 ? n : 500;

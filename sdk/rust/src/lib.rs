@@ -53,6 +53,17 @@ pub use headers::Headers;
 /// [`plugin!`] defines is `trellis_abi_v1`.
 pub const ABI_VERSION: u32 = 1;
 
+/// Header of an error reply: its status, an HTTP-like code (ABI.md, "Headers").
+pub const HEADER_ERROR_CODE: &str = "Nats-Service-Error-Code";
+/// Header of an error reply: its text.
+pub const HEADER_ERROR: &str = "Nats-Service-Error";
+/// Header of a reply to a request from the HTTP ingress: the HTTP status to
+/// answer with (200–599).
+pub const HEADER_HTTP_STATUS: &str = "Trellis-Http-Status";
+/// Followed by a parameter's name, the header that carries an HTTP route's
+/// path parameter (`/orders/{id}`: `Trellis-Param-id`).
+pub const HEADER_PARAM_PREFIX: &str = "Trellis-Param-";
+
 // ---------------------------------------------------------------------------
 // Status and Error
 // ---------------------------------------------------------------------------
@@ -565,9 +576,9 @@ impl Response {
     /// (headers `Nats-Service-Error-Code` and `Nats-Service-Error`), which the
     /// host reports as a successful request. `None` for a normal response.
     pub fn service_error(&self) -> Option<(i32, &str)> {
-        let code = self.headers.get("Nats-Service-Error-Code")?;
+        let code = self.headers.get(HEADER_ERROR_CODE)?;
         let code = code.trim().parse().unwrap_or(500);
-        Some((code, self.headers.get("Nats-Service-Error").unwrap_or("")))
+        Some((code, self.headers.get(HEADER_ERROR).unwrap_or("")))
     }
 }
 

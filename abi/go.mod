@@ -1,0 +1,3 @@
+module github.com/trellis-mesh/trellis/abi
+
+go 1.24
