@@ -13,6 +13,10 @@
 ;;   B  publish 1 MiB to audit.x until it fails
 ;;   Q  request nobody (no responders) until it fails with too large (11)
 ;;   f  publish the message's subject to "seen"
+;; and, 256 times each whatever the result:
+;;   r  read 60000 bytes of data    H  look up a header into 16 KiB
+;;   c  read a config value          e  set a 64 KiB error text
+;;   k  kv_set 1 KiB under one key
 ;; trellis_policy, on data starting with S, grows its memory to 32 MiB and
 ;; calls set_data with all of it until the deadline stops it.
 (module
@@ -25,6 +29,9 @@
   (import "trellis" "subscribe" (func $subscribe (param i32 i32 i32 i32) (result i32)))
   (import "trellis" "response_header" (func $response_header (param i32 i32 i32 i32) (result i32)))
   (import "trellis" "set_data" (func $set_data (param i32 i32) (result i32)))
+  (import "trellis" "header" (func $header (param i32 i32 i32 i32) (result i32)))
+  (import "trellis" "error" (func $error (param i32 i32) (result i32)))
+  (import "trellis" "kv_set" (func $kv_set (param i32 i32 i32 i32 i32) (result i32)))
   (memory (export "memory") 32)
   (func (export "trellis_abi_v1"))
 
@@ -34,6 +41,7 @@
   (data (i32.const 24) "audit.x")
   (data (i32.const 32) "nobody")
   (data (i32.const 40) "seen")
+  (data (i32.const 48) "k")
 
   ;; 1024: subject buffer, 9216: queue buffer, 65536: message data,
   ;; 131072: 64 KiB of 'a', 200000: the reply.
@@ -84,6 +92,23 @@
           (then
             (local.set $r (call $request (i32.const 32) (i32.const 6) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 1000)))
             (br_if $out (i32.eq (local.get $r) (i32.const -11)))
+            (local.set $count (i32.add (local.get $count) (i32.const 1)))
+            (br $again)))
+        (if (i32.or (i32.or (i32.eq (local.get $op) (i32.const 114)) (i32.eq (local.get $op) (i32.const 72)))
+                    (i32.or (i32.or (i32.eq (local.get $op) (i32.const 99)) (i32.eq (local.get $op) (i32.const 101)))
+                            (i32.eq (local.get $op) (i32.const 107))))
+          (then
+            (br_if $out (i32.ge_u (local.get $count) (i32.const 256)))
+            (if (i32.eq (local.get $op) (i32.const 114)) ;; r
+              (then (local.set $r (call $read (i32.const 3) (i32.const 0) (i32.const 65536) (i32.const 60000)))))
+            (if (i32.eq (local.get $op) (i32.const 72)) ;; H
+              (then (local.set $r (call $header (i32.const 16) (i32.const 3) (i32.const 131072) (i32.const 16384)))))
+            (if (i32.eq (local.get $op) (i32.const 99)) ;; c
+              (then (local.set $r (call $config (i32.const 0) (i32.const 3) (i32.const 1024) (i32.const 8192)))))
+            (if (i32.eq (local.get $op) (i32.const 101)) ;; e
+              (then (local.set $r (call $error (i32.const 131072) (i32.const 65536)))))
+            (if (i32.eq (local.get $op) (i32.const 107)) ;; k
+              (then (local.set $r (call $kv_set (i32.const 48) (i32.const 1) (i32.const 131072) (i32.const 1024) (i32.const 0)))))
             (local.set $count (i32.add (local.get $count) (i32.const 1)))
             (br $again)))
         (br_if $out (i32.lt_s (local.get $r) (i32.const 0)))
