@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/trellis-mesh/trellis/host/trellistest"
 )
 
 func runCLI(args ...string) (int, string, string) {
@@ -77,7 +79,7 @@ func TestDevServesAndShutsDownOnSignal(t *testing.T) {
 		t.Skip("starts the whole CLI")
 	}
 	dir := t.TempDir()
-	logs := &syncBuf{}
+	logs := &trellistest.SyncBuffer{}
 	done := make(chan int, 1)
 	go func() {
 		done <- run([]string{"dev", "--nats-listen", "127.0.0.1:0", "--data-dir", filepath.Join(dir, "data"), "../../examples/echo"}, logs, logs)

@@ -1,14 +1,12 @@
 package bus_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,6 +17,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/trellis-mesh/trellis/host/bus"
+	"github.com/trellis-mesh/trellis/host/trellistest"
 )
 
 // serve answers requests on subject from the host's own connection, as a
@@ -289,7 +288,7 @@ func TestStatusAndReconnect(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuf{}
+	logs := &trellistest.SyncBuffer{}
 	b := start(t, bus.Options{URL: a.ClientURL(), Logger: newLogger(logs)})
 	if b.Status() != nats.CONNECTED || !b.Connected() {
 		t.Fatalf("status %v", b.Status())
@@ -314,29 +313,12 @@ func TestStatusAndReconnect(t *testing.T) {
 	}
 }
 
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func newLogger(w io.Writer) hclog.Logger {
 	return hclog.New(&hclog.LoggerOptions{Output: w, Level: hclog.Debug})
 }
 
 // waitFor waits up to 5s for the log to contain text.
-func waitFor(logs *syncBuf, text string) bool {
+func waitFor(logs *trellistest.SyncBuffer, text string) bool {
 	deadline := time.Now().Add(5 * time.Second)
 	for time.Now().Before(deadline) {
 		if strings.Contains(logs.String(), text) {

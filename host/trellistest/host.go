@@ -24,7 +24,7 @@ type Host struct {
 	*host.Host
 	tb   testing.TB
 	log  hclog.Logger
-	logs *syncBuffer
+	logs *SyncBuffer
 
 	clientOnce sync.Once
 	client     *nats.Conn
@@ -36,7 +36,7 @@ type Host struct {
 // test fails. Compiled plugins are cached on disk across test runs.
 func NewHost(tb testing.TB, configure ...func(*host.Options)) *Host {
 	tb.Helper()
-	logs := &syncBuffer{}
+	logs := &SyncBuffer{}
 	opts := host.Options{
 		Bus:      bus.Options{Listen: "127.0.0.1:0", StoreDir: tb.TempDir()},
 		CacheDir: filepath.Join(os.TempDir(), "trellistest-cache"),
@@ -135,18 +135,22 @@ func (h *Host) WaitLog(timeout time.Duration, parts ...string) bool {
 	}
 }
 
-type syncBuffer struct {
+// SyncBuffer is a bytes.Buffer that a logger may write to from several
+// goroutines while a test reads it, as a test host's log is kept.
+type SyncBuffer struct {
 	mu  sync.Mutex
 	buf bytes.Buffer
 }
 
-func (b *syncBuffer) Write(p []byte) (int, error) {
+// Write appends p.
+func (b *SyncBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.Write(p)
 }
 
-func (b *syncBuffer) String() string {
+// String returns everything written so far.
+func (b *SyncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
