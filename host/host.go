@@ -121,6 +121,11 @@ type Spec struct {
 	// Shared lets this handler serve subjects another Shared handler serves
 	// too, where Options.ExclusiveSubjects would refuse it.
 	Shared bool
+	// KeySources are key sets the host fetches and keeps fresh in Config
+	// (see KeySource, keysets.go).
+	KeySources []KeySource
+	// keyRefresh marks the load a changed key set makes.
+	keyRefresh bool
 }
 
 // PolicyRef names a policy in a chain.
@@ -173,6 +178,7 @@ type Host struct {
 	kv       *kv.Store
 	counters Counters
 	seal     identitySeal // see trusted.go
+	keys     keySets      // see keysets.go
 
 	http     *http.Server
 	httpAddr string
@@ -303,13 +309,18 @@ func (h *Host) Plugins() []Info {
 // version is verified (Options.RequireSigned), compiled, checked and primed
 // first, and if any of that fails the old version keeps serving and Load
 // returns the error. Spec.Path is read with plugin.ReadModule.
-func (h *Host) Load(ctx context.Context, spec Spec) error {
+func (h *Host) Load(ctx context.Context, spec Spec) (err error) {
 	if spec.Name == "" {
 		return errors.New("plugin spec without a name")
 	}
 	if err := validName(spec.Name); err != nil {
 		return err
 	}
+	spec, keysLoaded, err := h.prepareKeys(ctx, spec)
+	if err != nil {
+		return err
+	}
+	defer func() { keysLoaded(err) }()
 	wasm := spec.Wasm
 	if wasm == nil {
 		if spec.Path == "" {
@@ -453,6 +464,7 @@ func (h *Host) Unload(ctx context.Context, name string) error {
 	r := h.routes[name]
 	delete(h.routes, name)
 	h.mu.Unlock()
+	h.forgetKeys(name, nil)
 	if r == nil {
 		return fmt.Errorf("plugin %q is not loaded", name)
 	}
@@ -481,6 +493,7 @@ func (h *Host) Close(ctx context.Context) error {
 	h.closing = true
 	close(h.stopping)
 	h.mu.Unlock()
+	h.closeKeys()
 	// If ctx ends before the old versions have drained, they are closed
 	// without waiting any longer.
 	stop := context.AfterFunc(ctx, h.endLife)
