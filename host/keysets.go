@@ -69,20 +69,33 @@ type keyWatch struct {
 	changed chan struct{}
 }
 
-// validateKeySources checks spec's key sources.
-func validateKeySources(spec Spec) error {
+// CheckKeySources reports the first key source that cannot work: a bad
+// name, a name given twice, no URL or one that is not http(s), refresh
+// bounds in the wrong order.
+func CheckKeySources(sources []KeySource) error {
 	seen := map[string]bool{}
-	for _, ks := range spec.KeySources {
+	for _, ks := range sources {
 		if !validKeySetName(ks.Name) {
-			return fmt.Errorf("plugin %q: key set %.64q: want 1 to 64 letters, digits, '.', '_', '-', '@' or '+'", spec.Name, ks.Name)
+			return fmt.Errorf("key set %.64q: want 1 to 64 letters, digits, '.', '_', '-', '@' or '+'", ks.Name)
 		}
 		if seen[ks.Name] {
-			return fmt.Errorf("plugin %q: key set %q given twice", spec.Name, ks.Name)
+			return fmt.Errorf("key set %q given twice", ks.Name)
 		}
 		seen[ks.Name] = true
 		if err := ks.source().Check(); err != nil {
-			return fmt.Errorf("plugin %q: key set %q: %w", spec.Name, ks.Name, err)
+			return fmt.Errorf("key set %q: %w", ks.Name, err)
 		}
+	}
+	return nil
+}
+
+// validateKeySources checks spec's key sources, and that its config
+// leaves the host's keys to the host.
+func validateKeySources(spec Spec) error {
+	if err := CheckKeySources(spec.KeySources); err != nil {
+		return fmt.Errorf("plugin %q: %w", spec.Name, err)
+	}
+	for _, ks := range spec.KeySources {
 		owned := []string{KeySetConfigKey(ks.Name)}
 		if ks.Issuer != "" {
 			owned = append(owned, KeySetIssuerConfigKey(ks.Name))

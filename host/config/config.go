@@ -214,6 +214,7 @@ type pluginSchema struct {
 	Dirs        []dirSchema       `hcl:"dir,block"`
 	KVNamespace *string           `hcl:"kv_namespace,optional"`
 	Shared      *bool             `hcl:"shared,optional"`
+	JWKS        []jwksSchema      `hcl:"jwks,block"` // see jwks.go
 	// Policies only.
 	FailOpen *bool `hcl:"fail_open,optional"`
 	// Handlers only.
@@ -566,6 +567,7 @@ func (d *decoder) plugin(ps pluginSchema, dataDir string, isPolicy bool) Plugin 
 		}
 		p.Grants.Dirs = append(p.Grants.Dirs, plugin.Dir{HostPath: d.path(ds.HostPath), GuestPath: ds.GuestPath, ReadOnly: ro})
 	}
+	p.KeySources = d.keySources(ps.JWKS, p.Config)
 	if n, ok := d.integer(ps.PoolSize, "pool_size", 1, MaxPoolSize); ok {
 		p.PoolSize = int(n)
 	}
