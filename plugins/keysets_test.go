@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -177,4 +178,60 @@ func kvCounter(t *testing.T, h *trellistest.Host, key string) int64 {
 		t.Fatal(err)
 	}
 	return n
+}
+
+// TestACLOnVerifiedClaims puts acl's claim rules behind auth on an HTTP
+// route: a token's scopes and roles decide, and a client that writes the
+// claim headers itself gets nothing from them.
+func TestACLOnVerifiedClaims(t *testing.T) {
+	t.Parallel()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const iss = "https://idp.example/realms/corp"
+	h, base := httpHost(t,
+		host.HTTPRoute{Pattern: "POST /orders", Subject: "claims", Policies: policies("auth", "writers")},
+		host.HTTPRoute{Pattern: "GET /open", Subject: "claims", Policies: policies("writers")})
+	h.Load("auth", trellistest.Wasm(t, "./auth"), asPolicy(map[string]string{
+		"jwt_issuers": "corp", "jwks.corp": jwttest.JWKS(jwttest.PublicJWK(&key.PublicKey, "k1", "ES256")),
+		"jwks.corp.issuer": iss, "jwks.corp.algorithms": "ES256", "claims": "sub,scope,roles",
+	}, nil, nil))
+	h.Load("writers", trellistest.Wasm(t, "./acl"), asPolicy(map[string]string{
+		"require_principal": "true", "require_claims": "scope=orders.write, roles=clerk|admin",
+	}, nil, nil))
+	h.Load("claims", trellistest.Wasm(t, "./testdata/claims"))
+
+	tok := func(scope string, roles ...string) string {
+		return "Bearer " + jwttest.Sign(jwt.SigningMethodES256, key, "k1", jwttest.Claims{
+			"iss": iss, "sub": "ada", "scope": scope, "roles": roles, "exp": time.Now().Add(time.Minute).Unix()})
+	}
+	for _, tc := range []struct {
+		name    string
+		path    string
+		headers []string
+		code    int
+	}{
+		{"scope and role", "/orders", []string{"Authorization", tok("openid orders.write", "clerk")}, 200},
+		{"other role", "/orders", []string{"Authorization", tok("orders.write", "admin")}, 200},
+		{"no write scope", "/orders", []string{"Authorization", tok("orders.read", "clerk")}, 403},
+		{"no role", "/orders", []string{"Authorization", tok("orders.write")}, 403},
+		{"forged claim headers beside a token without them", "/orders", []string{"Authorization", tok("orders.read"), "X-Claim-Scope", "orders.write", "X-Claim-Roles", "admin"}, 403},
+		{"forged claims and principal, no auth", "/open", []string{"X-Claim-Scope", "orders.write", "X-Claim-Roles", "admin", "Trellis-Principal", "token:ops"}, 403},
+	} {
+		method := "POST"
+		if tc.path == "/open" {
+			method = "GET"
+		}
+		resp, body := httpDo(t, method, base+tc.path, "", tc.headers...)
+		if resp.StatusCode != tc.code {
+			t.Errorf("%s: %d %q, want %d", tc.name, resp.StatusCode, body, tc.code)
+		}
+		if tc.code == 403 && (strings.Contains(body, "scope") || strings.Contains(body, "claim")) {
+			t.Errorf("%s: the body says why: %q", tc.name, body)
+		}
+	}
+	if !h.WaitLog(5*time.Second, "acl: refused: reason=claim:scope") || !h.WaitLog(5*time.Second, "acl: refused: reason=principal") {
+		t.Error("acl's refusals are not in the log with their reasons")
+	}
 }

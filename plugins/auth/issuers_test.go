@@ -297,24 +297,6 @@ func TestParseSettingsIssuers(t *testing.T) {
 	}
 }
 
-func TestRefusalCounterFlushesAtMostOncePerInterval(t *testing.T) {
-	refusals = map[string]*counter{}
-	if n := countRefusal("expired", now); n != 1 {
-		t.Fatalf("first refusal: flush %d, want 1", n)
-	}
-	for range 5 {
-		if n := countRefusal("expired", now.Add(flushEvery/2)); n != 0 {
-			t.Fatalf("within the interval: flush %d", n)
-		}
-	}
-	if n := countRefusal("signature", now.Add(flushEvery/2)); n != 1 {
-		t.Fatalf("another reason: flush %d, want 1", n)
-	}
-	if n := countRefusal("expired", now.Add(flushEvery)); n != 6 {
-		t.Fatalf("after the interval: flush %d, want 6", n)
-	}
-}
-
 func TestAuthenticateNamesTheReason(t *testing.T) {
 	k := testKeys(t)
 	s := corpSettings(t, "RS256", policyconf.Map{"tokens": "ops:ops-token"})

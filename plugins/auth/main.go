@@ -16,6 +16,7 @@ import (
 
 	"github.com/trellis-mesh/trellis/abi"
 	"github.com/trellis-mesh/trellis/plugins/internal/policyconf"
+	"github.com/trellis-mesh/trellis/plugins/internal/refusal"
 	trellis "github.com/trellis-mesh/trellis/sdk/go"
 )
 
@@ -156,7 +157,7 @@ func (s *settings) policy(r *trellis.Inbound, now time.Time) trellis.Decision {
 	}
 	v := s.authenticate(r.Header, now)
 	if v.status != 0 {
-		refused(v.why, now)
+		refusal.Log("auth", v.why, now)
 		if v.challenge != "" {
 			if err := trellis.ResponseHeader("WWW-Authenticate", v.challenge); err != nil {
 				trellis.Logf(trellis.LevelWarn, "auth: response header: %v", err)
