@@ -10,8 +10,8 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/trellis-mesh/trellis/abi"
-	"github.com/trellis-mesh/trellis/host/plugin"
-	"github.com/trellis-mesh/trellis/host/resilience"
+	"github.com/trellis-mesh/trellis/host/internal/plugin"
+	"github.com/trellis-mesh/trellis/host/internal/resilience"
 )
 
 // routeConfig is what a handler's route does around its plugin: policies

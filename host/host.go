@@ -1,14 +1,3 @@
-// Package host is the Trellis runtime: it owns the bus, the loaded plugins and
-// the subscriptions that feed messages to them.
-//
-// A message takes one straight path: its subscription's callback puts it in
-// the plugin's bounded inbox (when the inbox is full the callback waits, so a
-// flood backs up into NATS's pending buffers rather than into memory), and
-// one of the plugin's workers, one per pool instance, calls the plugin
-// version current at that moment. Loading a plugin under a name that is already loaded makes the
-// new version, swaps it in with one atomic store, and closes the old one once
-// its calls in flight finish; the subscriptions do not move, so no message is
-// lost or handled twice.
 package host
 
 import (
@@ -31,8 +20,8 @@ import (
 
 	"github.com/trellis-mesh/trellis/abi"
 	"github.com/trellis-mesh/trellis/host/bus"
-	"github.com/trellis-mesh/trellis/host/kv"
-	"github.com/trellis-mesh/trellis/host/plugin"
+	"github.com/trellis-mesh/trellis/host/internal/kv"
+	"github.com/trellis-mesh/trellis/host/internal/plugin"
 	"github.com/trellis-mesh/trellis/host/sign"
 )
 
@@ -44,6 +33,12 @@ const (
 	// instance, each up to its deadline, before the subscription stops taking
 	// more (and NATS buffers them).
 	DefaultQueueDepth = 256
+	// DefaultTimeout is Spec.Timeout when zero.
+	DefaultTimeout = plugin.DefaultTimeout
+	// DefaultInitTimeout is Spec.InitTimeout when zero.
+	DefaultInitTimeout = plugin.DefaultInitTimeout
+	// DefaultMemoryLimit is Spec.MemoryLimit when zero, in bytes.
+	DefaultMemoryLimit = plugin.DefaultMemoryLimit
 )
 
 // Options configure a Host.
@@ -98,15 +93,25 @@ type Spec struct {
 	Queue string
 	// Config is what the plugin reads with the config host function.
 	Config map[string]string
-	// PoolSize, Timeout, InitTimeout and MemoryLimit: see plugin.Options.
-	PoolSize    int
-	Timeout     time.Duration
+	// PoolSize caps the plugin's instances alive at once (default: two per
+	// CPU, at least four).
+	PoolSize int
+	// Timeout is the wall-clock deadline of one message's handling, counted
+	// from its arrival, including the wait for a free instance (default
+	// DefaultTimeout). A negative Timeout turns deadlines off: only for trusted plugins,
+	// since a guest that never returns then holds its instance for ever.
+	Timeout time.Duration
+	// InitTimeout bounds the first instance's start (_initialize and
+	// trellis_init) when the plugin loads (default DefaultInitTimeout);
+	// past it the version is refused.
 	InitTimeout time.Duration
+	// MemoryLimit caps each instance's linear memory in bytes, rounded down
+	// to 64 KiB pages (default DefaultMemoryLimit).
 	MemoryLimit uint64
 	// Grants is what the plugin may do beyond replying. When
 	// Grants.Subscribe is nil, Subjects is the subscription grant: a plugin
 	// with neither may not subscribe to anything.
-	Grants plugin.Grants
+	Grants Grants
 	// Policy loads the module as a traffic policy: it subscribes to nothing
 	// and runs where handlers or HTTP routes name it in their Policies.
 	Policy bool
@@ -122,6 +127,15 @@ type Spec struct {
 	// too, where Options.ExclusiveSubjects would refuse it.
 	Shared bool
 }
+
+// Grants is what the operator allows a plugin beyond replying to the
+// messages it handles: subjects it may publish to, request and subscribe to
+// (NATS wildcards allowed), environment variables and directories it sees
+// through WASI. The zero value grants nothing.
+type Grants = plugin.Grants
+
+// Dir is a host directory mounted into a plugin's WASI file system.
+type Dir = plugin.Dir
 
 // PolicyRef names a policy in a chain.
 type PolicyRef struct {
@@ -302,7 +316,8 @@ func (h *Host) Plugins() []Info {
 // that name is loaded, Load replaces it without losing a message: the new
 // version is verified (Options.RequireSigned), compiled, checked and primed
 // first, and if any of that fails the old version keeps serving and Load
-// returns the error. Spec.Path is read with plugin.ReadModule.
+// returns the error. Spec.Path must name a regular file (not a FIFO or a
+// device), read whole and checked not to change while it is read.
 func (h *Host) Load(ctx context.Context, spec Spec) error {
 	if spec.Name == "" {
 		return errors.New("plugin spec without a name")
@@ -557,7 +572,7 @@ func subscribable(s string) error {
 // plugin subscribes to in trellis_init, so its subscribe calls are granted
 // ">" (system subjects aside) to let its init succeed over subscriptions
 // that are never made. Otherwise it may subscribe to nothing.
-func (spec Spec) Granted() plugin.Grants {
+func (spec Spec) Granted() Grants {
 	g := spec.Grants
 	if g.Subscribe == nil && (len(spec.Subjects) > 0 || spec.Policy) {
 		g.Subscribe = []string{">"}

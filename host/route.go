@@ -12,8 +12,8 @@ import (
 
 	"github.com/trellis-mesh/trellis/abi"
 	"github.com/trellis-mesh/trellis/host/internal/deadline"
-	"github.com/trellis-mesh/trellis/host/plugin"
-	"github.com/trellis-mesh/trellis/host/resilience"
+	"github.com/trellis-mesh/trellis/host/internal/plugin"
+	"github.com/trellis-mesh/trellis/host/internal/resilience"
 )
 
 // route is one plugin name's place on the bus: its subscriptions, and the
