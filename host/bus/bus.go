@@ -120,9 +120,9 @@ type Bus struct {
 	// borrowed: the connection, or the server, is the caller's; Close
 	// leaves it open.
 	borrowedConn, borrowedServer bool
-	log     hclog.Logger
-	closing atomic.Bool
-	auth    bool
+	log                          hclog.Logger
+	closing                      atomic.Bool
+	auth                         bool
 }
 
 // connOptions are the options every host connection has: reconnect
