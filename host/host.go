@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -18,11 +17,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/tetratelabs/wazero"
 
-	"github.com/trellis-mesh/trellis/abi"
 	"github.com/trellis-mesh/trellis/host/bus"
 	"github.com/trellis-mesh/trellis/host/internal/kv"
 	"github.com/trellis-mesh/trellis/host/internal/plugin"
-	"github.com/trellis-mesh/trellis/host/sign"
 )
 
 // Defaults for Options fields left zero.
@@ -193,9 +190,17 @@ type Host struct {
 	httpOpts HTTPOptions
 	httpMux  atomic.Pointer[http.ServeMux]
 
-	mu      sync.Mutex
-	routes  map[string]*route
-	closing bool
+	// applyMu orders commits (see Apply); it is never taken on a
+	// message's path.
+	applyMu    sync.Mutex
+	httpRoutes []HTTPRoute // as last applied; under applyMu
+	// policies maps each policy's name to the version serving, published
+	// with the bindings' snapshots; see servingPolicy.
+	policies atomic.Pointer[map[string]*plugin.Plugin]
+
+	mu       sync.Mutex // guards bindings and closing; not on a message's path
+	bindings map[string]*binding
+	closing  bool
 
 	// stopping is closed when Close begins: a retry's backoff ends at once
 	// and no retry starts, so that Close does not wait out a backoff.
@@ -206,8 +211,9 @@ type Host struct {
 	// Close returns.
 	life    context.Context
 	endLife context.CancelFunc
-	// retiring counts the goroutines closing versions swapped out. Close
-	// waits for them before it closes the compilation cache they use.
+	// retiring counts the goroutines closing versions swapped out and
+	// plugins unloaded. Close waits for them before it closes the
+	// compilation cache they use.
 	retiring sync.WaitGroup
 }
 
@@ -229,7 +235,7 @@ func New(ctx context.Context, opts Options) (*Host, error) {
 		opts:     opts,
 		log:      opts.Logger,
 		inflight: make(chan struct{}, opts.MaxInFlight),
-		routes:   map[string]*route{},
+		bindings: map[string]*binding{},
 		stopping: make(chan struct{}),
 	}
 	// The host outlives New's context, which bounds only the start.
@@ -301,183 +307,36 @@ type Info struct {
 func (h *Host) Plugins() []Info {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	out := make([]Info, 0, len(h.routes))
-	for _, r := range h.routes {
-		p := r.current.Load()
-		inUse, idle, max := p.PoolStats()
-		out = append(out, Info{Name: r.name, Version: p.VersionHash(), Subjects: r.subjects(),
-			Queue: r.queue, InUse: inUse, Idle: idle, PoolSize: max, Policy: r.isPolicy, Denied: p.Denied()})
+	out := make([]Info, 0, len(h.bindings))
+	for _, b := range h.bindings {
+		s := b.snap.Load()
+		inUse, idle, max := s.plugin.PoolStats()
+		out = append(out, Info{Name: b.name, Version: s.version, Subjects: append([]string(nil), s.subjects...),
+			Queue: s.queue, InUse: inUse, Idle: idle, PoolSize: max, Policy: b.policy, Denied: s.plugin.Denied()})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
 }
 
-// Load loads spec's plugin and starts serving its subjects. If a plugin of
-// that name is loaded, Load replaces it without losing a message: the new
-// version is verified (Options.RequireSigned), compiled, checked and primed
-// first, and if any of that fails the old version keeps serving and Load
-// returns the error. Spec.Path must name a regular file (not a FIFO or a
-// device), read whole and checked not to change while it is read.
+// Load loads spec's plugin and starts serving its subjects: Apply with a
+// Change of this one spec. If a plugin of that name is loaded, Load
+// replaces it without losing a message: the new version is verified
+// (Options.RequireSigned), compiled, checked and started first, and if any
+// of that fails the old version keeps serving and Load returns the error.
+// Loading the module and settings already serving changes nothing.
+// Spec.Path must name a regular file (not a FIFO or a device); it is read
+// whole and checked not to change while it is read.
 func (h *Host) Load(ctx context.Context, spec Spec) error {
-	if spec.Name == "" {
-		return errors.New("plugin spec without a name")
-	}
-	if err := validName(spec.Name); err != nil {
-		return err
-	}
-	wasm := spec.Wasm
-	if wasm == nil {
-		if spec.Path == "" {
-			return fmt.Errorf("plugin %q: neither Path nor Wasm given", spec.Name)
-		}
-		b, err := plugin.ReadModule(spec.Path)
-		if err != nil {
-			return fmt.Errorf("plugin %q: %w", spec.Name, err)
-		}
-		wasm = b
-	}
-	if ns := kvNamespace(spec); !plugin.ValidKey(ns) {
-		return fmt.Errorf("plugin %q: KV namespace %.64q: want 1 to %d bytes of A-Z a-z 0-9 - _ = . /", spec.Name, ns, abi.MaxKVKeyLen)
-	}
-	if spec.Queue != "" {
-		if err := abi.ValidQueue(spec.Queue); err != nil {
-			return fmt.Errorf("plugin %q: queue %q: %w", spec.Name, spec.Queue, err)
-		}
-	}
-	for _, s := range spec.Subjects {
-		if err := subscribable(s); err != nil {
-			return fmt.Errorf("plugin %q: subject %q: %w", spec.Name, s, err)
-		}
-	}
-	grants := spec.Granted()
-	start := time.Now()
-	version := plugin.Version(wasm)
-	if h.opts.RequireSigned {
-		// Before compiling: an unsigned module gets no further than this.
-		if _, err := sign.Verify(wasm, h.opts.TrustedKeys); err != nil {
-			file := spec.Path
-			if file == "" {
-				file = "(module given as bytes)"
-			}
-			err = fmt.Errorf("plugin %q: %s: refused, signed plugins are required: %w", spec.Name, file, err)
-			h.log.Error("plugin refused", "plugin", spec.Name, "version", version, "path", spec.Path, "error", err)
-			return err
-		}
-	}
-	p, err := plugin.Load(ctx, wasm, plugin.Options{
-		Name:        spec.Name,
-		Config:      spec.Config,
-		PoolSize:    spec.PoolSize,
-		Timeout:     spec.Timeout,
-		InitTimeout: spec.InitTimeout,
-		MemoryLimit: spec.MemoryLimit,
-		Grants:      grants,
-		Logger:      h.log.Named(spec.Name).With("version", version),
-		Outbox:      h.outbox,
-		KV:          h.kv.Namespace(kvNamespace(spec)),
-		Cache:       h.cache,
-	})
-	if err != nil {
-		h.log.Error("plugin refused", "plugin", spec.Name, "version", version, "path", spec.Path, "error", err)
-		return err
-	}
-	loaded := time.Since(start)
-
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.closing {
-		p.Close(ctx)
-		return errors.New("host is closing")
-	}
-	old := h.routes[spec.Name]
-	r := old
-	if r == nil {
-		r = newRoute(h, spec.Name)
-	}
-	if spec.Policy || old != nil && old.isPolicy {
-		return h.swapPolicy(ctx, r, old, p, spec, start, loaded)
-	}
-	if !p.IsHandler() {
-		p.Close(ctx)
-		err := fmt.Errorf("plugin %q: it does not export %s, so it cannot be a handler (load it as a policy?)", spec.Name, abi.ExportHandle)
-		h.log.Error("plugin refused", "plugin", spec.Name, "version", version, "error", err)
-		return err
-	}
-	subjects := spec.Subjects
-	queue := spec.Queue
-	if len(subjects) == 0 {
-		for _, s := range p.Subscriptions() {
-			subjects = append(subjects, s.Subject)
-			if queue == "" && s.Queue != "" {
-				queue = s.Queue
-			}
-		}
-	}
-	if queue == "" {
-		queue = spec.Name
-	}
-	if len(subjects) == 0 {
-		p.Close(ctx)
-		err := fmt.Errorf("plugin %q: it subscribes to no subjects; call subscribe in trellis_init or set subjects in the config", spec.Name)
-		h.log.Error("plugin refused", "plugin", spec.Name, "version", version, "error", err)
-		return err
-	}
-	for _, s := range subjects {
-		if err := subscribable(s); err != nil {
-			p.Close(ctx)
-			return fmt.Errorf("plugin %q: subject %q: %w", spec.Name, s, err)
-		}
-	}
-	if err := abi.ValidQueue(queue); err != nil {
-		p.Close(ctx)
-		return fmt.Errorf("plugin %q: queue %q: %w", spec.Name, queue, err)
-	}
-	if err := h.checkExclusive(spec, subjects); err != nil {
-		p.Close(ctx)
-		h.log.Error("plugin refused", "plugin", spec.Name, "version", version, "error", err)
-		return err
-	}
-	r.setConfig(spec)
-	prev := r.current.Swap(p)
-	if err := r.subscribe(subjects, queue, p.PoolStats); err != nil {
-		if prev != nil {
-			r.current.Store(prev)
-		}
-		p.Close(ctx)
-		return fmt.Errorf("plugin %q: %w", spec.Name, err)
-	}
-	h.routes[spec.Name] = r
-	r.shared = spec.Shared
-	if prev != nil {
-		// In-flight calls finish on the old version; Handle retries a call
-		// that raced with the swap on the new one.
-		h.retire(prev)
-		h.log.Info("plugin reloaded", "plugin", spec.Name, "version", version, "previous", prev.VersionHash(),
-			"subjects", subjects, "load_time", loaded, "swap_time", time.Since(start)-loaded)
-	} else {
-		h.log.Info("plugin loaded", "plugin", spec.Name, "version", version, "subjects", subjects,
-			"queue", queue, "load_time", loaded)
-	}
-	return nil
+	_, err := h.Apply(ctx, Change{Load: []Spec{spec}})
+	return err
 }
 
 // Unload stops serving a plugin: its subscriptions are drained, calls in
-// flight finish, and its instances are closed.
+// flight finish, and its instances are closed. Handlers and HTTP routes
+// that name it as a policy find it missing from then on (see
+// PolicyRef.FailOpen).
 func (h *Host) Unload(ctx context.Context, name string) error {
-	h.mu.Lock()
-	r := h.routes[name]
-	delete(h.routes, name)
-	h.mu.Unlock()
-	if r == nil {
-		return fmt.Errorf("plugin %q is not loaded", name)
-	}
-	version := ""
-	if p := r.current.Load(); p != nil {
-		version = p.VersionHash()
-	}
-	start := time.Now()
-	err := r.close(ctx)
-	h.log.Info("plugin unloaded", "plugin", name, "version", version, "drain_time", time.Since(start))
+	_, err := h.Apply(ctx, Change{Unload: []string{name}})
 	return err
 }
 
@@ -509,26 +368,29 @@ func (h *Host) Close(ctx context.Context) error {
 		errs = append(errs, fmt.Errorf("http ingress: %w", err))
 	}
 
+	// An Apply committing now finishes first; any later one sees closing.
+	h.applyMu.Lock()
 	h.mu.Lock()
-	routes := make([]*route, 0, len(h.routes))
-	for _, r := range h.routes {
-		routes = append(routes, r)
+	bindings := make([]*binding, 0, len(h.bindings))
+	for _, b := range h.bindings {
+		bindings = append(bindings, b)
 	}
-	h.routes = map[string]*route{}
+	h.bindings = map[string]*binding{}
 	h.mu.Unlock()
+	h.applyMu.Unlock()
 
 	var wg sync.WaitGroup
 	var mu sync.Mutex
-	for _, r := range routes {
+	for _, b := range bindings {
 		wg.Add(1)
-		go func(r *route) {
+		go func(b *binding) {
 			defer wg.Done()
-			if err := r.close(ctx); err != nil {
+			if err := b.close(ctx); err != nil {
 				mu.Lock()
-				errs = append(errs, fmt.Errorf("plugin %q: %w", r.name, err))
+				errs = append(errs, fmt.Errorf("plugin %q: %w", b.name, err))
 				mu.Unlock()
 			}
-		}(r)
+		}(b)
 	}
 	wg.Wait()
 	// Old versions share the compilation cache: it closes after them.
@@ -539,31 +401,6 @@ func (h *Host) Close(ctx context.Context) error {
 	h.cache.Close(context.WithoutCancel(ctx))
 	h.log.Info("host stopped")
 	return errors.Join(errs...)
-}
-
-// validName checks a plugin's name: it is the default queue group, the
-// logger's name and the default KV namespace, so it must be a queue name
-// and a single subject token.
-func validName(name string) error {
-	if err := abi.ValidQueue(name); err != nil {
-		return fmt.Errorf("plugin name %.64q: %w", name, err)
-	}
-	if strings.ContainsAny(name, ".*>") {
-		return fmt.Errorf("plugin name %q: it may not contain '.', '*' or '>'", name)
-	}
-	return nil
-}
-
-// subscribable checks a subject a handler is to serve: a valid subject or
-// pattern, and not one of the bus's own (see abi.SystemSubject).
-func subscribable(s string) error {
-	if err := abi.ValidSubject(s, true); err != nil {
-		return err
-	}
-	if abi.SystemSubject(s) {
-		return errors.New("system subjects are reachable only through the host functions made for them")
-	}
-	return nil
 }
 
 // Granted returns what the plugin is granted when it loads: Grants, with
@@ -578,67 +415,6 @@ func (spec Spec) Granted() Grants {
 		g.Subscribe = []string{">"}
 	}
 	return g
-}
-
-func kvNamespace(spec Spec) string {
-	if spec.KVNamespace != "" {
-		return spec.KVNamespace
-	}
-	return spec.Name
-}
-
-// swapPolicy installs a policy version: no subscriptions, just the pointer
-// chains look up per message. Called with h.mu held.
-func (h *Host) swapPolicy(ctx context.Context, r, old *route, p *plugin.Plugin, spec Spec, start time.Time, loaded time.Duration) error {
-	if !spec.Policy {
-		p.Close(ctx)
-		return fmt.Errorf("plugin %q is loaded as a policy; unload it before loading a handler of that name", spec.Name)
-	}
-	if old != nil && !old.isPolicy {
-		p.Close(ctx)
-		return fmt.Errorf("plugin %q is loaded as a handler; unload it before loading a policy of that name", spec.Name)
-	}
-	if !p.IsPolicy() {
-		p.Close(ctx)
-		err := fmt.Errorf("plugin %q: it does not export %s, so it cannot be a policy", spec.Name, abi.ExportPolicy)
-		h.log.Error("plugin refused", "plugin", spec.Name, "version", p.VersionHash(), "error", err)
-		return err
-	}
-	r.isPolicy = true
-	prev := r.current.Swap(p)
-	h.routes[spec.Name] = r
-	if prev != nil {
-		h.retire(prev)
-		h.log.Info("policy reloaded", "plugin", spec.Name, "version", p.VersionHash(), "previous", prev.VersionHash(),
-			"load_time", loaded, "swap_time", time.Since(start)-loaded)
-	} else {
-		h.log.Info("policy loaded", "plugin", spec.Name, "version", p.VersionHash(), "load_time", loaded)
-	}
-	return nil
-}
-
-// retire closes a version swapped out once its calls in flight have
-// finished, on a goroutine Close waits for. Called with h.mu held and
-// h.closing false, so that Close's wait counts it.
-func (h *Host) retire(p *plugin.Plugin) {
-	h.retiring.Add(1)
-	go func() {
-		defer h.retiring.Done()
-		if err := p.Close(h.life); err != nil {
-			h.log.Warn("closing old version", "plugin", p.Name(), "version", p.VersionHash(), "error", err)
-		}
-	}()
-}
-
-// policy returns the version of policy name serving now, or nil.
-func (h *Host) policy(name string) *plugin.Plugin {
-	h.mu.Lock()
-	r := h.routes[name]
-	h.mu.Unlock()
-	if r == nil || !r.isPolicy {
-		return nil
-	}
-	return r.current.Load()
 }
 
 // Counters are totals since the host started, for tests and metrics.

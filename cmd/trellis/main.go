@@ -273,14 +273,9 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	// running version serving.
 	loop := config.NewLoop(h, *file, 0, log)
 	first := loop.Apply(ctx, cfg)
-	if len(first.Failed) > 0 {
-		for name, err := range first.Failed {
-			if strings.HasPrefix(name, "http_route ") {
-				log.Error("http route refused", "route", strings.TrimPrefix(name, "http_route "), "error", err)
-				continue
-			}
-			log.Error("plugin failed to start", "plugin", name, "error", err)
-		}
+	if first.Err != nil {
+		// The loop logged every reason, each naming its plugin or route.
+		log.Error("the config did not start; nothing is served", "config", *file)
 		h.Close(context.Background())
 		return 1
 	}

@@ -30,8 +30,8 @@ func start(t *testing.T) (*trellistest.Host, string) {
 	cfg.HTTP.Listen = "127.0.0.1:0"
 	h := trellistest.NewHost(t, func(o *host.Options) { o.HTTP = cfg.HTTP })
 	loop := config.NewLoop(h.Host, "trellis.hcl", 0, h.Logger())
-	if res := loop.Apply(context.Background(), cfg); len(res.Failed) > 0 {
-		t.Fatalf("plugins failed to start: %v", res.Failed)
+	if res := loop.Apply(context.Background(), cfg); res.Err != nil {
+		t.Fatalf("plugins failed to start: %v", res.Err)
 	}
 	return h, "http://" + h.HTTPAddr()
 }

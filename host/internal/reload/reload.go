@@ -22,12 +22,10 @@ import (
 	"runtime"
 	"sort"
 	"sync"
-	"time"
 
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/trellis-mesh/trellis/host"
-	"github.com/trellis-mesh/trellis/host/dev/build"
 	"github.com/trellis-mesh/trellis/host/internal/plugin"
 	"github.com/trellis-mesh/trellis/host/internal/regfile"
 	"github.com/trellis-mesh/trellis/host/internal/watch"
@@ -58,9 +56,10 @@ type Host interface {
 // deadline) delays nobody else's reload: a later Start sees it busy, hands
 // it the newer want, and goes on with the others.
 type Reconciler struct {
-	h    Host
-	log  hclog.Logger
-	slot chan struct{} // one per build or load running; GOMAXPROCS of them
+	h      Host
+	log    hclog.Logger
+	slot   chan struct{} // one per build or load running; GOMAXPROCS of them
+	builds *Builder
 
 	mu      sync.Mutex // guards gen, plugins and entries' shared fields; never held across a load
 	gen     uint64
@@ -87,8 +86,6 @@ type state struct {
 	version   string    // content hash of the module serving now
 	refused   string    // content hash last refused, with spec refusedAt
 	refusedAt host.Spec
-	srcStamp  string // source stamp of the last build attempt
-	srcFailed bool
 	readErr   string // the last error reading the module, logged once
 }
 
@@ -97,7 +94,7 @@ func New(h Host, log hclog.Logger) *Reconciler {
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
-	return &Reconciler{h: h, log: log, slot: make(chan struct{}, loadSlots()), plugins: map[string]*entry{}}
+	return &Reconciler{h: h, log: log, slot: make(chan struct{}, loadSlots()), builds: NewBuilder(log), plugins: map[string]*entry{}}
 }
 
 // loadSlots is how many builds and loads run at once: GOMAXPROCS, since
@@ -272,35 +269,23 @@ func (r *Reconciler) release() { <-r.slot }
 func (r *Reconciler) apply(ctx context.Context, w Want, st *state) (string, error) {
 	name := w.Spec.Name
 	if w.Source != "" {
-		stamp, err := sourceStamp(w.Source)
-		if err != nil {
-			return "", fmt.Errorf("plugin %q: source: %w", name, err)
+		if err := r.acquire(ctx); err != nil {
+			return "", err
 		}
-		_, statErr := os.Stat(w.Spec.Path)
-		if stamp != st.srcStamp || (statErr != nil && !st.srcFailed) {
-			if err := r.acquire(ctx); err != nil {
-				return "", err
-			}
-			start := time.Now()
-			err := build.Build(ctx, w.Source, w.Spec.Path)
-			r.release()
+		built, err := r.builds.Build(ctx, name, w.Source, w.Spec.Path)
+		r.release()
+		if err != nil {
 			if ctx.Err() != nil {
-				return "", ctx.Err() // not the source's fault: try again next time
+				return "", ctx.Err()
 			}
-			st.srcStamp = stamp
-			if err != nil {
-				st.srcFailed = true
+			if built {
 				msg := "build failed; the last good version keeps serving"
 				if st.version == "" {
 					msg = "build failed; the plugin is not loaded"
 				}
 				r.log.Error(msg, "plugin", name, "source", w.Source, "error", err)
-				return "", err
 			}
-			st.srcFailed = false
-			r.log.Info("built", "plugin", name, "source", w.Source, "time", time.Since(start).Round(time.Millisecond))
-		} else if st.srcFailed {
-			return "", fmt.Errorf("plugin %q: source unchanged since its build failed", name)
+			return "", err
 		}
 	}
 	wasm, err := plugin.ReadModule(w.Spec.Path)
@@ -350,6 +335,20 @@ func (r *Reconciler) apply(ctx context.Context, w Want, st *state) (string, erro
 	st.version, st.spec = version, spec
 	st.refused = ""
 	return outcome, nil
+}
+
+// Stamp summarises a plugin file by its size and modification time, or a
+// source directory as sourceStamp does: cheap, and it changes whenever a
+// file is saved.
+func Stamp(path string) (string, error) {
+	info, err := os.Stat(path)
+	if err != nil {
+		return "", err
+	}
+	if info.IsDir() {
+		return sourceStamp(path)
+	}
+	return fmt.Sprintf("%d.%d", info.Size(), info.ModTime().UnixNano()), nil
 }
 
 // sourceStamp summarises a source tree by its files' names, sizes and

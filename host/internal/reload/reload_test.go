@@ -533,35 +533,39 @@ func TestDeletedFileUnloadsThePlugin(t *testing.T) {
 	}
 }
 
-// stuckHost reports when the load of one plugin begins and how it ends.
+// stuckHost reports when an Apply that loads one plugin begins and how
+// each ends, and gives that plugin a short init deadline.
 type stuckHost struct {
 	*host.Host
 	name        string
 	initTimeout time.Duration
-	began       chan struct{}
-	ended       chan error
-	once        sync.Once
-	loads       atomic.Int32
+	began       chan struct{} // one per Apply with the plugin
+	ended       chan error    // one per Apply with the plugin
 }
 
-func (s *stuckHost) Load(ctx context.Context, spec host.Spec) error {
-	if spec.Name != s.name {
-		return s.Host.Load(ctx, spec)
+func (s *stuckHost) Apply(ctx context.Context, c host.Change) (host.Applied, error) {
+	stuck := false
+	for i := range c.Load {
+		if c.Load[i].Name == s.name {
+			c.Load[i].InitTimeout = s.initTimeout
+			stuck = true
+		}
 	}
-	s.once.Do(func() { close(s.began) })
-	spec.InitTimeout = s.initTimeout
-	err := s.Host.Load(ctx, spec)
-	if s.loads.Add(1) == 1 {
-		s.ended <- err
+	if !stuck {
+		return s.Host.Apply(ctx, c)
 	}
-	return err
+	s.began <- struct{}{}
+	done, err := s.Host.Apply(ctx, c)
+	s.ended <- err
+	return done, err
 }
 
-// TestLoopingInitDoesNotDelayAnotherPluginsReload: while one plugin's
-// trellis_init loops until its deadline, another plugin's file changes and
-// is reloaded at once; the looping one is refused at its own deadline (not
-// 30 s), with an error that names it.
-func TestLoopingInitDoesNotDelayAnotherPluginsReload(t *testing.T) {
+// TestLoopingInitRefusesItsConfigAndANewerConfigSupersedesIt: a config
+// whose new plugin's trellis_init loops is refused whole at that plugin's
+// init deadline, with an error that names it, and changes nothing; a newer
+// version of the file, written while the looping one is being prepared,
+// abandons it at once instead of waiting for its deadline.
+func TestLoopingInitRefusesItsConfigAndANewerConfigSupersedesIt(t *testing.T) {
 	const initDeadline = 4 * time.Second
 	// Far below initDeadline: a reload of a tiny module takes milliseconds.
 	const reloadBound = 2500 * time.Millisecond
@@ -569,6 +573,7 @@ func TestLoopingInitDoesNotDelayAnotherPluginsReload(t *testing.T) {
 	h := trellistest.NewHost(t)
 	dir := t.TempDir()
 	writeByRename(t, filepath.Join(dir, "a.wasm"), fx.v1)
+	writeByRename(t, filepath.Join(dir, "a2.wasm"), fx.v2)
 	writeByRename(t, filepath.Join(dir, "stuck.wasm"), trellistest.WasmBytes(t, "../plugin/testdata/initloop.wat"))
 	file := filepath.Join(dir, "trellis.hcl")
 	aOnly := `plugin "a" {
@@ -576,31 +581,30 @@ func TestLoopingInitDoesNotDelayAnotherPluginsReload(t *testing.T) {
   subjects = ["a"]
 }
 `
-	writeByRename(t, file, []byte(aOnly))
-	sh := &stuckHost{Host: h.Host, name: "stuck", initTimeout: initDeadline, began: make(chan struct{}), ended: make(chan error, 1)}
-	runConfigLoop(t, h, sh, file)
-	waitSubject(t, h, "a", "v1:x", 10*time.Second)
-
-	writeByRename(t, file, []byte(aOnly+`plugin "stuck" {
+	withStuck := aOnly + `plugin "stuck" {
   path = "stuck.wasm"
   subjects = ["stuck"]
 }
-`))
-	select {
-	case <-sh.began:
-	case <-time.After(10 * time.Second):
-		t.Fatalf("the looping plugin's load never began\n%s", h.Logs())
+`
+	writeByRename(t, file, []byte(aOnly))
+	sh := &stuckHost{Host: h.Host, name: "stuck", initTimeout: initDeadline,
+		began: make(chan struct{}, 4), ended: make(chan error, 4)}
+	runConfigLoop(t, h, sh, file)
+	waitSubject(t, h, "a", "v1:x", 10*time.Second)
+
+	// The looping plugin comes with a new version of a: neither serves
+	// until the looping one is refused, and then neither does.
+	writeByRename(t, file, []byte(strings.Replace(withStuck, "a.wasm", "a2.wasm", 1)))
+	waitBegan := func() {
+		t.Helper()
+		select {
+		case <-sh.began:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("the looping plugin's load never began\n%s", h.Logs())
+		}
 	}
+	waitBegan()
 	began := time.Now()
-
-	writeByRename(t, filepath.Join(dir, "a.wasm"), fx.v2)
-	waitSubject(t, h, "a", "v2:x", reloadBound)
-	select {
-	case err := <-sh.ended:
-		t.Fatalf("a was reloaded only after the looping plugin's load ended (%v)", err)
-	default:
-	}
-
 	var err error
 	select {
 	case err = <-sh.ended:
@@ -615,15 +619,37 @@ func TestLoopingInitDoesNotDelayAnotherPluginsReload(t *testing.T) {
 	if took > initDeadline+5*time.Second {
 		t.Errorf("the looping plugin was refused %s after its load began, deadline %s", took, initDeadline)
 	}
+	if m := h.Request("a", []byte("x"), 2*time.Second); string(m.Data) != "v1:x" {
+		t.Fatalf("a changed although its config was refused: %q", m.Data)
+	}
+	if !h.WaitLog(time.Second, "config refused", "stuck") {
+		t.Fatalf("no refusal naming the plugin:\n%s", h.Logs())
+	}
+
+	// Again, and this time the file is fixed while the looping plugin is
+	// being prepared: the fix applies at once.
+	writeByRename(t, file, []byte(withStuck+"# again\n"))
+	waitBegan()
+	writeByRename(t, file, []byte(strings.Replace(aOnly, "a.wasm", "a2.wasm", 1)))
 	waitSubject(t, h, "a", "v2:x", reloadBound)
-	if n := sh.loads.Load(); n != 1 {
-		t.Errorf("the refused version was loaded %d times", n)
+	select {
+	case err := <-sh.ended:
+		if err == nil || strings.Contains(err.Error(), "init deadline") {
+			t.Fatalf("the superseded apply ended with %v, want it abandoned before its deadline", err)
+		}
+	case <-time.After(reloadBound):
+		t.Fatal("the superseded apply did not end")
+	}
+	for _, p := range h.Plugins() {
+		if p.Name == "stuck" {
+			t.Fatal("the looping plugin was loaded")
+		}
 	}
 }
 
 // runConfigLoop runs a config loop for file on rh (h's host, or a wrapper
 // of it) until the test ends.
-func runConfigLoop(t *testing.T, h *trellistest.Host, rh reload.Host, file string) *config.Loop {
+func runConfigLoop(t *testing.T, h *trellistest.Host, rh config.Host, file string) *config.Loop {
 	t.Helper()
 	loop := config.NewLoop(rh, file, 30*time.Millisecond, h.Logger())
 	c, err := configLoad(file)
