@@ -51,9 +51,9 @@ type Loop struct {
 	trigger  chan struct{}
 	builds   *reload.Builder
 
-	mu     sync.Mutex // orders applies: one is prepared at a time
-	wanted *Config    // the newest config read: what is watched
-	cancel context.CancelFunc
+	mu      sync.Mutex // orders applies: one is prepared at a time
+	wanted  *Config    // the newest config read: what is watched
+	cancel  context.CancelFunc
 	running chan struct{} // closed when the apply in the background ends
 	// runningFP is the fingerprint of the config running applies.
 	runningFP string
