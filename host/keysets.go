@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -288,4 +289,39 @@ func (h *Host) closeKeys() {
 	}
 	ks.mu.Unlock()
 	ks.wg.Wait()
+}
+
+// fillKeys runs prepareKeys for every spec c loads, in name order (each
+// holds its plugin's load lock until the change is done), and returns c
+// with the key sets in their configs and the function to call with the
+// change's outcome. A name given twice is refused here, before any lock.
+func (h *Host) fillKeys(ctx context.Context, c Change) (Change, func(error), error) {
+	order := make([]int, len(c.Load))
+	seen := map[string]bool{}
+	for i, spec := range c.Load {
+		if seen[spec.Name] {
+			return c, nil, fmt.Errorf("plugin %q: named twice in one change", spec.Name)
+		}
+		seen[spec.Name] = true
+		order[i] = i
+	}
+	slices.SortFunc(order, func(a, b int) int { return strings.Compare(c.Load[a].Name, c.Load[b].Name) })
+	load := slices.Clone(c.Load)
+	var dones []func(error)
+	finish := func(err error) {
+		for i := len(dones) - 1; i >= 0; i-- {
+			dones[i](err)
+		}
+	}
+	for _, i := range order {
+		filled, done, err := h.prepareKeys(ctx, load[i])
+		if err != nil {
+			finish(err)
+			return c, nil, err
+		}
+		load[i] = filled
+		dones = append(dones, done)
+	}
+	c.Load = load
+	return c, finish, nil
 }

@@ -19,7 +19,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/trellis-mesh/trellis/host"
-	"github.com/trellis-mesh/trellis/host/kv"
 	"github.com/trellis-mesh/trellis/host/trellistest"
 	"github.com/trellis-mesh/trellis/plugins/internal/jwttest"
 )
@@ -165,7 +164,7 @@ func kvCounter(t *testing.T, h *trellistest.Host, key string) int64 {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	b, err := js.KeyValue(ctx, kv.DefaultBucket)
+	b, err := js.KeyValue(ctx, host.KVBucket)
 	if err != nil {
 		t.Fatal(err)
 	}
