@@ -3,16 +3,21 @@
 // README, for `trellis new --lang LANG DIR`.
 //
 // The plugin subscribes to a subject named after it and answers each
-// request with "Hello from NAME: <payload>". It uses the Trellis SDK of a
-// Trellis source tree: the one that holds the new directory (by a relative
-// path, so the tree can move), or else the one that holds the working
-// directory (by an absolute path). Without either, the files name the SDK
-// with a placeholder and the README says how to point it at the SDK.
+// request with "Hello from NAME: <payload>". Inside a Trellis source tree it
+// uses the tree's SDK by a relative path (so the tree can move). Anywhere
+// else it gets its own copy of the SDK, from the sources the binary carries
+// (package sdk), in a directory named SDKDir that keeps the tree's layout
+// (SDKDir/sdk/rust, SDKDir/sdk/go and SDKDir/abi, ...): the plugin then
+// builds and runs wherever it is, moved, copied or committed, with its
+// language's toolchain alone. A copy rather than a shared cache directory
+// because a plugin must not depend on which binary, user or machine built
+// it last: its SDK version is the one it was written against until its
+// author replaces the copy.
 //
 // A Go plugin outside the tree has a go.mod that requires the SDK module and,
-// through it, the abi module, with replace directives to the tree's sdk/go
-// and abi: its module graph holds those two and nothing of the host
-// (nats-server, wazero, HCL), and it needs no newer Go than the SDK's.
+// through it, the abi module, with replace directives to the copies: its
+// module graph holds those two and nothing of the host (nats-server, wazero,
+// HCL), and it needs no newer Go than the SDK's.
 package scaffold
 
 import (
@@ -26,11 +31,18 @@ import (
 	"path"
 	"path/filepath"
 	"regexp"
+	"runtime/debug"
 	"strings"
 	"text/template"
 
+	"github.com/trellis-mesh/trellis/abi"
 	"github.com/trellis-mesh/trellis/host/dev/build"
+	"github.com/trellis-mesh/trellis/sdk"
 )
+
+// SDKDir is the directory, inside a plugin written outside a Trellis source
+// tree, that holds its copy of the SDK.
+const SDKDir = "trellis-sdk"
 
 // Langs are the languages Write knows, by the names it takes.
 var Langs = []build.Lang{build.Go, build.Rust, build.C, build.AssemblyScript}
@@ -69,8 +81,9 @@ type data struct {
 	// Package is Name as an npm package name; Crate as cargo names the
 	// library's output file.
 	Package, Crate string
-	// Root is the Trellis source tree in slash form: relative to the new
-	// directory when it is inside the tree, absolute otherwise, "" unknown.
+	// Root is where the SDK is, in the layout of a Trellis source tree, in
+	// slash form relative to the new directory: the tree holding it, or
+	// SDKDir, its own copy.
 	Root string
 	// Inside says that the new directory is inside the tree (so a Go plugin
 	// belongs to the tree's module and needs no go.mod).
@@ -115,7 +128,8 @@ func Write(dir, lang, name string) error {
 		SDKModule: sdkModule,
 		ABIModule: abiModule,
 	}
-	if root := findRoot(abs); root != "" {
+	root := findRoot(abs)
+	if root != "" {
 		d.Inside = true
 		rel, err := filepath.Rel(abs, root)
 		if err != nil {
@@ -123,13 +137,51 @@ func Write(dir, lang, name string) error {
 		}
 		d.Root = filepath.ToSlash(rel)
 		d.fromTree(root)
-	} else if wd, err := os.Getwd(); err == nil {
-		if root := findRoot(wd); root != "" {
-			d.Root = filepath.ToSlash(root)
-			d.fromTree(root)
+	} else {
+		d.Root = SDKDir
+		d.fromFiles(l)
+	}
+	if err := render(abs, string(l), d); err != nil {
+		return err
+	}
+	if root == "" {
+		return copySDK(filepath.Join(abs, SDKDir), l)
+	}
+	return nil
+}
+
+// copySDK writes lang's SDK, as the binary carries it, into dir, with a
+// README that says where it came from.
+func copySDK(dir string, lang build.Lang) error {
+	files, err := sdk.Files(string(lang))
+	if err != nil {
+		return err
+	}
+	for p, b := range files {
+		dst := filepath.Join(dir, filepath.FromSlash(p))
+		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(dst, b, 0o644); err != nil {
+			return err
 		}
 	}
-	return render(abs, string(l), d)
+	readme := fmt.Sprintf("# The Trellis SDK for %s\n\n"+
+		"A copy of the %s SDK (plugin ABI v%d) made by `trellis new` from trellis %s, in the layout of the\n"+
+		"Trellis repository, so that this plugin builds with its toolchain alone, wherever it is.\n"+
+		"Commit it with the plugin. To move to a newer SDK, replace this directory with the one a\n"+
+		"newer `trellis new --lang %s` writes. The SDK's own README is in %s.\n",
+		lang, lang, abi.Version, Version(), lang, strings.Join(sdk.Dirs(string(lang)), " and "))
+	return os.WriteFile(filepath.Join(dir, "README.md"), []byte(readme), 0o644)
+}
+
+// Version is the trellis version this binary was built as: the main
+// module's version for a `go install ...@VERSION`, "devel" from a clone.
+func Version() string {
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "devel"
 }
 
 func parseLang(lang string) (build.Lang, error) {
@@ -226,21 +278,40 @@ func isTree(dir string) bool {
 	return err == nil && st.IsDir()
 }
 
+// fromFiles takes the versions the SDK the binary carries needs, as
+// fromTree does for a tree.
+func (d *data) fromFiles(lang build.Lang) {
+	if files, err := sdk.Files(string(lang)); err == nil {
+		d.fromGoMod(files["sdk/go/go.mod"])
+		d.fromPackage(files["sdk/assemblyscript/package.json"])
+	}
+}
+
 // fromTree takes the versions the tree's own SDKs need: the Go SDK's go line
 // (a module that requires the SDK must not ask for an older Go) and the
 // AssemblyScript compiler.
 func (d *data) fromTree(root string) {
 	if b, err := os.ReadFile(filepath.Join(root, "sdk", "go", "go.mod")); err == nil {
-		if m := regexp.MustCompile(`(?m)^go\s+(\S+)\s*$`).FindSubmatch(b); m != nil {
-			d.GoVersion = string(m[1])
-		}
+		d.fromGoMod(b)
 	}
 	if b, err := os.ReadFile(filepath.Join(root, "sdk", "assemblyscript", "package.json")); err == nil {
-		var pkg struct {
-			DevDependencies map[string]string `json:"devDependencies"`
-		}
-		if json.Unmarshal(b, &pkg) == nil && pkg.DevDependencies["assemblyscript"] != "" {
-			d.ASVersion = pkg.DevDependencies["assemblyscript"]
-		}
+		d.fromPackage(b)
+	}
+}
+
+var goLine = regexp.MustCompile(`(?m)^go\s+(\S+)\s*$`)
+
+func (d *data) fromGoMod(b []byte) {
+	if m := goLine.FindSubmatch(b); m != nil {
+		d.GoVersion = string(m[1])
+	}
+}
+
+func (d *data) fromPackage(b []byte) {
+	var pkg struct {
+		DevDependencies map[string]string `json:"devDependencies"`
+	}
+	if json.Unmarshal(b, &pkg) == nil && pkg.DevDependencies["assemblyscript"] != "" {
+		d.ASVersion = pkg.DevDependencies["assemblyscript"]
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/trellis-mesh/trellis/host/dev/build"
 	"github.com/trellis-mesh/trellis/host/dev/scaffold"
 	"github.com/trellis-mesh/trellis/host/trellistest"
+	"github.com/trellis-mesh/trellis/sdk"
 )
 
 // insideTree returns a new directory inside this source tree (under
@@ -43,8 +44,8 @@ func read(t *testing.T, path string) string {
 
 // TestWrittenPluginBuildsAndAnswers is the promise of `trellis new`: the
 // plugin builds as written and answers on a real host, inside the source
-// tree (the SDK by relative path) and outside it (the SDK of the tree the
-// working directory is in).
+// tree (the SDK by relative path) and outside it (a copy of the SDK the
+// binary carries).
 func TestWrittenPluginBuildsAndAnswers(t *testing.T) {
 	for _, lang := range scaffold.Langs {
 		for _, where := range []string{"inside", "outside"} {
@@ -88,16 +89,17 @@ func TestGoPluginInsideTheTreeHasNoModule(t *testing.T) {
 	}
 }
 
-func TestPluginOutsideTheTreeUsesItsSDK(t *testing.T) {
-	root, err := filepath.Abs("../../..")
-	if err != nil {
-		t.Fatal(err)
-	}
+// TestPluginOutsideATreeCarriesItsSDK: written far from any Trellis source
+// tree, each plugin gets its own copy of the SDK, equal to what the binary
+// carries, and its build file points at the copy by a relative path, so the
+// plugin builds wherever it is moved.
+func TestPluginOutsideATreeCarriesItsSDK(t *testing.T) {
+	t.Chdir(t.TempDir())
 	want := map[string][2]string{ // lang -> file, text it must hold
-		"go":   {"go.mod", "github.com/trellis-mesh/trellis/sdk/go => " + root + "/sdk/go"},
-		"rust": {"Cargo.toml", `trellis = { path = "` + root + `/sdk/rust" }`},
-		"c":    {"compile_flags.txt", "-I" + root + "/sdk/c"},
-		"as":   {"package.json", `"file:` + root + `/sdk/assemblyscript"`},
+		"go":   {"go.mod", "github.com/trellis-mesh/trellis/sdk/go => ./trellis-sdk/sdk/go"},
+		"rust": {"Cargo.toml", `trellis = { path = "trellis-sdk/sdk/rust" }`},
+		"c":    {"compile_flags.txt", "-Itrellis-sdk/sdk/c"},
+		"as":   {"package.json", `"file:trellis-sdk/sdk/assemblyscript"`},
 	}
 	for lang, w := range want {
 		dir := filepath.Join(t.TempDir(), "p")
@@ -107,31 +109,17 @@ func TestPluginOutsideTheTreeUsesItsSDK(t *testing.T) {
 		if got := read(t, filepath.Join(dir, w[0])); !strings.Contains(got, w[1]) {
 			t.Errorf("%s %s does not hold %q:\n%s", lang, w[0], w[1], got)
 		}
-	}
-}
-
-// TestPluginWithoutATreeSaysHowToFindTheSDK: written far from any Trellis
-// source tree, each plugin names the SDK with a placeholder (Go: requires
-// the module) and its README says what to change.
-func TestPluginWithoutATreeSaysHowToFindTheSDK(t *testing.T) {
-	t.Chdir(t.TempDir())
-	want := map[string][2]string{ // lang -> text in the build file, text in the README
-		"go":   {"github.com/trellis-mesh/trellis/sdk/go v0.0.0", "go get github.com/trellis-mesh/trellis/sdk/go@latest"},
-		"rust": {"path/to/trellis/sdk/rust", "set it to\n`sdk/rust`"},
-		"c":    {"-Ipath/to/trellis/sdk/c", "copy `trellis.h` into this directory"},
-		"as":   {"file:path/to/trellis/sdk/assemblyscript", "set it to `sdk/assemblyscript`"},
-	}
-	files := map[string]string{"go": "go.mod", "rust": "Cargo.toml", "c": "compile_flags.txt", "as": "package.json"}
-	for lang, w := range want {
-		dir := filepath.Join(t.TempDir(), "p")
-		if err := scaffold.Write(dir, lang, "p"); err != nil {
+		files, err := sdk.Files(lang)
+		if err != nil {
 			t.Fatal(err)
 		}
-		if got := read(t, filepath.Join(dir, files[lang])); !strings.Contains(got, w[0]) {
-			t.Errorf("%s %s does not hold %q:\n%s", lang, files[lang], w[0], got)
+		for p, b := range files {
+			if got := read(t, filepath.Join(dir, scaffold.SDKDir, filepath.FromSlash(p))); got != string(b) {
+				t.Errorf("%s: %s/%s is not the SDK's", lang, scaffold.SDKDir, p)
+			}
 		}
-		if got := read(t, filepath.Join(dir, "README.md")); !strings.Contains(got, w[1]) {
-			t.Errorf("%s README.md does not say %q:\n%s", lang, w[1], got)
+		if got := read(t, filepath.Join(dir, scaffold.SDKDir, "README.md")); !strings.Contains(got, "trellis new") {
+			t.Errorf("%s: the SDK copy's README does not say where it came from:\n%s", lang, got)
 		}
 	}
 }
