@@ -9,7 +9,8 @@
 //	trellis req SUBJECT [DATA]    send a request and print the reply
 //	trellis pub SUBJECT [DATA]    publish a message
 //	trellis sub SUBJECT           print the messages on a subject
-//	trellis version               print the version and the ABI version
+//	trellis version               print the versions of trellis, the ABI, wazero and nats-server
+//	trellis completion SHELL      print a shell completion script
 package main
 
 import (
@@ -21,15 +22,12 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
-	"github.com/nats-io/nats.go"
 
-	"github.com/trellis-mesh/trellis/abi"
 	"github.com/trellis-mesh/trellis/host"
 	"github.com/trellis-mesh/trellis/host/bus"
 	"github.com/trellis-mesh/trellis/host/config"
@@ -37,9 +35,6 @@ import (
 	"github.com/trellis-mesh/trellis/host/dev/build"
 	"github.com/trellis-mesh/trellis/host/dev/scaffold"
 )
-
-// version is set at release time with -ldflags "-X main.version=v1.2.3".
-var version = ""
 
 const usage = `trellis runs WebAssembly plugins on a NATS event bus.
 
@@ -53,9 +48,11 @@ Usage:
   trellis req [flags] SUBJECT [DATA] send a request, print the reply
   trellis pub [flags] SUBJECT [DATA] publish a message
   trellis sub [flags] SUBJECT        print the messages on a subject (wildcards allowed)
-  trellis version                    print versions
+  trellis version                    print the versions of trellis, the ABI, wazero and nats-server
+  trellis completion bash|zsh|fish   print a shell completion script
 
-Run "trellis VERB --help" for a verb's flags.
+Run "trellis help VERB" for a verb's flags. req, pub and sub find the server and log in
+as the nats CLI does: -s/--server, $NATS_URL, --context or the selected nats context.
 `
 
 func main() {
@@ -67,20 +64,26 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stderr, usage)
 		return 2
 	}
-	verbs := map[string]func([]string, io.Writer, io.Writer) int{
-		"dev": cmdDev, "run": cmdRun, "build": cmdBuild, "new": cmdNew, "keygen": cmdKeygen, "sign": cmdSign, "req": cmdReq, "pub": cmdPub, "sub": cmdSub, "version": cmdVersion,
-	}
 	switch args[0] {
 	case "-h", "--help", "help":
-		fmt.Fprint(stdout, usage)
-		return 0
+		return cmdHelp(args[1:], stdout, stderr)
+	case "-v", "--version":
+		return cmdVersion(args[1:], stdout, stderr)
 	}
-	verb, ok := verbs[args[0]]
+	verb, ok := verbs()[args[0]]
 	if !ok {
 		fmt.Fprintf(stderr, "trellis: unknown verb %q\n\n%s", args[0], usage)
 		return 2
 	}
 	return verb(args[1:], stdout, stderr)
+}
+
+// verbs are the CLI's verbs by name.
+func verbs() map[string]func([]string, io.Writer, io.Writer) int {
+	return map[string]func([]string, io.Writer, io.Writer) int{
+		"dev": cmdDev, "run": cmdRun, "build": cmdBuild, "new": cmdNew, "keygen": cmdKeygen, "sign": cmdSign, "req": cmdReq, "pub": cmdPub, "sub": cmdSub, "version": cmdVersion,
+		"completion": cmdCompletion,
+	}
 }
 
 func newFlags(name, synopsis string, stderr io.Writer) *flag.FlagSet {
@@ -182,7 +185,7 @@ func cmdDev(args []string, stdout, stderr io.Writer) int {
 	var bf busFlags
 	bf.register(fs)
 	dataDir := fs.String("data-dir", ".trellis", "directory for built plugins, the compilation cache and JetStream")
-	logLevel := fs.String("log-level", "info", "trace, debug, info, warn or error")
+	logLevel := levelFlag(fs, "info", "log level")
 	strict := fs.Bool("strict", false, "grant plugins nothing beyond replying, as in production")
 	timeout := fs.Duration("timeout", 0, "deadline per call (default 5s)")
 	poolSize := fs.Int("pool-size", 0, "instances per plugin (default: 2 per CPU, at least 4)")
@@ -224,7 +227,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	file := fs.String("config", "trellis.hcl", "HCL config file")
 	var bf busFlags
 	bf.register(fs)
-	logLevel := fs.String("log-level", "", "override the config's log_level")
+	logLevel := levelFlag(fs, "", "override the config's log_level")
 	check := fs.Bool("check", false, "validate the config and exit: every plugin file is compiled and checked against the ABI, without starting a bus")
 	checkBuild := fs.Bool("check-build", false, "with --check, also build plugin sources (in a temporary directory) and check the modules they make")
 	httpListen := fs.String("http-listen", "", "override the http block's listen address (port 0 picks a free one)")
@@ -320,170 +323,6 @@ func cmdBuild(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// clientFlags are how the client verbs reach and log in to a server, with
-// the `nats` CLI's names.
-type clientFlags struct {
-	url   string
-	creds bus.Credentials
-}
-
-func (c *clientFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&c.url, "s", "", "NATS server URL (default: $NATS_URL, else nats://"+bus.DefaultListen+")")
-	fs.StringVar(&c.creds.CredsFile, "creds", "", "NATS credentials file (user JWT and seed)")
-	fs.StringVar(&c.creds.User, "user", "", "user name")
-	fs.StringVar(&c.creds.Password, "password", "", "password")
-	fs.StringVar(&c.creds.NKeySeedFile, "nkey", "", "file with an nkey user seed")
-	fs.StringVar(&c.creds.TLS.Cert, "tlscert", "", "client certificate (PEM)")
-	fs.StringVar(&c.creds.TLS.Key, "tlskey", "", "client certificate's private key (PEM)")
-	fs.StringVar(&c.creds.TLS.CA, "tlsca", "", "CA that verifies the server (PEM)")
-}
-
-func (c *clientFlags) connect(verb string, timeout time.Duration, stderr io.Writer) (*nats.Conn, int) {
-	url := bus.ResolveURL(c.url, os.Getenv("NATS_URL"))
-	nc, err := bus.Connect(url, c.creds, nats.Timeout(timeout))
-	if err != nil {
-		fmt.Fprintf(stderr, "trellis %s: connect %s: %v\n", verb, url, err)
-		return nil, 1
-	}
-	return nc, -1
-}
-
-// clientCmd is what req and pub share: flags, the message, a connection.
-type clientCmd struct {
-	verb    string
-	conn    clientFlags
-	timeout *time.Duration
-	headers []string
-	msg     *nats.Msg
-	nc      *nats.Conn
-}
-
-// setup parses a client verb's arguments and connects; a non-negative exit
-// code means the verb ends there with it.
-func (c *clientCmd) setup(synopsis string, args []string, stderr io.Writer) int {
-	fs := newFlags(c.verb, synopsis, stderr)
-	c.conn.register(fs)
-	c.timeout = fs.Duration("timeout", 5*time.Second, "how long to wait")
-	fs.Func("H", "header NAME:VALUE (repeatable)", func(v string) error {
-		if !strings.Contains(v, ":") {
-			return errors.New("want NAME:VALUE")
-		}
-		c.headers = append(c.headers, v)
-		return nil
-	})
-	pos, err := parse(fs, args)
-	if err != nil {
-		return flagExit(err)
-	}
-	if len(pos) < 1 || len(pos) > 2 {
-		fs.Usage()
-		return 2
-	}
-	c.msg = nats.NewMsg(pos[0])
-	if len(pos) > 1 {
-		c.msg.Data = []byte(pos[1])
-	}
-	for _, h := range c.headers {
-		k, v, _ := strings.Cut(h, ":")
-		c.msg.Header.Add(strings.TrimSpace(k), strings.TrimSpace(v))
-	}
-	var code int
-	c.nc, code = c.conn.connect(c.verb, *c.timeout, stderr)
-	return code
-}
-
-func cmdReq(args []string, stdout, stderr io.Writer) int {
-	c := &clientCmd{verb: "req"}
-	if code := c.setup("Usage: trellis req [flags] SUBJECT [DATA]\n\nSends a request and prints the reply (error replies show their status).", args, stderr); code >= 0 {
-		return code
-	}
-	defer c.nc.Close()
-	m, err := c.nc.RequestMsg(c.msg, *c.timeout)
-	if err != nil {
-		fmt.Fprintf(stderr, "trellis req %s: %v\n", c.msg.Subject, err)
-		return 1
-	}
-	if code := m.Header.Get(abi.HeaderErrorCode); code != "" {
-		fmt.Fprintf(stderr, "error %s: %s\n", code, m.Header.Get(abi.HeaderError))
-		stdout.Write(m.Data)
-		return 1
-	}
-	stdout.Write(m.Data)
-	if len(m.Data) > 0 && m.Data[len(m.Data)-1] != '\n' {
-		fmt.Fprintln(stdout)
-	}
-	return 0
-}
-
-func cmdPub(args []string, stdout, stderr io.Writer) int {
-	c := &clientCmd{verb: "pub"}
-	if code := c.setup("Usage: trellis pub [flags] SUBJECT [DATA]\n\nPublishes one message.", args, stderr); code >= 0 {
-		return code
-	}
-	defer c.nc.Close()
-	if err := c.nc.PublishMsg(c.msg); err != nil {
-		fmt.Fprintf(stderr, "trellis pub: %v\n", err)
-		return 1
-	}
-	if err := c.nc.FlushTimeout(*c.timeout); err != nil {
-		fmt.Fprintf(stderr, "trellis pub: %v\n", err)
-		return 1
-	}
-	return 0
-}
-
-func cmdSub(args []string, stdout, stderr io.Writer) int {
-	fs := newFlags("sub", "Usage: trellis sub [flags] SUBJECT\n\nPrints each message on SUBJECT (NATS wildcards * and > allowed) as\n\"SUBJECT: DATA\", until interrupted, -count messages or -timeout.", stderr)
-	var conn clientFlags
-	conn.register(fs)
-	count := fs.Int("count", 0, "stop after this many messages (0: no limit)")
-	timeout := fs.Duration("timeout", 0, "stop after this long (0: no limit)")
-	pos, err := parse(fs, args)
-	if err != nil {
-		return flagExit(err)
-	}
-	if len(pos) != 1 {
-		fs.Usage()
-		return 2
-	}
-	nc, code := conn.connect("sub", 5*time.Second, stderr)
-	if nc == nil {
-		return code
-	}
-	defer nc.Close()
-	msgs := make(chan *nats.Msg, 64)
-	sub, err := nc.ChanSubscribe(pos[0], msgs)
-	if err != nil {
-		fmt.Fprintf(stderr, "trellis sub %s: %v\n", pos[0], err)
-		return 1
-	}
-	defer sub.Unsubscribe()
-	if err := nc.Flush(); err != nil {
-		fmt.Fprintf(stderr, "trellis sub %s: %v\n", pos[0], err)
-		return 1
-	}
-	ctx, stop := signalContext()
-	defer stop()
-	if *timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, *timeout)
-		defer cancel()
-	}
-	for n := 0; *count == 0 || n < *count; n++ {
-		select {
-		case m := <-msgs:
-			fmt.Fprintf(stdout, "%s: %s\n", m.Subject, m.Data)
-		case <-ctx.Done():
-			if *count > 0 && errors.Is(ctx.Err(), context.DeadlineExceeded) {
-				fmt.Fprintf(stderr, "trellis sub: %d of %d messages before the timeout\n", n, *count)
-				return 1
-			}
-			return 0
-		}
-	}
-	return 0
-}
-
 func cmdNew(args []string, stdout, stderr io.Writer) int {
 	langs := make([]string, len(scaffold.Langs))
 	for i, l := range scaffold.Langs {
@@ -510,25 +349,6 @@ func cmdNew(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	fmt.Fprintf(stdout, "wrote %s plugin %q in %s\nrun it: trellis dev %s   then: trellis req %s hi\n", *lang, name, pos[0], pos[0], name)
-	return 0
-}
-
-func cmdVersion(args []string, stdout, stderr io.Writer) int {
-	fs := newFlags("version", "Usage: trellis version\n\nPrints the trellis version, the plugin ABI version and the Go version.", stderr)
-	if _, err := parse(fs, args); err != nil {
-		return flagExit(err)
-	}
-	v, goVersion := version, ""
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		if v == "" {
-			v = bi.Main.Version
-		}
-		goVersion = bi.GoVersion
-	}
-	if v == "" || v == "(devel)" {
-		v = "devel"
-	}
-	fmt.Fprintf(stdout, "trellis %s (plugin ABI v%d, %s)\n", v, abi.Version, goVersion)
 	return 0
 }
 

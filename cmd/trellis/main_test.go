@@ -22,14 +22,18 @@ func runCLI(args ...string) (int, string, string) {
 }
 
 func TestVersion(t *testing.T) {
-	code, out, _ := runCLI("version")
-	if code != 0 || !strings.Contains(out, "plugin ABI v1") {
-		t.Fatalf("version: %d %q", code, out)
+	for _, args := range [][]string{{"version"}, {"--version"}} {
+		code, out, _ := runCLI(args...)
+		for _, want := range []string{"trellis ", "plugin ABI   v1", "wazero       v1.", "nats-server  v2.", "go           go1."} {
+			if code != 0 || !strings.Contains(out, want) {
+				t.Errorf("%v: %d, no %q in %q", args, code, want, out)
+			}
+		}
 	}
 }
 
 func TestEveryVerbHasHelp(t *testing.T) {
-	for _, verb := range []string{"dev", "run", "build", "new", "req", "pub", "sub", "version"} {
+	for _, verb := range []string{"dev", "run", "build", "new", "req", "pub", "sub", "version", "completion"} {
 		code, _, errOut := runCLI(verb, "--help")
 		if code != 0 || !strings.Contains(errOut, "Usage: trellis "+verb) {
 			t.Errorf("%s --help: exit %d, output %q", verb, code, errOut)
