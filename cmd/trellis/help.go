@@ -111,19 +111,23 @@ var logLevels = []string{"trace", "debug", "info", "warn", "error"}
 // levelFlag registers a --log-level flag that refuses anything but
 // logLevels, naming them, as the config refuses a bad log_level.
 func levelFlag(fs *flag.FlagSet, def, usage string) *string {
-	level := def
+	v := &levelValue{level: def}
 	usage += ": " + strings.Join(logLevels, ", ")
-	if def != "" {
-		usage += " (default " + def + ")"
-	}
-	fs.Func("log-level", usage, func(v string) error {
-		for _, l := range logLevels {
-			if strings.EqualFold(v, l) {
-				level = l
-				return nil
-			}
+	fs.Var(v, "log-level", usage)
+	return &v.level
+}
+
+// levelValue is a log level as a flag.Value.
+type levelValue struct{ level string }
+
+func (v *levelValue) String() string { return v.level }
+
+func (v *levelValue) Set(s string) error {
+	for _, l := range logLevels {
+		if strings.EqualFold(s, l) {
+			v.level = l
+			return nil
 		}
-		return fmt.Errorf("%q is not one of %s", v, strings.Join(logLevels, ", "))
-	})
-	return &level
+	}
+	return fmt.Errorf("%q is not one of %s", s, strings.Join(logLevels, ", "))
 }

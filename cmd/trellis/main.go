@@ -170,7 +170,8 @@ func startHost(ctx context.Context, verb string, bf *busFlags, opts host.Options
 }
 
 func shutdown(h *host.Host, log hclog.Logger) int {
-	log.Info("shutting down: finishing in-flight calls")
+	defer forceOnSecondSignal(h, log)()
+	log.Info("shutting down: finishing in-flight calls (interrupt again to exit at once)")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := h.Close(ctx); err != nil {
@@ -181,7 +182,7 @@ func shutdown(h *host.Host, log hclog.Logger) int {
 }
 
 func cmdDev(args []string, stdout, stderr io.Writer) int {
-	fs := newFlags("dev", "Usage: trellis dev [flags] DIR\n\nFinds .wasm files and plugin sources (Go, Rust, C, AssemblyScript, WAT) under DIR, builds the sources,\nand serves them all on an embedded NATS server. No config file is needed.", stderr)
+	fs := newFlags("dev", "Usage: trellis dev [flags] DIR\n       trellis dev --config FILE [flags]\n\nFinds .wasm files and plugin sources (Go, Rust, C, AssemblyScript, WAT) under DIR, builds the sources,\nand serves them all on an embedded NATS server. No config file is needed. A module that exports\ntrellis_policy is loaded as a policy; DIR/policies.txt puts policies in front of handlers\n(\"greet: auth, ratelimit\"; \"*: sizelimit\" for every handler). A subdirectory with its own\ntrellis.hcl is left out: serve it with --config.", stderr)
 	var bf busFlags
 	bf.register(fs)
 	dataDir := fs.String("data-dir", ".trellis", "directory for built plugins, the compilation cache and JetStream")
@@ -189,12 +190,20 @@ func cmdDev(args []string, stdout, stderr io.Writer) int {
 	strict := fs.Bool("strict", false, "grant plugins nothing beyond replying, as in production")
 	timeout := fs.Duration("timeout", 0, "deadline per call (default 5s)")
 	poolSize := fs.Int("pool-size", 0, "instances per plugin (default: 2 per CPU, at least 4)")
+	fs.String("config", "", "serve this HCL config file instead of a DIR, as trellis run --config does")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return flagExit(err)
 	}
+	if code, done := devConfig(fs, pos, stdout, stderr); done {
+		return code
+	}
 	if len(pos) != 1 {
 		fs.Usage()
+		return 2
+	}
+	if err := checkDevDir(pos[0]); err != nil {
+		fmt.Fprintf(stderr, "trellis dev: %v\n", err)
 		return 2
 	}
 	log := newLogger(*logLevel, "text", stderr)

@@ -43,8 +43,9 @@ type Dev struct {
 	log  hclog.Logger
 	rec  *reload.Reconciler
 
-	mu    sync.Mutex        // orders scans: scan and Start one at a time
-	skip  map[string]string // skipped path -> reason, to log each once
+	mu       sync.Mutex        // orders scans: scan and Start one at a time
+	skip     map[string]string // skipped path -> reason, to log each once
+	policies string            // the last PoliciesFile problem logged
 	waits sync.WaitGroup    // goroutines waiting for syncs to finish
 }
 
@@ -79,14 +80,20 @@ func (d *Dev) start(ctx context.Context) (*reload.Pass, error) {
 	for _, s := range skipped {
 		if d.skip[s.Path] != s.Reason {
 			d.skip[s.Path] = s.Reason
-			d.log.Warn("skipped", "path", s.Path, "reason", s.Reason)
+			if s.Expected {
+				d.log.Info("not served by dev", "path", s.Path, "reason", s.Reason)
+			} else {
+				d.log.Warn("skipped", "path", s.Path, "reason", s.Reason)
+			}
 		}
 	}
+	policies := d.readPolicies(found)
 	wants := make([]reload.Want, 0, len(found))
 	for _, p := range found {
 		spec := d.opts.Spec
 		spec.Name = p.Name
 		spec.Path = p.Wasm
+		spec.Policies = policies.refs(p.Name)
 		// A dev directory has no config to grant subjects in: each plugin
 		// serves what it subscribes to (system subjects never). Strict
 		// grants nothing else, as in production.
@@ -95,7 +102,9 @@ func (d *Dev) start(ctx context.Context) (*reload.Pass, error) {
 			spec.Grants.Publish = []string{">"}
 			spec.Grants.Request = []string{">"}
 		}
-		w := reload.Want{Spec: spec}
+		// A module that exports trellis_policy is loaded as a policy,
+		// which the PoliciesFile puts in front of handlers.
+		w := reload.Want{Spec: spec, AutoPolicy: true}
 		if p.Source != "" {
 			w.Source = p.Source
 			w.Spec.Path = filepath.Join(d.opts.BuildDir, p.Name+".wasm")
@@ -103,6 +112,41 @@ func (d *Dev) start(ctx context.Context) (*reload.Pass, error) {
 		wants = append(wants, w)
 	}
 	return d.rec.Start(ctx, wants), nil
+}
+
+// readPolicies reads the PoliciesFile, logging a problem with it once (the
+// last good reading is not kept: a broken file puts no policy anywhere, and
+// says so) and each policy it names that is not in the directory.
+func (d *Dev) readPolicies(found []scan.Plugin) policyLines {
+	p, err := readPolicies(d.dir)
+	msg := ""
+	if err != nil {
+		msg = err.Error()
+	} else {
+		have := map[string]bool{}
+		for _, f := range found {
+			have[f.Name] = true
+		}
+		var missing []string
+		for _, n := range p.names() {
+			if !have[n] {
+				missing = append(missing, n)
+			}
+		}
+		if len(missing) > 0 {
+			msg = PoliciesFile + " names policies not in " + d.dir + ": " + strings.Join(missing, ", ") + "; the handlers behind them refuse messages (503) until they are"
+		}
+	}
+	if msg != d.policies {
+		d.policies = msg
+		if msg != "" {
+			d.log.Error("policies", "error", msg)
+		}
+	}
+	if err != nil {
+		return policyLines{}
+	}
+	return p
 }
 
 func (d *Dev) finish(pass *reload.Pass) Result {

@@ -232,3 +232,52 @@ func TestOnlyRegularFilesAreRead(t *testing.T) {
 		t.Errorf("the FIFO was reported %d times; want once", n)
 	}
 }
+
+// TestPoliciesFilePutsAPolicyInFrontOfAHandler: a module that exports
+// trellis_policy is loaded as a policy, and policies.txt puts it in front of
+// a handler; editing the file takes it away again.
+func TestPoliciesFilePutsAPolicyInFrontOfAHandler(t *testing.T) {
+	root := t.TempDir()
+	copyFile := func(from, to string) {
+		t.Helper()
+		b, err := os.ReadFile(from)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(root, to), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	copyFile(trellistest.Wasm(t, "../../abi/echo.wat"), "echo.wasm")
+	copyFile(trellistest.Wasm(t, "testdata/deny.wat"), "deny.wasm")
+	policies := filepath.Join(root, dev.PoliciesFile)
+	if err := os.WriteFile(policies, []byte("# deny everything echo gets\necho: deny\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	h := serveDev(t, root)
+	answer := func() string {
+		m, err := h.Client().Request("echo", []byte("hi"), 2*time.Second)
+		if err != nil {
+			return err.Error()
+		}
+		if code := m.Header.Get("Nats-Service-Error-Code"); code != "" {
+			return code + " " + m.Header.Get("Nats-Service-Error")
+		}
+		return string(m.Data)
+	}
+	trellistest.WaitFor(t, time.Minute, "the policy to refuse", func() bool { return answer() == "418 denied by policy" })
+	if strings.Contains(h.Logs(), "not a handler") || strings.Contains(h.Logs(), "[WARN]  skipped") {
+		t.Fatalf("the policy was taken for a handler:\n%s", h.Logs())
+	}
+	if err := os.WriteFile(policies, []byte("# nothing in front of echo\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	trellistest.WaitFor(t, time.Minute, "echo to answer", func() bool { return answer() == "hi" })
+
+	if err := os.WriteFile(policies, []byte("echo deny\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if !h.WaitLog(time.Minute, "policies.txt:1: want HANDLER: POLICY") {
+		t.Fatalf("a malformed line was not reported:\n%s", h.Logs())
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"github.com/tetratelabs/wazero/api"
 
 	"github.com/trellis-mesh/trellis/abi"
+	"github.com/trellis-mesh/trellis/host/internal/plugin/internal/wasmbin"
 )
 
 // PolicyResult is how a policy call that did not fault ended.
@@ -92,4 +93,30 @@ func (in *instance) errorText(status int32) string {
 		return string(in.errText)
 	}
 	return fmt.Sprintf("policy returned %d", status)
+}
+
+// ExportsPolicy reports whether wasm exports a function named
+// trellis_policy, from its export section alone: no compile, microseconds.
+// It says what a module means to be before it is loaded, for `trellis dev`,
+// which has no config to say; a module that does not parse reports false,
+// and its load says why.
+func ExportsPolicy(wasm []byte) bool {
+	m, err := wasmbin.Parse(wasm)
+	if err != nil {
+		return false
+	}
+	i := m.Find(wasmbin.Export)
+	if i < 0 {
+		return false
+	}
+	r := wasmbin.NewReader(m.Sections[i].Payload)
+	for n := r.U32(); n > 0 && r.Err() == nil; n-- {
+		name := r.Name()
+		kind := r.Byte()
+		r.U32()
+		if kind == 0 && string(name) == abi.ExportPolicy && r.Err() == nil {
+			return true
+		}
+	}
+	return false
 }

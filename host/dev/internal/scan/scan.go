@@ -32,7 +32,16 @@ type Plugin struct {
 type Skipped struct {
 	Path   string
 	Reason string
+	// Expected marks what is left out on purpose (a directory with a
+	// config of its own), not a mistake to warn about.
+	Expected bool
 }
+
+// ConfigFile is the config file that makes a directory a setup of its own:
+// a directory below the scanned one that holds it is not entered, since its
+// plugins are meant to run with their config (`trellis run --config`), not
+// with dev's open grants.
+const ConfigFile = "trellis.hcl"
 
 // skipDirs are never entered: build outputs, dependencies, fixtures.
 var skipDirs = map[string]bool{"node_modules": true, "target": true, "testdata": true, "vendor": true}
@@ -40,7 +49,8 @@ var skipDirs = map[string]bool{"node_modules": true, "target": true, "testdata":
 // Dir walks root. A directory whose contents build.Detect recognises is a
 // source plugin and is not entered further; a .wasm file anywhere else is a
 // built plugin. Hidden directories, those starting with "_", and
-// node_modules, target, testdata and vendor are not entered. A directory of
+// node_modules, target, testdata and vendor are not entered, nor a directory
+// below root that holds a ConfigFile (it is in Skipped, Expected). A directory of
 // sources that is not set up as a plugin (a Rust crate that is not a
 // cdylib, say) is reported in Skipped with the reason, and entered. Two
 // plugins with one name are an error in the second's Skipped entry; the
@@ -72,6 +82,13 @@ func Dir(root string) ([]Plugin, []Skipped, error) {
 		if d.IsDir() {
 			if path != root && (strings.HasPrefix(name, ".") || strings.HasPrefix(name, "_") || skipDirs[name]) {
 				return filepath.SkipDir
+			}
+			if path != root {
+				if _, err := os.Stat(filepath.Join(path, ConfigFile)); err == nil {
+					skipped = append(skipped, Skipped{Path: path, Expected: true,
+						Reason: "it has its own " + ConfigFile + "; serve it with: trellis run --config " + filepath.Join(path, ConfigFile)})
+					return filepath.SkipDir
+				}
 			}
 			lang, err := build.Detect(path)
 			var np *build.NotPluginError
