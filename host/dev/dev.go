@@ -46,7 +46,7 @@ type Dev struct {
 	mu       sync.Mutex        // orders scans: scan and Start one at a time
 	skip     map[string]string // skipped path -> reason, to log each once
 	policies string            // the last PoliciesFile problem logged
-	waits sync.WaitGroup    // goroutines waiting for syncs to finish
+	waits    sync.WaitGroup    // goroutines waiting for syncs to finish
 }
 
 // New prepares dev mode for dir on h. Nothing is loaded until Sync or Run.
