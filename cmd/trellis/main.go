@@ -182,7 +182,7 @@ func shutdown(h *host.Host, log hclog.Logger) int {
 }
 
 func cmdDev(args []string, stdout, stderr io.Writer) int {
-	fs := newFlags("dev", "Usage: trellis dev [flags] DIR\n       trellis dev --config FILE [flags]\n\nFinds .wasm files and plugin sources (Go, Rust, C, AssemblyScript, WAT) under DIR, builds the sources,\nand serves them all on an embedded NATS server. No config file is needed. A module that exports\ntrellis_policy is loaded as a policy; DIR/policies.txt puts policies in front of handlers\n(\"greet: auth, ratelimit\"; \"*: sizelimit\" for every handler). A subdirectory with its own\ntrellis.hcl is left out: serve it with --config.", stderr)
+	fs := newFlags("dev", "Usage: trellis dev [flags] DIR\n       trellis dev --config FILE [flags]\n\nFinds .wasm files and plugin sources (Go, Rust, C, AssemblyScript, WAT) under DIR, builds the sources,\nand serves them all on an embedded NATS server. No config file is needed. Sources whose inputs\nare unchanged since their last build are not built again. DIR/policies.txt puts policies in\nfront of handlers (\"greet: auth, ratelimit\"; \"*: sizelimit\" for every handler); a module that\nexports trellis_policy and no trellis_handle, or that policies.txt names, is loaded as a policy. A subdirectory with its own\ntrellis.hcl is left out: serve it with --config.", stderr)
 	var bf busFlags
 	bf.register(fs)
 	dataDir := fs.String("data-dir", ".trellis", "directory for built plugins, the compilation cache and JetStream")

@@ -9,6 +9,9 @@
  */
 #include "trellis.h"
 
+/* The word used when the operator sets no "greeting". */
+static const char default_greeting[] = "Hello";
+
 static int32_t init(void) {
     return trellis_status_of(trellis_subscribe("greet", "greet"));
 }
@@ -18,8 +21,8 @@ static int32_t handle(const trellis_msg *msg) {
 
     size_t word_len;
     char *word = trellis_config_alloc("greeting", &word_len);
-    const char *greeting = word ? word : "Hello";
-    if (!word) word_len = 5;
+    const char *greeting = word ? word : default_greeting;
+    if (!word) word_len = sizeof default_greeting - 1;
 
     /* "<greeting>, <payload>!": the payload is read straight into its place. */
     size_t n = msg->data_len, total = word_len + 2 + n + 1;

@@ -6,6 +6,7 @@ package dev
 import (
 	"context"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/trellis-mesh/trellis/host"
+	"github.com/trellis-mesh/trellis/host/dev/build"
 	"github.com/trellis-mesh/trellis/host/dev/internal/scan"
 	"github.com/trellis-mesh/trellis/host/internal/reload"
 	"github.com/trellis-mesh/trellis/host/internal/watch"
@@ -88,6 +90,10 @@ func (d *Dev) start(ctx context.Context) (*reload.Pass, error) {
 		}
 	}
 	policies := d.readPolicies(found)
+	isPolicy := map[string]bool{}
+	for _, n := range policies.names() {
+		isPolicy[n] = true
+	}
 	wants := make([]reload.Want, 0, len(found))
 	for _, p := range found {
 		spec := d.opts.Spec
@@ -102,8 +108,10 @@ func (d *Dev) start(ctx context.Context) (*reload.Pass, error) {
 			spec.Grants.Publish = []string{">"}
 			spec.Grants.Request = []string{">"}
 		}
-		// A module that exports trellis_policy is loaded as a policy,
-		// which the PoliciesFile puts in front of handlers.
+		// A module that exports trellis_policy and no trellis_handle is
+		// loaded as a policy, and so is one the PoliciesFile names as a
+		// policy (a Go module exports both).
+		spec.Policy = isPolicy[p.Name]
 		w := reload.Want{Spec: spec, AutoPolicy: true}
 		if p.Source != "" {
 			w.Source = p.Source
@@ -163,7 +171,9 @@ func (d *Dev) finish(pass *reload.Pass) Result {
 func (d *Dev) Run(ctx context.Context, started func(Result)) error {
 	defer d.waits.Wait()
 	if !d.opts.Strict {
-		d.log.Warn("dev mode: plugins may publish and request on any subject; use `trellis run --config` for least privilege")
+		// Info, not a warning: it is what dev is for, and a newcomer's first
+		// run should show nothing that looks like a fault.
+		d.log.Info("dev mode: plugins may publish and request on any subject (--strict grants nothing); use `trellis run --config` for least privilege")
 	}
 	w, err := watch.New(watch.Options{Paths: []string{d.dir}, Recursive: true, Debounce: d.opts.Debounce, Logger: d.log})
 	if err != nil {
@@ -177,7 +187,9 @@ func (d *Dev) Run(ctx context.Context, started func(Result)) error {
 	if started != nil {
 		started(res)
 	}
-	err = w.Run(ctx, func(ctx context.Context) {
+	deps := &depWatch{}
+	defer deps.stop()
+	rescan := func(ctx context.Context) {
 		pass, err := d.start(ctx)
 		if err != nil {
 			d.log.Error("rescan failed", "dir", d.dir, "error", err)
@@ -188,11 +200,96 @@ func (d *Dev) Run(ctx context.Context, started func(Result)) error {
 			defer d.waits.Done()
 			d.finish(pass)
 		}()
+	}
+	// A change in the directory may change what sources depend on (a new
+	// plugin, an edited Cargo.toml): look again after each. The dependency
+	// watch's own changes only rescan, so it never waits for itself.
+	d.watchDependencies(ctx, deps, rescan)
+	err = w.Run(ctx, func(ctx context.Context) {
+		rescan(ctx)
+		d.watchDependencies(ctx, deps, rescan)
 	})
 	if ctx.Err() != nil {
 		return nil
 	}
 	return err
+}
+
+// depWatch watches the directories outside the served one that sources
+// are built from (an SDK, a path dependency), so that editing sdk/c/trellis.h
+// rebuilds the C plugins that include it.
+type depWatch struct {
+	mu     sync.Mutex
+	dirs   string // the directories watched, joined
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func (w *depWatch) stop() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.stopLocked()
+}
+
+func (w *depWatch) stopLocked() {
+	if w.cancel != nil {
+		w.cancel()
+		<-w.done
+		w.cancel, w.dirs = nil, ""
+	}
+}
+
+// watchDependencies (re)starts the dependency watch when the set of
+// directories the sources depend on changed; each change in them rescans.
+func (d *Dev) watchDependencies(ctx context.Context, w *depWatch, rescan func(context.Context)) {
+	found, _, err := scan.Dir(d.dir)
+	if err != nil {
+		return
+	}
+	abs, _ := filepath.Abs(d.dir)
+	set := map[string]bool{}
+	for _, p := range found {
+		if p.Source == "" {
+			continue
+		}
+		deps, err := build.Dependencies(p.Source)
+		if err != nil {
+			continue
+		}
+		for _, dep := range deps {
+			if dep != abs && !strings.HasPrefix(dep, abs+string(filepath.Separator)) {
+				set[dep] = true
+			}
+		}
+	}
+	dirs := make([]string, 0, len(set))
+	for dep := range set {
+		dirs = append(dirs, dep)
+	}
+	sort.Strings(dirs)
+	joined := strings.Join(dirs, "\x00")
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if joined == w.dirs || ctx.Err() != nil {
+		return
+	}
+	w.stopLocked()
+	if len(dirs) == 0 {
+		return
+	}
+	dw, err := watch.New(watch.Options{Paths: dirs, Recursive: true, Debounce: d.opts.Debounce, Logger: d.log})
+	if err != nil {
+		d.log.Warn("cannot watch what plugins are built from; a change there is seen at the next restart", "dirs", strings.Join(dirs, ","), "error", err)
+		return
+	}
+	d.log.Debug("watching what plugins are built from", "dirs", strings.Join(dirs, ","))
+	wctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	w.dirs, w.cancel, w.done = joined, cancel, done
+	go func() {
+		defer close(done)
+		dw.Run(wctx, rescan)
+	}()
 }
 
 // warnSharedSubjects says when two plugins serve one subject: each has its

@@ -281,3 +281,47 @@ func TestPoliciesFilePutsAPolicyInFrontOfAHandler(t *testing.T) {
 		t.Fatalf("a malformed line was not reported:\n%s", h.Logs())
 	}
 }
+
+// TestHeaderOutsideTheDirectoryRebuilds: a C plugin includes a header from
+// a directory dev does not serve (as examples include sdk/c/trellis.h);
+// editing it rebuilds the plugin while dev runs.
+func TestHeaderOutsideTheDirectoryRebuilds(t *testing.T) {
+	if _, err := exec.LookPath("clang"); err != nil {
+		trellistest.SkipWithoutToolchain(t, "building C plugins needs clang")
+	}
+	root := t.TempDir()
+	sdkC, err := filepath.Abs("../../sdk/c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	write := func(rel, content string) {
+		t.Helper()
+		p := filepath.Join(root, rel)
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("inc/word.h", "#define WORD \"one\"\n")
+	write("served/depword/depword.c", `#include "trellis.h"
+#include "word.h"
+static int32_t init(void) { return trellis_status_of(trellis_subscribe("depword", NULL)); }
+static int32_t handle(const trellis_msg *m) {
+    (void)m;
+    int32_t r = trellis_reply(NULL, 0, WORD, sizeof WORD - 1);
+    return TRELLIS_FAILED(r) ? 500 : 0;
+}
+TRELLIS_PLUGIN(init, handle)
+`)
+	write("served/depword/compile_flags.txt", "-I"+sdkC+"\n-I../../inc\n")
+	h := serveDev(t, filepath.Join(root, "served"))
+	answers := func(want string) func() bool {
+		return func() bool {
+			m, err := h.Client().Request("depword", nil, time.Second)
+			return err == nil && string(m.Data) == want
+		}
+	}
+	trellistest.WaitFor(t, 2*time.Minute, "the first build to answer", answers("one"))
+	write("inc/word.h", "#define WORD \"two\"\n")
+	trellistest.WaitFor(t, 2*time.Minute, "a rebuild after the header changed", answers("two"))
+}

@@ -23,8 +23,10 @@ import (
 //	*: sizelimit               # in front of every handler, before its own line's
 //
 // Names are plugin names as dev finds them (a .wasm file's name, a source
-// directory's). A module that exports trellis_policy is loaded as a policy
-// whatever this file says; a handler named here whose policy is not loaded
+// directory's). A module that exports trellis_policy and no trellis_handle
+// is loaded as a policy whatever this file says; a module that exports both
+// (every Go module does: the Go SDK exports both) is loaded as a policy when
+// this file names it as one. A handler named here whose policy is not loaded
 // gets its messages refused (503), as in production, until it is. A policy
 // that needs settings (auth's tokens) takes them from a config file:
 // `trellis dev --config FILE`.

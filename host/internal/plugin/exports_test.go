@@ -7,21 +7,22 @@ import (
 	"github.com/trellis-mesh/trellis/host/trellistest"
 )
 
-func TestExportsPolicyReadsTheExportSection(t *testing.T) {
+func TestRolesReadTheExportSection(t *testing.T) {
 	cases := []struct {
 		name string
 		wasm func(t *testing.T) []byte
-		want bool
+		policy, handler bool
 	}{
-		{"policy", func(t *testing.T) []byte { return trellistest.WasmBytes(t, "../../testdata/allow.wat") }, true},
-		{"handler", func(t *testing.T) []byte { return trellistest.WasmBytes(t, echoWAT) }, false},
-		{"not wasm", func(*testing.T) []byte { return []byte("trellis_policy") }, false},
-		{"truncated export section", func(*testing.T) []byte { return []byte("\x00asm\x01\x00\x00\x00\x07\x05\x01\x0etrel") }, false},
-		{"empty", func(*testing.T) []byte { return nil }, false},
+		{"policy", func(t *testing.T) []byte { return trellistest.WasmBytes(t, "../../testdata/allow.wat") }, true, false},
+		{"handler", func(t *testing.T) []byte { return trellistest.WasmBytes(t, echoWAT) }, false, true},
+		{"Go SDK: both", func(t *testing.T) []byte { return trellistest.WasmBytes(t, "../../testdata/testpolicy") }, true, true},
+		{"not wasm", func(*testing.T) []byte { return []byte("trellis_policy") }, false, false},
+		{"truncated export section", func(*testing.T) []byte { return []byte("\x00asm\x01\x00\x00\x00\x07\x05\x01\x0etrel") }, false, false},
+		{"empty", func(*testing.T) []byte { return nil }, false, false},
 	}
 	for _, c := range cases {
-		if got := plugin.ExportsPolicy(c.wasm(t)); got != c.want {
-			t.Errorf("%s: ExportsPolicy = %v, want %v", c.name, got, c.want)
+		if policy, handler := plugin.Roles(c.wasm(t)); policy != c.policy || handler != c.handler {
+			t.Errorf("%s: Roles = %v, %v; want %v, %v", c.name, policy, handler, c.policy, c.handler)
 		}
 	}
 }

@@ -95,28 +95,34 @@ func (in *instance) errorText(status int32) string {
 	return fmt.Sprintf("policy returned %d", status)
 }
 
-// ExportsPolicy reports whether wasm exports a function named
-// trellis_policy, from its export section alone: no compile, microseconds.
-// It says what a module means to be before it is loaded, for `trellis dev`,
-// which has no config to say; a module that does not parse reports false,
-// and its load says why.
-func ExportsPolicy(wasm []byte) bool {
+// Roles reports whether wasm exports trellis_policy and trellis_handle,
+// from its export section alone: no compile, microseconds. It says what a
+// module can be before it is loaded, for `trellis dev`, which has no config
+// to say; a module that does not parse reports neither, and its load says
+// why. A module may export both (every Go SDK module does).
+func Roles(wasm []byte) (policy, handler bool) {
 	m, err := wasmbin.Parse(wasm)
 	if err != nil {
-		return false
+		return false, false
 	}
 	i := m.Find(wasmbin.Export)
 	if i < 0 {
-		return false
+		return false, false
 	}
 	r := wasmbin.NewReader(m.Sections[i].Payload)
 	for n := r.U32(); n > 0 && r.Err() == nil; n-- {
-		name := r.Name()
+		name := string(r.Name())
 		kind := r.Byte()
 		r.U32()
-		if kind == 0 && string(name) == abi.ExportPolicy && r.Err() == nil {
-			return true
+		if kind != 0 || r.Err() != nil { // functions only
+			continue
+		}
+		switch name {
+		case abi.ExportPolicy:
+			policy = true
+		case abi.ExportHandle:
+			handler = true
 		}
 	}
-	return false
+	return policy, handler
 }

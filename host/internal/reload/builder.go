@@ -3,7 +3,6 @@ package reload
 import (
 	"context"
 	"fmt"
-	"os"
 	"sync"
 	"time"
 
@@ -13,10 +12,12 @@ import (
 )
 
 // Builder builds plugins from source when their source changed: a source
-// whose files (names, sizes, modification times) are as they were at its
-// last build is not built again, and one whose last build failed is not
-// tried again until it changes, so a broken source costs one log line, not
-// one per event. It is safe for concurrent use on different sources.
+// whose fingerprint (build.Fingerprint: its files' content, its toolchain,
+// the SDK and path dependencies it reads) matches the stamp beside its
+// module is not built again, in this process or the next, and one whose
+// last build failed is not tried again until it changes, so a broken source
+// costs one log line, not one per event. It is safe for concurrent use on
+// different sources.
 type Builder struct {
 	log hclog.Logger
 
@@ -26,7 +27,7 @@ type Builder struct {
 
 type source struct {
 	mu     sync.Mutex // one build of a source at a time
-	stamp  string     // of the last build attempt
+	stamp  string     // fingerprint of the last failed build
 	failed error      // of the last build attempt
 }
 
@@ -38,11 +39,12 @@ func NewBuilder(log hclog.Logger) *Builder {
 	return &Builder{log: log, sources: map[string]*source{}}
 }
 
-// Build brings out up to date with the source in dir: it builds when the
-// source changed since the last attempt or out is missing, and says so in
-// built; a failure is the caller's to log. While the source has not
-// changed since a build failed, it returns that failure without building.
-// A build cut short by ctx is no verdict: the next call tries again.
+// Build brings out up to date with the source in dir (build.Update): it
+// builds when the source's fingerprint changed since out was built or out
+// is missing, and says so in built; a failure is the caller's to log. While
+// the source has not changed since a build failed, it returns that failure
+// without building. A build cut short by ctx is no verdict: the next call
+// tries again.
 func (b *Builder) Build(ctx context.Context, name, dir, out string) (built bool, err error) {
 	b.mu.Lock()
 	src := b.sources[dir]
@@ -54,23 +56,24 @@ func (b *Builder) Build(ctx context.Context, name, dir, out string) (built bool,
 	src.mu.Lock()
 	defer src.mu.Unlock()
 
-	stamp, err := sourceStamp(dir)
-	if err != nil {
-		return false, fmt.Errorf("plugin %q: source: %w", name, err)
-	}
-	_, statErr := os.Stat(out)
-	if stamp == src.stamp && (statErr == nil || src.failed != nil) {
-		if src.failed != nil {
+	if src.failed != nil {
+		if fp, err := build.Fingerprint(dir); err == nil && fp == src.stamp {
 			return false, fmt.Errorf("plugin %q: source unchanged since its build failed: %w", name, src.failed)
 		}
-		return false, nil
 	}
 	start := time.Now()
-	err = build.Build(ctx, dir, out)
+	fp, built, err := build.Update(ctx, dir, out)
 	if ctx.Err() != nil {
 		return false, ctx.Err() // not the source's fault: try again next time
 	}
-	src.stamp, src.failed = stamp, err
+	if !built {
+		src.failed = nil
+		if err != nil {
+			return false, fmt.Errorf("plugin %q: source: %w", name, err)
+		}
+		return false, nil
+	}
+	src.stamp, src.failed = fp, err
 	if err != nil {
 		return true, err
 	}

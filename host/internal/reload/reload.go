@@ -37,10 +37,11 @@ type Want struct {
 	Spec host.Spec
 	// Source, if set, is built into Spec.Path first.
 	Source string
-	// AutoPolicy loads the module as a policy (Spec.Policy set, Spec.Policies
-	// and subscription grants cleared) when it exports trellis_policy, and as
-	// Spec says otherwise: what a built module is can only be known once it
-	// is built, and dev mode has no config to say it.
+	// AutoPolicy loads the module as a policy (Spec.Policy set) when it
+	// exports trellis_policy and no trellis_handle, and as Spec says
+	// otherwise: what a built module is can only be known once it is built,
+	// and dev mode has no config to say it. A module loaded as a policy has
+	// no Policies and no subscription grant of its own.
 	AutoPolicy bool
 }
 
@@ -314,8 +315,13 @@ func (r *Reconciler) apply(ctx context.Context, w Want, st *state) (string, erro
 	version := plugin.Version(wasm)
 	spec := w.Spec
 	spec.Wasm = nil
-	if w.AutoPolicy && plugin.ExportsPolicy(wasm) {
-		spec.Policy, spec.Policies, spec.Grants.Subscribe = true, nil, nil
+	if w.AutoPolicy {
+		if policy, handler := plugin.Roles(wasm); policy && !handler {
+			spec.Policy = true
+		}
+		if spec.Policy {
+			spec.Policies, spec.Grants.Subscribe = nil, nil
+		}
 	}
 	if version == st.version && reflect.DeepEqual(spec, st.spec) {
 		return "unchanged", nil
