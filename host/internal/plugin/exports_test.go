@@ -9,8 +9,8 @@ import (
 
 func TestRolesReadTheExportSection(t *testing.T) {
 	cases := []struct {
-		name string
-		wasm func(t *testing.T) []byte
+		name            string
+		wasm            func(t *testing.T) []byte
 		policy, handler bool
 	}{
 		{"policy", func(t *testing.T) []byte { return trellistest.WasmBytes(t, "../../testdata/allow.wat") }, true, false},
