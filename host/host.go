@@ -73,6 +73,13 @@ type Options struct {
 	// TrustedKeys are the Ed25519 keys whose signatures RequireSigned
 	// accepts (see package sign).
 	TrustedKeys []ed25519.PublicKey
+	// HoldTraffic keeps the HTTP ingress from serving until MarkReady is
+	// called: until then every request is answered 503 with Retry-After,
+	// so that a client of a host still loading its plugins is told to come
+	// back rather than refused by a policy not yet loaded. trellis run and
+	// trellis dev set it and mark the host ready once the plugins they
+	// start with are loaded.
+	HoldTraffic bool
 	// RequireSigned makes Load refuse, before compiling it, a module that
 	// does not carry a valid signature by one of TrustedKeys. Without it,
 	// signatures are not looked at. New fails if it is set with no key.
@@ -208,6 +215,8 @@ type Host struct {
 	// with the bindings' snapshots; see servingPolicy.
 	policies atomic.Pointer[map[string]*plugin.Plugin]
 
+	ready atomic.Bool // see Options.HoldTraffic
+
 	mu       sync.Mutex // guards bindings and closing; not on a message's path
 	bindings map[string]*binding
 	closing  bool
@@ -248,6 +257,7 @@ func New(ctx context.Context, opts Options) (*Host, error) {
 		bindings: map[string]*binding{},
 		stopping: make(chan struct{}),
 	}
+	h.ready.Store(!opts.HoldTraffic)
 	// The host outlives New's context, which bounds only the start.
 	h.life, h.endLife = context.WithCancel(context.WithoutCancel(ctx))
 	cacheDir := opts.CacheDir
@@ -298,6 +308,17 @@ func (h *Host) ClientURL() string { return h.bus.ClientURL() }
 
 // Bus returns the host's bus.
 func (h *Host) Bus() *bus.Bus { return h.bus }
+
+// MarkReady makes a host started with Options.HoldTraffic take traffic.
+func (h *Host) MarkReady() {
+	if !h.ready.Swap(true) {
+		h.log.Info("ready: taking traffic")
+	}
+}
+
+// Ready reports whether the host takes traffic: always, unless it was
+// started with Options.HoldTraffic and MarkReady has not been called.
+func (h *Host) Ready() bool { return h.ready.Load() }
 
 // Info describes a loaded plugin.
 type Info struct {

@@ -249,7 +249,16 @@ func registerRoute(mux *http.ServeMux, pattern string, fn http.HandlerFunc) (err
 	return nil
 }
 
+// NotReadyRetryAfter is the Retry-After, in seconds, of the 503 the
+// ingress answers while the host is not ready (see Options.HoldTraffic).
+const NotReadyRetryAfter = "1"
+
 func (h *Host) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	if !h.ready.Load() {
+		w.Header().Set("Retry-After", NotReadyRetryAfter)
+		writeError(w, http.StatusServiceUnavailable, "not ready: plugins are loading")
+		return
+	}
 	mux := h.httpMux.Load()
 	if mux == nil {
 		writeError(w, http.StatusNotFound, "no routes")
