@@ -15,6 +15,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/tetratelabs/wazero"
 
 	"github.com/trellis-mesh/trellis/host/bus"
@@ -134,6 +135,9 @@ type Spec struct {
 	// Shared lets this handler serve subjects another Shared handler serves
 	// too, where Options.ExclusiveSubjects would refuse it.
 	Shared bool
+	// Durable, if set, makes the handler consume its subjects from a
+	// JetStream stream: events are stored and delivered until handled.
+	Durable *Durable
 	// KeySources are key sets the host fetches and keeps fresh in Config
 	// (see KeySource, keysets.go).
 	KeySources []KeySource
@@ -197,10 +201,13 @@ type Host struct {
 	cache    wazero.CompilationCache
 	inflight chan struct{}
 	outbox   *natsOutbox
-	kv       *kv.Store
-	counters Counters
-	seal     identitySeal // see trusted.go
-	keys     keySets      // see keysets.go
+	js       jetstream.JetStream
+	// storedSubjects are the durable handlers' stream subjects; see stored.
+	storedSubjects atomic.Pointer[storedSubjects]
+	kv             *kv.Store
+	counters       Counters
+	seal           identitySeal // see trusted.go
+	keys           keySets      // see keysets.go
 
 	http     *http.Server
 	httpAddr string
@@ -289,7 +296,13 @@ func New(ctx context.Context, opts Options) (*Host, error) {
 		return nil, err
 	}
 	h.bus = b
-	h.outbox = &natsOutbox{nc: b.Conn()}
+	h.outbox = &natsOutbox{nc: b.Conn(), h: h}
+	if h.js, err = jetstream.New(b.Conn()); err != nil {
+		h.endLife()
+		b.Close()
+		h.cache.Close(context.WithoutCancel(ctx))
+		return nil, fmt.Errorf("jetstream: %w", err)
+	}
 	h.kv = kv.New(b.Conn(), "")
 	if err := h.startHTTP(opts.HTTP); err != nil {
 		h.endLife()
