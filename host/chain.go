@@ -225,10 +225,12 @@ func (h *Host) deadLetterMsg(subject, plugin, from string, hdr map[string][]stri
 	m.Header.Set(abi.HeaderDeadLetterSubject, from)
 	m.Header.Set(abi.HeaderDeadLetterPlugin, plugin)
 	m.Header.Set(abi.HeaderDeadLetterAttempts, strconv.Itoa(attempts))
+	// Counted before it is sent, so that whoever receives it sees it counted.
+	h.counters.DeadLetters.Add(1)
 	if err := h.bus.Conn().PublishMsg(m); err != nil {
+		h.counters.DeadLetters.Add(-1)
 		h.log.Error("dead letter failed", "subject", subject, "error", err)
 		return
 	}
-	h.counters.DeadLetters.Add(1)
 	h.log.Warn("event dead-lettered", "plugin", plugin, "subject", from, "dead_letter", subject, "error", last.errText)
 }
