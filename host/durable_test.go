@@ -202,3 +202,33 @@ func TestHTTPEventToADurableSubjectIsAcceptedOnlyWhenStored(t *testing.T) {
 		t.Fatalf("POST without a stream: %d %q, Retry-After %q", resp.StatusCode, body, resp.Header.Get("Retry-After"))
 	}
 }
+
+// Events stored before a host stops are handled once after it starts
+// again on the same store: accepted means delivered, across a restart.
+func TestDurableEventsSurviveARestart(t *testing.T) {
+	store := t.TempDir()
+	onStore := func(o *host.Options) { o.Bus.StoreDir = store }
+	first := trellistest.NewHost(t, onStore)
+	loadLedger(first, t)
+	if err := first.Unload(t.Context(), "ledger"); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 10 {
+		publishStored(t, first.Client(), "ledger.in", fmt.Sprintf("before-restart-%d", i))
+	}
+	first.Client().Close()
+	if err := first.Close(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+
+	second := trellistest.NewHost(t, onStore)
+	l := watchLedger(t, second)
+	loadLedger(second, t)
+	trellistest.WaitFor(t, 20*time.Second, "the events stored before the restart", func() bool { return l.count() == 10 })
+	time.Sleep(200 * time.Millisecond)
+	for i := range 10 {
+		if d := l.deliveries(fmt.Sprintf("before-restart-%d", i)); len(d) != 1 {
+			t.Fatalf("before-restart-%d: deliveries %v, want one", i, d)
+		}
+	}
+}
