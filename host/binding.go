@@ -97,13 +97,14 @@ func (b *binding) ensureWorkers(n int) {
 			// The inbox closes once the binding has drained; if Close gives
 			// up before that, the host's life ends and so do the workers.
 			done := b.h.life.Done()
+			w := new(worker)
 			for {
 				select {
 				case a, ok := <-b.inbox:
 					if !ok {
 						return
 					}
-					b.serve(a)
+					b.serve(a, w)
 				case <-done:
 					return
 				}
@@ -188,14 +189,24 @@ func (b *binding) onMsg(m *nats.Msg) {
 	}
 }
 
-func (b *binding) serve(a arrival) {
+// worker is what one of a binding's workers reuses from message to
+// message, so that serving one allocates nothing of the host's own: the
+// message handed to the plugin and its deadline. Nothing keeps either
+// past the message: the plugin's call, the policies and the reply are
+// done when handle returns.
+type worker struct {
+	msg plugin.Message
+	dl  deadline.Context
+}
+
+func (b *binding) serve(a arrival, w *worker) {
 	snap := b.snap.Load()
 	if a.stored != nil {
-		b.serveStored(a, snap)
+		b.serveStored(a, snap, w)
 		return
 	}
 	m := a.m
-	out, resp, _ := b.handle(a, snap, m, false)
+	out, resp, _ := b.handle(a, snap, m, false, w)
 	b.h.sendNATS(m.Reply, resp, out)
 }
 
@@ -206,7 +217,7 @@ func (b *binding) serve(a arrival) {
 // a policy that failed, no instance in time). A stored event (durable)
 // has no reply subject for the plugin, and its failures are left to
 // JetStream's redelivery rather than dead-lettered here.
-func (b *binding) handle(a arrival, snap *snapshot, m *nats.Msg, durable bool) (outcome, map[string][]string, bool) {
+func (b *binding) handle(a arrival, snap *snapshot, m *nats.Msg, durable bool, w *worker) (outcome, map[string][]string, bool) {
 	h := b.h
 	timeout := snap.plugin.Timeout()
 	// A message from the bus has no caller's context: the host's own
@@ -220,7 +231,8 @@ func (b *binding) handle(a arrival, snap *snapshot, m *nats.Msg, durable bool) (
 		}
 		// Most messages are served well before their deadline: the
 		// context starts a timer only if something waits on it.
-		dl := deadline.At(ctx, at)
+		dl := &w.dl
+		dl.Reset(ctx, at)
 		defer dl.Release()
 		ctx = dl
 	}
@@ -241,7 +253,8 @@ func (b *binding) handle(a arrival, snap *snapshot, m *nats.Msg, durable bool) (
 	if durable {
 		reply = ""
 	}
-	msg := &plugin.Message{Subject: m.Subject, Reply: reply, Header: m.Header, Data: m.Data}
+	msg := &w.msg
+	*msg = plugin.Message{Subject: m.Subject, Reply: reply, Header: m.Header, Data: m.Data}
 	out := h.process(ctx, snap.chain, msg, func(ctx context.Context, msg *plugin.Message) outcome {
 		return b.invoke(ctx, snap, msg, durable)
 	})
@@ -344,10 +357,9 @@ func (b *binding) call(ctx context.Context, p *plugin.Plugin, msg *plugin.Messag
 			res, err = p.Handle(ctx, msg)
 		}
 	}
-	var f *plugin.Fault
-	switch {
+	switch f := asFault(err); {
 	case err == nil:
-	case errors.As(err, &f):
+	case f != nil:
 		level := h.log.Error
 		if f.Kind == plugin.FaultBusy {
 			level = h.log.Warn
@@ -383,8 +395,21 @@ func (b *binding) call(ctx context.Context, p *plugin.Plugin, msg *plugin.Messag
 
 // isClosed reports a call refused because its version was closed.
 func isClosed(err error) bool {
+	f := asFault(err)
+	return f != nil && f.Kind == plugin.FaultClosed
+}
+
+// asFault returns err's Fault, or nil. Apart so that the Fault pointer
+// errors.As needs is made only for an error.
+func asFault(err error) *plugin.Fault {
+	if err == nil {
+		return nil
+	}
 	var f *plugin.Fault
-	return errors.As(err, &f) && f.Kind == plugin.FaultClosed
+	if errors.As(err, &f) {
+		return f
+	}
+	return nil
 }
 
 // unsubscribe undoes subscriptions made for a generation that was not

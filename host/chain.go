@@ -24,20 +24,22 @@ type outcome struct {
 
 func failure(code int, text string) outcome { return outcome{status: code, errText: text} }
 
+// capture holds an answer a handler sent while a policy's response phase
+// waits for it.
+type capture struct{ out *outcome }
+
+func (c *capture) respond(hdr map[string][]string, data []byte) error {
+	c.out = &outcome{header: hdr, data: bytes.Clone(data)}
+	return nil
+}
+
 // process runs msg through chain, then deliver (the handler, or a forward
 // to a subject), then the policies' response phases in reverse. chain is
 // resolved when its snapshot is made: process looks nothing up.
 func (h *Host) process(ctx context.Context, chain []boundPolicy, msg *plugin.Message, deliver func(context.Context, *plugin.Message) outcome) outcome {
-	var captured *outcome
-	capture := func() {
-		if msg.Respond != nil {
-			return // the caller (HTTP ingress) captures already
-		}
-		msg.Respond = func(hdr map[string][]string, data []byte) error {
-			captured = &outcome{header: hdr, data: bytes.Clone(data)}
-			return nil
-		}
-	}
+	// A policy with a response phase needs the handler's answer in hand:
+	// a capture takes it instead of the bus, made only then.
+	var capt *capture
 	var responders []*plugin.Plugin
 	target := ""
 	for _, ref := range chain {
@@ -51,7 +53,10 @@ func (h *Host) process(ctx context.Context, chain []boundPolicy, msg *plugin.Mes
 			return failure(503, "policy "+ref.Name+" is not available")
 		}
 		if p.HasResponsePhase() && (msg.Reply != "" || msg.Respond != nil) {
-			capture()
+			if msg.Respond == nil { // the HTTP ingress captures already
+				capt = &capture{}
+				msg.Respond = capt.respond
+			}
 		}
 		res, err := p.Policy(ctx, msg)
 		if err != nil && isClosed(err) {
@@ -77,8 +82,8 @@ func (h *Host) process(ctx context.Context, chain []boundPolicy, msg *plugin.Mes
 			return failure(503, "policy "+ref.Name+" failed")
 		}
 		if res.Replied {
-			if captured != nil {
-				return *captured
+			if capt != nil && capt.out != nil {
+				return *capt.out
 			}
 			return outcome{sent: true}
 		}
@@ -108,8 +113,8 @@ func (h *Host) process(ctx context.Context, chain []boundPolicy, msg *plugin.Mes
 	} else {
 		out = deliver(ctx, msg)
 	}
-	if out.sent && captured != nil {
-		out = *captured
+	if out.sent && capt != nil && capt.out != nil {
+		out = *capt.out
 	}
 	if len(responders) == 0 || out.none || out.sent {
 		return out
@@ -179,6 +184,12 @@ func (h *Host) sendNATS(reply string, resp map[string][]string, out outcome) {
 	}
 	if out.status != 0 {
 		h.errorReply(reply, out.status, out.errText, resp)
+		return
+	}
+	if len(out.header) == 0 && len(resp) == 0 {
+		if err := h.bus.Conn().Publish(reply, out.data); err != nil {
+			h.log.Warn("reply failed", "subject", reply, "error", err)
+		}
 		return
 	}
 	r := &nats.Msg{Subject: reply, Header: nats.Header{}, Data: out.data}

@@ -231,7 +231,7 @@ func (b *binding) onStored(jm jetstream.Msg) {
 // acknowledged once handled, delivered again after the backoff if the
 // handler or a policy failed (a fault or a status of 500 or more), and
 // given up (dead-lettered when configured) at its last delivery.
-func (b *binding) serveStored(a arrival, snap *snapshot) {
+func (b *binding) serveStored(a arrival, snap *snapshot, w *worker) {
 	h, jm := b.h, a.stored
 	meta, err := jm.Metadata()
 	delivered := uint64(1)
@@ -244,7 +244,7 @@ func (b *binding) serveStored(a arrival, snap *snapshot) {
 	}
 	hdr.Set(abi.HeaderDelivery, strconv.FormatUint(delivered, 10))
 	m := &nats.Msg{Subject: jm.Subject(), Header: hdr, Data: jm.Data()}
-	out, _, failed := b.handle(a, snap, m, true)
+	out, _, failed := b.handle(a, snap, m, true, w)
 	cfg := snap.durable
 	switch {
 	case !failed:
