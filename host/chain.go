@@ -5,43 +5,12 @@ import (
 	"context"
 	"errors"
 	"strconv"
-	"time"
 
 	"github.com/nats-io/nats.go"
 
 	"github.com/trellis-mesh/trellis/abi"
-	"github.com/trellis-mesh/trellis/host/plugin"
-	"github.com/trellis-mesh/trellis/host/resilience"
+	"github.com/trellis-mesh/trellis/host/internal/plugin"
 )
-
-// routeConfig is what a handler's route does around its plugin: policies
-// and fault tolerance. Loading a new spec replaces it atomically.
-type routeConfig struct {
-	policies []PolicyRef
-	res      Resilience
-	breaker  *resilience.Breaker
-}
-
-func (r *route) setConfig(spec Spec) {
-	res := spec.Resilience
-	if res.Backoff <= 0 {
-		res.Backoff = 50 * time.Millisecond
-	}
-	if res.MaxBackoff <= 0 {
-		res.MaxBackoff = 2 * time.Second
-	}
-	if res.BreakerCooldown <= 0 {
-		res.BreakerCooldown = 10 * time.Second
-	}
-	cfg := &routeConfig{policies: spec.Policies, res: res}
-	// Keep the breaker's state across reloads that do not change it.
-	if old := r.cfg.Load(); old != nil && old.breaker.Failures == res.BreakerFailures && old.breaker.Cooldown == res.BreakerCooldown {
-		cfg.breaker = old.breaker
-	} else {
-		cfg.breaker = &resilience.Breaker{Failures: res.BreakerFailures, Cooldown: res.BreakerCooldown}
-	}
-	r.cfg.Store(cfg)
-}
 
 // outcome is how a message's handling ended, for whoever answers the caller.
 type outcome struct {
@@ -55,9 +24,10 @@ type outcome struct {
 
 func failure(code int, text string) outcome { return outcome{status: code, errText: text} }
 
-// process runs msg through policies, then deliver (the handler, or a
-// forward to a subject), then the policies' response phases in reverse.
-func (h *Host) process(ctx context.Context, refs []PolicyRef, msg *plugin.Message, deliver func(context.Context, *plugin.Message) outcome) outcome {
+// process runs msg through chain, then deliver (the handler, or a forward
+// to a subject), then the policies' response phases in reverse. chain is
+// resolved when its snapshot is made: process looks nothing up.
+func (h *Host) process(ctx context.Context, chain []boundPolicy, msg *plugin.Message, deliver func(context.Context, *plugin.Message) outcome) outcome {
 	var captured *outcome
 	capture := func() {
 		if msg.Respond != nil {
@@ -70,8 +40,8 @@ func (h *Host) process(ctx context.Context, refs []PolicyRef, msg *plugin.Messag
 	}
 	var responders []*plugin.Plugin
 	target := ""
-	for _, ref := range refs {
-		p := h.policy(ref.Name)
+	for _, ref := range chain {
+		p := ref.p
 		if p == nil {
 			h.counters.PolicyFailures.Add(1)
 			h.log.Error("policy not loaded", "policy", ref.Name, "subject", msg.Subject, "fail_open", ref.FailOpen)
@@ -84,6 +54,14 @@ func (h *Host) process(ctx context.Context, refs []PolicyRef, msg *plugin.Messag
 			capture()
 		}
 		res, err := p.Policy(ctx, msg)
+		if err != nil && isClosed(err) {
+			// This version was swapped out and closed before the call
+			// began; nothing ran, so run the one serving now.
+			if next := h.servingPolicy(ref.Name); next != nil && next != p {
+				p = next
+				res, err = p.Policy(ctx, msg)
+			}
+		}
 		if err != nil {
 			h.counters.PolicyFailures.Add(1)
 			summary := err.Error()
@@ -193,26 +171,27 @@ func responseOutcome(m *nats.Msg) outcome {
 	return outcome{header: m.Header, data: m.Data}
 }
 
-// sendNATS answers a NATS message with its outcome.
-func (h *Host) sendNATS(msg *plugin.Message, out outcome) {
-	if msg.Reply == "" || out.none || out.sent {
+// sendNATS answers a NATS message on reply with its outcome and the
+// response headers policies and the handler set (resp).
+func (h *Host) sendNATS(reply string, resp map[string][]string, out outcome) {
+	if reply == "" || out.none || out.sent {
 		return
 	}
 	if out.status != 0 {
-		h.errorReply(msg.Reply, out.status, out.errText, msg.RespHeader)
+		h.errorReply(reply, out.status, out.errText, resp)
 		return
 	}
-	r := &nats.Msg{Subject: msg.Reply, Header: nats.Header{}, Data: out.data}
+	r := &nats.Msg{Subject: reply, Header: nats.Header{}, Data: out.data}
 	for k, vs := range out.header {
 		r.Header[k] = vs
 	}
-	for k, vs := range msg.RespHeader {
+	for k, vs := range resp {
 		if _, dup := out.header[k]; !dup {
 			r.Header[k] = append(r.Header[k], vs...)
 		}
 	}
 	if err := h.bus.Conn().PublishMsg(r); err != nil {
-		h.log.Warn("reply failed", "subject", msg.Subject, "error", err)
+		h.log.Warn("reply failed", "subject", reply, "error", err)
 	}
 }
 
@@ -234,16 +213,16 @@ func (h *Host) errorReply(reply string, code int, desc string, extra map[string]
 	}
 }
 
-// deadLetter publishes an event that failed every attempt, with why.
-func (h *Host) deadLetter(subject, plugin string, msg *plugin.Message, last outcome, attempts int) {
+// deadLetterMsg publishes an event that failed every attempt, with why.
+func (h *Host) deadLetterMsg(subject, plugin, from string, hdr map[string][]string, data []byte, last outcome, attempts int) {
 	m := nats.NewMsg(subject)
-	for k, vs := range msg.Header {
+	for k, vs := range hdr {
 		m.Header[k] = append([]string(nil), vs...)
 	}
-	m.Data = msg.Data
+	m.Data = data
 	m.Header.Set(abi.HeaderDeadLetterError, last.errText)
 	m.Header.Set(abi.HeaderDeadLetterErrorCode, strconv.Itoa(last.status))
-	m.Header.Set(abi.HeaderDeadLetterSubject, msg.Subject)
+	m.Header.Set(abi.HeaderDeadLetterSubject, from)
 	m.Header.Set(abi.HeaderDeadLetterPlugin, plugin)
 	m.Header.Set(abi.HeaderDeadLetterAttempts, strconv.Itoa(attempts))
 	if err := h.bus.Conn().PublishMsg(m); err != nil {
@@ -251,5 +230,5 @@ func (h *Host) deadLetter(subject, plugin string, msg *plugin.Message, last outc
 		return
 	}
 	h.counters.DeadLetters.Add(1)
-	h.log.Warn("event dead-lettered", "plugin", plugin, "subject", msg.Subject, "dead_letter", subject, "error", last.errText)
+	h.log.Warn("event dead-lettered", "plugin", plugin, "subject", from, "dead_letter", subject, "error", last.errText)
 }

@@ -1,14 +1,3 @@
-// Package host is the Trellis runtime: it owns the bus, the loaded plugins and
-// the subscriptions that feed messages to them.
-//
-// A message takes one straight path: its subscription's callback puts it in
-// the plugin's bounded inbox (when the inbox is full the callback waits, so a
-// flood backs up into NATS's pending buffers rather than into memory), and
-// one of the plugin's workers, one per pool instance, calls the plugin
-// version current at that moment. Loading a plugin under a name that is already loaded makes the
-// new version, swaps it in with one atomic store, and closes the old one once
-// its calls in flight finish; the subscriptions do not move, so no message is
-// lost or handled twice.
 package host
 
 import (
@@ -20,20 +9,18 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/tetratelabs/wazero"
 
-	"github.com/trellis-mesh/trellis/abi"
 	"github.com/trellis-mesh/trellis/host/bus"
-	"github.com/trellis-mesh/trellis/host/kv"
-	"github.com/trellis-mesh/trellis/host/plugin"
-	"github.com/trellis-mesh/trellis/host/sign"
+	"github.com/trellis-mesh/trellis/host/internal/kv"
+	"github.com/trellis-mesh/trellis/host/internal/plugin"
 )
 
 // Defaults for Options fields left zero.
@@ -44,6 +31,16 @@ const (
 	// instance, each up to its deadline, before the subscription stops taking
 	// more (and NATS buffers them).
 	DefaultQueueDepth = 256
+	// DefaultTimeout is Spec.Timeout when zero.
+	DefaultTimeout = plugin.DefaultTimeout
+	// DefaultInitTimeout is Spec.InitTimeout when zero.
+	DefaultInitTimeout = plugin.DefaultInitTimeout
+	// DefaultMemoryLimit is Spec.MemoryLimit when zero, in bytes.
+	DefaultMemoryLimit = plugin.DefaultMemoryLimit
+	// KVBucket is the JetStream key-value bucket plugins' keys live in,
+	// each under its plugin's namespace (Spec.KVNamespace) and a dot:
+	// `nats kv ls trellis` shows them.
+	KVBucket = kv.DefaultBucket
 )
 
 // Options configure a Host.
@@ -77,6 +74,13 @@ type Options struct {
 	// TrustedKeys are the Ed25519 keys whose signatures RequireSigned
 	// accepts (see package sign).
 	TrustedKeys []ed25519.PublicKey
+	// HoldTraffic keeps the HTTP ingress from serving until MarkReady is
+	// called: until then every request is answered 503 with Retry-After,
+	// so that a client of a host still loading its plugins is told to come
+	// back rather than refused by a policy not yet loaded. trellis run and
+	// trellis dev set it and mark the host ready once the plugins they
+	// start with are loaded.
+	HoldTraffic bool
 	// RequireSigned makes Load refuse, before compiling it, a module that
 	// does not carry a valid signature by one of TrustedKeys. Without it,
 	// signatures are not looked at. New fails if it is set with no key.
@@ -98,15 +102,25 @@ type Spec struct {
 	Queue string
 	// Config is what the plugin reads with the config host function.
 	Config map[string]string
-	// PoolSize, Timeout, InitTimeout and MemoryLimit: see plugin.Options.
-	PoolSize    int
-	Timeout     time.Duration
+	// PoolSize caps the plugin's instances alive at once (default: two per
+	// CPU, at least four).
+	PoolSize int
+	// Timeout is the wall-clock deadline of one message's handling, counted
+	// from its arrival, including the wait for a free instance (default
+	// DefaultTimeout). A negative Timeout turns deadlines off: only for trusted plugins,
+	// since a guest that never returns then holds its instance for ever.
+	Timeout time.Duration
+	// InitTimeout bounds the first instance's start (_initialize and
+	// trellis_init) when the plugin loads (default DefaultInitTimeout);
+	// past it the version is refused.
 	InitTimeout time.Duration
+	// MemoryLimit caps each instance's linear memory in bytes, rounded down
+	// to 64 KiB pages (default DefaultMemoryLimit).
 	MemoryLimit uint64
 	// Grants is what the plugin may do beyond replying. When
 	// Grants.Subscribe is nil, Subjects is the subscription grant: a plugin
 	// with neither may not subscribe to anything.
-	Grants plugin.Grants
+	Grants Grants
 	// Policy loads the module as a traffic policy: it subscribes to nothing
 	// and runs where handlers or HTTP routes name it in their Policies.
 	Policy bool
@@ -121,7 +135,24 @@ type Spec struct {
 	// Shared lets this handler serve subjects another Shared handler serves
 	// too, where Options.ExclusiveSubjects would refuse it.
 	Shared bool
+	// Durable, if set, makes the handler consume its subjects from a
+	// JetStream stream: events are stored and delivered until handled.
+	Durable *Durable
+	// KeySources are key sets the host fetches and keeps fresh in Config
+	// (see KeySource, keysets.go).
+	KeySources []KeySource
+	// keyRefresh marks the load a changed key set makes.
+	keyRefresh bool
 }
+
+// Grants is what the operator allows a plugin beyond replying to the
+// messages it handles: subjects it may publish to, request and subscribe to
+// (NATS wildcards allowed), environment variables and directories it sees
+// through WASI. The zero value grants nothing.
+type Grants = plugin.Grants
+
+// Dir is a host directory mounted into a plugin's WASI file system.
+type Dir = plugin.Dir
 
 // PolicyRef names a policy in a chain.
 type PolicyRef struct {
@@ -170,18 +201,32 @@ type Host struct {
 	cache    wazero.CompilationCache
 	inflight chan struct{}
 	outbox   *natsOutbox
-	kv       *kv.Store
-	counters Counters
-	seal     identitySeal // see trusted.go
+	js       jetstream.JetStream
+	// storedSubjects are the durable handlers' stream subjects; see stored.
+	storedSubjects atomic.Pointer[storedSubjects]
+	kv             *kv.Store
+	counters       Counters
+	seal           identitySeal // see trusted.go
+	keys           keySets      // see keysets.go
 
 	http     *http.Server
 	httpAddr string
 	httpOpts HTTPOptions
 	httpMux  atomic.Pointer[http.ServeMux]
 
-	mu      sync.Mutex
-	routes  map[string]*route
-	closing bool
+	// applyMu orders commits (see Apply); it is never taken on a
+	// message's path.
+	applyMu    sync.Mutex
+	httpRoutes []HTTPRoute // as last applied; under applyMu
+	// policies maps each policy's name to the version serving, published
+	// with the bindings' snapshots; see servingPolicy.
+	policies atomic.Pointer[map[string]*plugin.Plugin]
+
+	ready atomic.Bool // see Options.HoldTraffic
+
+	mu       sync.Mutex // guards bindings and closing; not on a message's path
+	bindings map[string]*binding
+	closing  bool
 
 	// stopping is closed when Close begins: a retry's backoff ends at once
 	// and no retry starts, so that Close does not wait out a backoff.
@@ -192,8 +237,9 @@ type Host struct {
 	// Close returns.
 	life    context.Context
 	endLife context.CancelFunc
-	// retiring counts the goroutines closing versions swapped out. Close
-	// waits for them before it closes the compilation cache they use.
+	// retiring counts the goroutines closing versions swapped out and
+	// plugins unloaded. Close waits for them before it closes the
+	// compilation cache they use.
 	retiring sync.WaitGroup
 }
 
@@ -215,9 +261,10 @@ func New(ctx context.Context, opts Options) (*Host, error) {
 		opts:     opts,
 		log:      opts.Logger,
 		inflight: make(chan struct{}, opts.MaxInFlight),
-		routes:   map[string]*route{},
+		bindings: map[string]*binding{},
 		stopping: make(chan struct{}),
 	}
+	h.ready.Store(!opts.HoldTraffic)
 	// The host outlives New's context, which bounds only the start.
 	h.life, h.endLife = context.WithCancel(context.WithoutCancel(ctx))
 	cacheDir := opts.CacheDir
@@ -249,7 +296,13 @@ func New(ctx context.Context, opts Options) (*Host, error) {
 		return nil, err
 	}
 	h.bus = b
-	h.outbox = &natsOutbox{nc: b.Conn()}
+	h.outbox = &natsOutbox{nc: b.Conn(), h: h}
+	if h.js, err = jetstream.New(b.Conn()); err != nil {
+		h.endLife()
+		b.Close()
+		h.cache.Close(context.WithoutCancel(ctx))
+		return nil, fmt.Errorf("jetstream: %w", err)
+	}
 	h.kv = kv.New(b.Conn(), "")
 	if err := h.startHTTP(opts.HTTP); err != nil {
 		h.endLife()
@@ -269,6 +322,17 @@ func (h *Host) ClientURL() string { return h.bus.ClientURL() }
 // Bus returns the host's bus.
 func (h *Host) Bus() *bus.Bus { return h.bus }
 
+// MarkReady makes a host started with Options.HoldTraffic take traffic.
+func (h *Host) MarkReady() {
+	if !h.ready.Swap(true) {
+		h.log.Info("ready: taking traffic")
+	}
+}
+
+// Ready reports whether the host takes traffic: always, unless it was
+// started with Options.HoldTraffic and MarkReady has not been called.
+func (h *Host) Ready() bool { return h.ready.Load() }
+
 // Info describes a loaded plugin.
 type Info struct {
 	Name     string
@@ -287,182 +351,36 @@ type Info struct {
 func (h *Host) Plugins() []Info {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	out := make([]Info, 0, len(h.routes))
-	for _, r := range h.routes {
-		p := r.current.Load()
-		inUse, idle, max := p.PoolStats()
-		out = append(out, Info{Name: r.name, Version: p.VersionHash(), Subjects: r.subjects(),
-			Queue: r.queue, InUse: inUse, Idle: idle, PoolSize: max, Policy: r.isPolicy, Denied: p.Denied()})
+	out := make([]Info, 0, len(h.bindings))
+	for _, b := range h.bindings {
+		s := b.snap.Load()
+		inUse, idle, max := s.plugin.PoolStats()
+		out = append(out, Info{Name: b.name, Version: s.version, Subjects: append([]string(nil), s.subjects...),
+			Queue: s.queue, InUse: inUse, Idle: idle, PoolSize: max, Policy: b.policy, Denied: s.plugin.Denied()})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
 }
 
-// Load loads spec's plugin and starts serving its subjects. If a plugin of
-// that name is loaded, Load replaces it without losing a message: the new
-// version is verified (Options.RequireSigned), compiled, checked and primed
-// first, and if any of that fails the old version keeps serving and Load
-// returns the error. Spec.Path is read with plugin.ReadModule.
+// Load loads spec's plugin and starts serving its subjects: Apply with a
+// Change of this one spec. If a plugin of that name is loaded, Load
+// replaces it without losing a message: the new version is verified
+// (Options.RequireSigned), compiled, checked and started first, and if any
+// of that fails the old version keeps serving and Load returns the error.
+// Loading the module and settings already serving changes nothing.
+// Spec.Path must name a regular file (not a FIFO or a device); it is read
+// whole and checked not to change while it is read.
 func (h *Host) Load(ctx context.Context, spec Spec) error {
-	if spec.Name == "" {
-		return errors.New("plugin spec without a name")
-	}
-	if err := validName(spec.Name); err != nil {
-		return err
-	}
-	wasm := spec.Wasm
-	if wasm == nil {
-		if spec.Path == "" {
-			return fmt.Errorf("plugin %q: neither Path nor Wasm given", spec.Name)
-		}
-		b, err := plugin.ReadModule(spec.Path)
-		if err != nil {
-			return fmt.Errorf("plugin %q: %w", spec.Name, err)
-		}
-		wasm = b
-	}
-	if ns := kvNamespace(spec); !plugin.ValidKey(ns) {
-		return fmt.Errorf("plugin %q: KV namespace %.64q: want 1 to %d bytes of A-Z a-z 0-9 - _ = . /", spec.Name, ns, abi.MaxKVKeyLen)
-	}
-	if spec.Queue != "" {
-		if err := abi.ValidQueue(spec.Queue); err != nil {
-			return fmt.Errorf("plugin %q: queue %q: %w", spec.Name, spec.Queue, err)
-		}
-	}
-	for _, s := range spec.Subjects {
-		if err := subscribable(s); err != nil {
-			return fmt.Errorf("plugin %q: subject %q: %w", spec.Name, s, err)
-		}
-	}
-	grants := spec.Granted()
-	start := time.Now()
-	version := plugin.Version(wasm)
-	if h.opts.RequireSigned {
-		// Before compiling: an unsigned module gets no further than this.
-		if _, err := sign.Verify(wasm, h.opts.TrustedKeys); err != nil {
-			file := spec.Path
-			if file == "" {
-				file = "(module given as bytes)"
-			}
-			err = fmt.Errorf("plugin %q: %s: refused, signed plugins are required: %w", spec.Name, file, err)
-			h.log.Error("plugin refused", "plugin", spec.Name, "version", version, "path", spec.Path, "error", err)
-			return err
-		}
-	}
-	p, err := plugin.Load(ctx, wasm, plugin.Options{
-		Name:        spec.Name,
-		Config:      spec.Config,
-		PoolSize:    spec.PoolSize,
-		Timeout:     spec.Timeout,
-		InitTimeout: spec.InitTimeout,
-		MemoryLimit: spec.MemoryLimit,
-		Grants:      grants,
-		Logger:      h.log.Named(spec.Name).With("version", version),
-		Outbox:      h.outbox,
-		KV:          h.kv.Namespace(kvNamespace(spec)),
-		Cache:       h.cache,
-	})
-	if err != nil {
-		h.log.Error("plugin refused", "plugin", spec.Name, "version", version, "path", spec.Path, "error", err)
-		return err
-	}
-	loaded := time.Since(start)
-
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.closing {
-		p.Close(ctx)
-		return errors.New("host is closing")
-	}
-	old := h.routes[spec.Name]
-	r := old
-	if r == nil {
-		r = newRoute(h, spec.Name)
-	}
-	if spec.Policy || old != nil && old.isPolicy {
-		return h.swapPolicy(ctx, r, old, p, spec, start, loaded)
-	}
-	if !p.IsHandler() {
-		p.Close(ctx)
-		err := fmt.Errorf("plugin %q: it does not export %s, so it cannot be a handler (load it as a policy?)", spec.Name, abi.ExportHandle)
-		h.log.Error("plugin refused", "plugin", spec.Name, "version", version, "error", err)
-		return err
-	}
-	subjects := spec.Subjects
-	queue := spec.Queue
-	if len(subjects) == 0 {
-		for _, s := range p.Subscriptions() {
-			subjects = append(subjects, s.Subject)
-			if queue == "" && s.Queue != "" {
-				queue = s.Queue
-			}
-		}
-	}
-	if queue == "" {
-		queue = spec.Name
-	}
-	if len(subjects) == 0 {
-		p.Close(ctx)
-		err := fmt.Errorf("plugin %q: it subscribes to no subjects; call subscribe in trellis_init or set subjects in the config", spec.Name)
-		h.log.Error("plugin refused", "plugin", spec.Name, "version", version, "error", err)
-		return err
-	}
-	for _, s := range subjects {
-		if err := subscribable(s); err != nil {
-			p.Close(ctx)
-			return fmt.Errorf("plugin %q: subject %q: %w", spec.Name, s, err)
-		}
-	}
-	if err := abi.ValidQueue(queue); err != nil {
-		p.Close(ctx)
-		return fmt.Errorf("plugin %q: queue %q: %w", spec.Name, queue, err)
-	}
-	if err := h.checkExclusive(spec, subjects); err != nil {
-		p.Close(ctx)
-		h.log.Error("plugin refused", "plugin", spec.Name, "version", version, "error", err)
-		return err
-	}
-	r.setConfig(spec)
-	prev := r.current.Swap(p)
-	if err := r.subscribe(subjects, queue, p.PoolStats); err != nil {
-		if prev != nil {
-			r.current.Store(prev)
-		}
-		p.Close(ctx)
-		return fmt.Errorf("plugin %q: %w", spec.Name, err)
-	}
-	h.routes[spec.Name] = r
-	r.shared = spec.Shared
-	if prev != nil {
-		// In-flight calls finish on the old version; Handle retries a call
-		// that raced with the swap on the new one.
-		h.retire(prev)
-		h.log.Info("plugin reloaded", "plugin", spec.Name, "version", version, "previous", prev.VersionHash(),
-			"subjects", subjects, "load_time", loaded, "swap_time", time.Since(start)-loaded)
-	} else {
-		h.log.Info("plugin loaded", "plugin", spec.Name, "version", version, "subjects", subjects,
-			"queue", queue, "load_time", loaded)
-	}
-	return nil
+	_, err := h.Apply(ctx, Change{Load: []Spec{spec}})
+	return err
 }
 
 // Unload stops serving a plugin: its subscriptions are drained, calls in
-// flight finish, and its instances are closed.
+// flight finish, and its instances are closed. Handlers and HTTP routes
+// that name it as a policy find it missing from then on (see
+// PolicyRef.FailOpen).
 func (h *Host) Unload(ctx context.Context, name string) error {
-	h.mu.Lock()
-	r := h.routes[name]
-	delete(h.routes, name)
-	h.mu.Unlock()
-	if r == nil {
-		return fmt.Errorf("plugin %q is not loaded", name)
-	}
-	version := ""
-	if p := r.current.Load(); p != nil {
-		version = p.VersionHash()
-	}
-	start := time.Now()
-	err := r.close(ctx)
-	h.log.Info("plugin unloaded", "plugin", name, "version", version, "drain_time", time.Since(start))
+	_, err := h.Apply(ctx, Change{Unload: []string{name}})
 	return err
 }
 
@@ -481,6 +399,7 @@ func (h *Host) Close(ctx context.Context) error {
 	h.closing = true
 	close(h.stopping)
 	h.mu.Unlock()
+	h.closeKeys()
 	// If ctx ends before the old versions have drained, they are closed
 	// without waiting any longer.
 	stop := context.AfterFunc(ctx, h.endLife)
@@ -494,26 +413,29 @@ func (h *Host) Close(ctx context.Context) error {
 		errs = append(errs, fmt.Errorf("http ingress: %w", err))
 	}
 
+	// An Apply committing now finishes first; any later one sees closing.
+	h.applyMu.Lock()
 	h.mu.Lock()
-	routes := make([]*route, 0, len(h.routes))
-	for _, r := range h.routes {
-		routes = append(routes, r)
+	bindings := make([]*binding, 0, len(h.bindings))
+	for _, b := range h.bindings {
+		bindings = append(bindings, b)
 	}
-	h.routes = map[string]*route{}
+	h.bindings = map[string]*binding{}
 	h.mu.Unlock()
+	h.applyMu.Unlock()
 
 	var wg sync.WaitGroup
 	var mu sync.Mutex
-	for _, r := range routes {
+	for _, b := range bindings {
 		wg.Add(1)
-		go func(r *route) {
+		go func(b *binding) {
 			defer wg.Done()
-			if err := r.close(ctx); err != nil {
+			if err := b.close(ctx); err != nil {
 				mu.Lock()
-				errs = append(errs, fmt.Errorf("plugin %q: %w", r.name, err))
+				errs = append(errs, fmt.Errorf("plugin %q: %w", b.name, err))
 				mu.Unlock()
 			}
-		}(r)
+		}(b)
 	}
 	wg.Wait()
 	// Old versions share the compilation cache: it closes after them.
@@ -526,104 +448,18 @@ func (h *Host) Close(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// validName checks a plugin's name: it is the default queue group, the
-// logger's name and the default KV namespace, so it must be a queue name
-// and a single subject token.
-func validName(name string) error {
-	if err := abi.ValidQueue(name); err != nil {
-		return fmt.Errorf("plugin name %.64q: %w", name, err)
-	}
-	if strings.ContainsAny(name, ".*>") {
-		return fmt.Errorf("plugin name %q: it may not contain '.', '*' or '>'", name)
-	}
-	return nil
-}
-
-// subscribable checks a subject a handler is to serve: a valid subject or
-// pattern, and not one of the bus's own (see abi.SystemSubject).
-func subscribable(s string) error {
-	if err := abi.ValidSubject(s, true); err != nil {
-		return err
-	}
-	if abi.SystemSubject(s) {
-		return errors.New("system subjects are reachable only through the host functions made for them")
-	}
-	return nil
-}
-
 // Granted returns what the plugin is granted when it loads: Grants, with
 // the subscription grant filled in when Grants.Subscribe is nil. When the
 // spec names Subjects (a policy names none), those replace whatever the
 // plugin subscribes to in trellis_init, so its subscribe calls are granted
 // ">" (system subjects aside) to let its init succeed over subscriptions
 // that are never made. Otherwise it may subscribe to nothing.
-func (spec Spec) Granted() plugin.Grants {
+func (spec Spec) Granted() Grants {
 	g := spec.Grants
 	if g.Subscribe == nil && (len(spec.Subjects) > 0 || spec.Policy) {
 		g.Subscribe = []string{">"}
 	}
 	return g
-}
-
-func kvNamespace(spec Spec) string {
-	if spec.KVNamespace != "" {
-		return spec.KVNamespace
-	}
-	return spec.Name
-}
-
-// swapPolicy installs a policy version: no subscriptions, just the pointer
-// chains look up per message. Called with h.mu held.
-func (h *Host) swapPolicy(ctx context.Context, r, old *route, p *plugin.Plugin, spec Spec, start time.Time, loaded time.Duration) error {
-	if !spec.Policy {
-		p.Close(ctx)
-		return fmt.Errorf("plugin %q is loaded as a policy; unload it before loading a handler of that name", spec.Name)
-	}
-	if old != nil && !old.isPolicy {
-		p.Close(ctx)
-		return fmt.Errorf("plugin %q is loaded as a handler; unload it before loading a policy of that name", spec.Name)
-	}
-	if !p.IsPolicy() {
-		p.Close(ctx)
-		err := fmt.Errorf("plugin %q: it does not export %s, so it cannot be a policy", spec.Name, abi.ExportPolicy)
-		h.log.Error("plugin refused", "plugin", spec.Name, "version", p.VersionHash(), "error", err)
-		return err
-	}
-	r.isPolicy = true
-	prev := r.current.Swap(p)
-	h.routes[spec.Name] = r
-	if prev != nil {
-		h.retire(prev)
-		h.log.Info("policy reloaded", "plugin", spec.Name, "version", p.VersionHash(), "previous", prev.VersionHash(),
-			"load_time", loaded, "swap_time", time.Since(start)-loaded)
-	} else {
-		h.log.Info("policy loaded", "plugin", spec.Name, "version", p.VersionHash(), "load_time", loaded)
-	}
-	return nil
-}
-
-// retire closes a version swapped out once its calls in flight have
-// finished, on a goroutine Close waits for. Called with h.mu held and
-// h.closing false, so that Close's wait counts it.
-func (h *Host) retire(p *plugin.Plugin) {
-	h.retiring.Add(1)
-	go func() {
-		defer h.retiring.Done()
-		if err := p.Close(h.life); err != nil {
-			h.log.Warn("closing old version", "plugin", p.Name(), "version", p.VersionHash(), "error", err)
-		}
-	}()
-}
-
-// policy returns the version of policy name serving now, or nil.
-func (h *Host) policy(name string) *plugin.Plugin {
-	h.mu.Lock()
-	r := h.routes[name]
-	h.mu.Unlock()
-	if r == nil || !r.isPolicy {
-		return nil
-	}
-	return r.current.Load()
 }
 
 // Counters are totals since the host started, for tests and metrics.

@@ -127,7 +127,7 @@ func TestPublishWithoutGrantIsDeniedAndLoggedOnce(t *testing.T) {
 
 // wat builds a fixture of the plugin package.
 func wat(t *testing.T, name string) string {
-	return trellistest.Wasm(t, filepath.Join("plugin", "testdata", name+".wat"))
+	return trellistest.Wasm(t, filepath.Join("internal", "plugin", "testdata", name+".wat"))
 }
 
 func TestFaultsAnswerWithErrorsAndOtherPluginsKeepServing(t *testing.T) {

@@ -18,7 +18,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/trellis-mesh/trellis/abi"
-	"github.com/trellis-mesh/trellis/host/plugin"
+	"github.com/trellis-mesh/trellis/host/internal/plugin"
 )
 
 // Defaults of the HTTP ingress.
@@ -165,21 +165,23 @@ func orDefault[T int | int64 | time.Duration](v *T, def T) {
 // HTTPAddr returns the ingress's address, or "" without one.
 func (h *Host) HTTPAddr() string { return h.httpAddr }
 
-// SetHTTPRoutes replaces the ingress's routes atomically: requests already
-// in flight finish on the routes they started with. If any route is
-// refused (see CheckHTTPRoutes), nothing changes and the error lists every
-// reason.
+// SetHTTPRoutes replaces the ingress's routes atomically: Apply with a
+// Change of the routes alone. Requests already in flight finish on the
+// routes they started with. If any route is refused (see
+// CheckHTTPRoutes), nothing changes and the error lists every reason.
 func (h *Host) SetHTTPRoutes(routes []HTTPRoute) error {
-	mux, errs := buildMux(routes, h.serveRoute)
-	if len(errs) > 0 {
-		joined := make([]error, len(errs))
-		for i, e := range errs {
-			joined[i] = e
-		}
-		return errors.Join(joined...)
-	}
-	h.httpMux.Store(mux)
-	return nil
+	_, err := h.Apply(context.Background(), Change{HTTPRoutes: routes, SetHTTPRoutes: true})
+	return err
+}
+
+// mux builds the ingress's routes with each one's policies resolved
+// against a generation's. Called by a commit, with routes already checked.
+func (h *Host) mux(routes []HTTPRoute, policies map[string]*plugin.Plugin) *http.ServeMux {
+	mux, _ := buildMux(routes, func(rt HTTPRoute) http.HandlerFunc {
+		chain := bindChain(rt.Policies, policies)
+		return func(w http.ResponseWriter, r *http.Request) { h.serveRoute(w, r, rt, chain) }
+	})
+	return mux
 }
 
 // RouteError is one route CheckHTTPRoutes refuses.
@@ -205,13 +207,15 @@ func (e *RouteError) Unwrap() error { return e.Err }
 // It is the rule SetHTTPRoutes applies, so a config checked with it is
 // accepted by the ingress.
 func CheckHTTPRoutes(routes []HTTPRoute) []*RouteError {
-	_, errs := buildMux(routes, func(http.ResponseWriter, *http.Request, HTTPRoute) {})
+	_, errs := buildMux(routes, func(HTTPRoute) http.HandlerFunc {
+		return func(http.ResponseWriter, *http.Request) {}
+	})
 	return errs
 }
 
 // buildMux registers every route on a new ServeMux, collecting every
 // refusal rather than stopping at the first.
-func buildMux(routes []HTTPRoute, serve func(http.ResponseWriter, *http.Request, HTTPRoute)) (*http.ServeMux, []*RouteError) {
+func buildMux(routes []HTTPRoute, handler func(HTTPRoute) http.HandlerFunc) (*http.ServeMux, []*RouteError) {
 	mux := http.NewServeMux()
 	var errs []*RouteError
 	for i, rt := range routes {
@@ -222,7 +226,7 @@ func buildMux(routes []HTTPRoute, serve func(http.ResponseWriter, *http.Request,
 		if rt.Timeout <= 0 {
 			rt.Timeout = DefaultHTTPTimeout
 		}
-		if err := registerRoute(mux, rt.Pattern, func(w http.ResponseWriter, r *http.Request) { serve(w, r, rt) }); err != nil {
+		if err := registerRoute(mux, rt.Pattern, handler(rt)); err != nil {
 			errs = append(errs, &RouteError{Index: i, Pattern: rt.Pattern, Err: err})
 		}
 	}
@@ -245,7 +249,16 @@ func registerRoute(mux *http.ServeMux, pattern string, fn http.HandlerFunc) (err
 	return nil
 }
 
+// NotReadyRetryAfter is the Retry-After, in seconds, of the 503 the
+// ingress answers while the host is not ready (see Options.HoldTraffic).
+const NotReadyRetryAfter = "1"
+
 func (h *Host) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	if !h.ready.Load() {
+		w.Header().Set("Retry-After", NotReadyRetryAfter)
+		writeError(w, http.StatusServiceUnavailable, "not ready: plugins are loading")
+		return
+	}
 	mux := h.httpMux.Load()
 	if mux == nil {
 		writeError(w, http.StatusNotFound, "no routes")
@@ -324,7 +337,8 @@ func requestMessage(r *http.Request, subject string, body []byte) *plugin.Messag
 	}
 }
 
-func (h *Host) serveRoute(w http.ResponseWriter, r *http.Request, rt HTTPRoute) {
+// serveRoute serves one request on rt, whose policies are chain.
+func (h *Host) serveRoute(w http.ResponseWriter, r *http.Request, rt HTTPRoute, chain []boundPolicy) {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.httpOpts.MaxBody))
 	if err != nil {
 		var tooBig *http.MaxBytesError
@@ -365,11 +379,14 @@ func (h *Host) serveRoute(w http.ResponseWriter, r *http.Request, rt HTTPRoute) 
 		return nil
 	}
 	accepted := false
-	out := h.process(ctx, rt.Policies, msg, func(ctx context.Context, msg *plugin.Message) outcome {
+	out := h.process(ctx, chain, msg, func(ctx context.Context, msg *plugin.Message) outcome {
 		if rt.Event {
 			m := &nats.Msg{Subject: msg.Subject, Header: h.seal.sealed(msg.Subject, msg.Header, msg.Data), Data: msg.Data}
-			if err := h.bus.Conn().PublishMsg(m); err != nil {
-				return failure(http.StatusServiceUnavailable, "bus: "+err.Error())
+			// To a durable handler's subject, 202 means stored.
+			if err := h.publishEvent(ctx, m); err != nil {
+				h.log.Warn("event not accepted", "subject", msg.Subject, "error", err)
+				msg.RespHeader = map[string][]string{"Retry-After": {"1"}}
+				return failure(http.StatusServiceUnavailable, "event not accepted; try again")
 			}
 			accepted = true
 			return outcome{data: []byte(`{"status":"accepted"}`), header: map[string][]string{"Content-Type": {"application/json"}}}

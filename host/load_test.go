@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/trellis-mesh/trellis/host"
-	"github.com/trellis-mesh/trellis/host/plugin"
+	"github.com/trellis-mesh/trellis/host/internal/plugin"
 	"github.com/trellis-mesh/trellis/host/trellistest"
 )
 

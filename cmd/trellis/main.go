@@ -31,12 +31,11 @@ import (
 
 	"github.com/trellis-mesh/trellis/abi"
 	"github.com/trellis-mesh/trellis/host"
-	"github.com/trellis-mesh/trellis/host/build"
 	"github.com/trellis-mesh/trellis/host/bus"
 	"github.com/trellis-mesh/trellis/host/config"
 	"github.com/trellis-mesh/trellis/host/dev"
-	"github.com/trellis-mesh/trellis/host/reload"
-	"github.com/trellis-mesh/trellis/host/scaffold"
+	"github.com/trellis-mesh/trellis/host/dev/build"
+	"github.com/trellis-mesh/trellis/host/dev/scaffold"
 )
 
 // version is set at release time with -ldflags "-X main.version=v1.2.3".
@@ -209,7 +208,7 @@ func cmdDev(args []string, stdout, stderr io.Writer) int {
 		Spec:     host.Spec{Timeout: *timeout, PoolSize: *poolSize},
 		Logger:   log,
 	})
-	err = d.Run(ctx, func(res reload.Result) {
+	err = d.Run(ctx, func(res dev.Result) {
 		log.Info("serving; watching for changes", "dir", pos[0], "plugins", strings.Join(res.Loaded, ","),
 			"failed", len(res.Failed), "nats", h.ClientURL())
 	})
@@ -261,7 +260,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	}
 	log := newLogger(cfg.LogLevel, cfg.LogFormat, stderr)
 	opts := host.Options{DataDir: cfg.DataDir, Logger: log, MaxInFlight: cfg.MaxInFlight, Bus: cfg.NATS, HTTP: cfg.HTTP,
-		ExclusiveSubjects: true, TrustedKeys: cfg.TrustedKeys, RequireSigned: cfg.RequireSigned}
+		ExclusiveSubjects: true, TrustedKeys: cfg.TrustedKeys, RequireSigned: cfg.RequireSigned, HoldTraffic: true}
 	if *httpListen != "" {
 		opts.HTTP.Listen = *httpListen
 	}
@@ -273,19 +272,15 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	}
 	// Every plugin must load at startup; later changes that fail leave the
 	// running version serving.
-	loop := reload.NewConfigLoop(h, *file, 0, log)
+	loop := config.NewLoop(h, *file, 0, log)
 	first := loop.Apply(ctx, cfg)
-	if len(first.Failed) > 0 {
-		for name, err := range first.Failed {
-			if strings.HasPrefix(name, "http_route ") {
-				log.Error("http route refused", "route", strings.TrimPrefix(name, "http_route "), "error", err)
-				continue
-			}
-			log.Error("plugin failed to start", "plugin", name, "error", err)
-		}
+	if first.Err != nil {
+		// The loop logged every reason, each naming its plugin or route.
+		log.Error("the config did not start; nothing is served", "config", *file)
 		h.Close(context.Background())
 		return 1
 	}
+	h.MarkReady()
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)

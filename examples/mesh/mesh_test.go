@@ -12,7 +12,6 @@ import (
 
 	"github.com/trellis-mesh/trellis/host"
 	"github.com/trellis-mesh/trellis/host/config"
-	"github.com/trellis-mesh/trellis/host/reload"
 	"github.com/trellis-mesh/trellis/host/trellistest"
 )
 
@@ -30,9 +29,9 @@ func start(t *testing.T) (*trellistest.Host, string) {
 	}
 	cfg.HTTP.Listen = "127.0.0.1:0"
 	h := trellistest.NewHost(t, func(o *host.Options) { o.HTTP = cfg.HTTP })
-	loop := reload.NewConfigLoop(h.Host, "trellis.hcl", 0, h.Logger())
-	if res := loop.Apply(context.Background(), cfg); len(res.Failed) > 0 {
-		t.Fatalf("plugins failed to start: %v", res.Failed)
+	loop := config.NewLoop(h.Host, "trellis.hcl", 0, h.Logger())
+	if res := loop.Apply(context.Background(), cfg); res.Err != nil {
+		t.Fatalf("plugins failed to start: %v", res.Err)
 	}
 	return h, "http://" + h.HTTPAddr()
 }

@@ -20,6 +20,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"reflect"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -98,6 +99,17 @@ type Options struct {
 	// where only Auth.CredsFile applies because the host cannot make a
 	// user of its own. Otherwise the host makes its own credential.
 	Auth Credentials
+
+	// Conn, if set, is the caller's own connection, used as it is: the bus
+	// starts no server, does not reconnect it or close it (the caller
+	// does, after the host's Close). Every other field must be zero but
+	// Logger. For a program that already holds a NATS connection.
+	Conn *nats.Conn
+	// Server, if set, is the caller's own running nats-server; the bus
+	// connects to it in-process and leaves it running on Close. Only Auth
+	// (its CredsFile, user and password, or token), Name and Logger apply.
+	// For a program that embeds nats-server itself.
+	Server *server.Server
 }
 
 // Bus is a connected bus. Close releases it.
@@ -105,9 +117,12 @@ type Bus struct {
 	srv     *server.Server
 	nc      *nats.Conn
 	tempDir string
-	log     hclog.Logger
-	closing atomic.Bool
-	auth    bool
+	// borrowed: the connection, or the server, is the caller's; Close
+	// leaves it open.
+	borrowedConn, borrowedServer bool
+	log                          hclog.Logger
+	closing                      atomic.Bool
+	auth                         bool
 }
 
 // connOptions are the options every host connection has: reconnect
@@ -154,6 +169,9 @@ func Start(ctx context.Context, opts Options) (*Bus, error) {
 	name := opts.Name
 	if name == "" {
 		name = "trellis"
+	}
+	if opts.Conn != nil || opts.Server != nil {
+		return borrow(b, opts, name)
 	}
 	if opts.URL != "" {
 		if len(opts.Users)+len(opts.Export)+len(opts.ExportStream) > 0 {
@@ -368,6 +386,38 @@ func (b *Bus) Authenticated() bool { return b.auth }
 // Embedded reports whether the bus runs a server in this process.
 func (b *Bus) Embedded() bool { return b.srv != nil }
 
+// borrow makes a bus on the caller's connection or server.
+func borrow(b *Bus, opts Options, name string) (*Bus, error) {
+	rest := opts
+	rest.Conn, rest.Server, rest.Logger, rest.Name, rest.Auth = nil, nil, nil, "", Credentials{}
+	if !reflect.DeepEqual(rest, Options{}) || opts.Conn != nil && opts.Server != nil {
+		return nil, errors.New("NATS: a caller's connection or server is used as it is; set no other bus option")
+	}
+	if opts.Conn != nil {
+		if opts.Auth != (Credentials{}) {
+			return nil, errors.New("NATS: a caller's connection is already authenticated; set no Auth")
+		}
+		if opts.Conn.IsClosed() {
+			return nil, errors.New("NATS: the caller's connection is closed")
+		}
+		b.nc, b.borrowedConn = opts.Conn, true
+		b.log.Info("using the caller's NATS connection", "url", opts.Conn.ConnectedUrlRedacted())
+		return b, nil
+	}
+	copts, err := opts.Auth.natsOptions()
+	if err != nil {
+		return nil, fmt.Errorf("NATS: %w", err)
+	}
+	copts = append(copts, b.connOptions(name)...)
+	nc, err := nats.Connect("", append(copts, nats.InProcessServer(opts.Server))...)
+	if err != nil {
+		return nil, fmt.Errorf("connect to the caller's NATS server: %w", err)
+	}
+	b.nc, b.srv, b.borrowedServer = nc, opts.Server, true
+	b.log.Info("connected to the caller's NATS server", "client_url", opts.Server.ClientURL())
+	return b, nil
+}
+
 // Server returns the embedded server, or nil when connected to an external one.
 func (b *Bus) Server() *server.Server { return b.srv }
 
@@ -385,12 +435,15 @@ func (b *Bus) Close() error {
 	b.closing.Store(true)
 	var err error
 	if b.nc != nil && !b.nc.IsClosed() {
+		if b.borrowedConn {
+			return b.nc.FlushTimeout(2 * time.Second)
+		}
 		if ferr := b.nc.FlushTimeout(2 * time.Second); ferr != nil && !errors.Is(ferr, nats.ErrConnectionClosed) {
 			err = ferr
 		}
 		b.nc.Close()
 	}
-	if b.srv != nil {
+	if b.srv != nil && !b.borrowedServer {
 		b.srv.Shutdown()
 		b.srv.WaitForShutdown()
 	}

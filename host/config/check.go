@@ -7,9 +7,9 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/trellis-mesh/trellis/host/build"
 	"github.com/trellis-mesh/trellis/host/bus"
-	"github.com/trellis-mesh/trellis/host/plugin"
+	"github.com/trellis-mesh/trellis/host/dev/build"
+	"github.com/trellis-mesh/trellis/host/internal/plugin"
 )
 
 // CheckOptions tune Check.

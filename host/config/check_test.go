@@ -13,7 +13,7 @@ import (
 // (allow) and a file that is no module into a temporary directory.
 func checkDir(t *testing.T) string {
 	dir := t.TempDir()
-	for name, src := range map[string]string{"v1.wasm": "../reload/testdata/v1.wat", "v2.wasm": "../reload/testdata/v2.wat", "allow.wasm": "../testdata/allow.wat"} {
+	for name, src := range map[string]string{"v1.wasm": "../internal/reload/testdata/v1.wat", "v2.wasm": "../internal/reload/testdata/v2.wat", "allow.wasm": "../testdata/allow.wat"} {
 		if err := os.WriteFile(filepath.Join(dir, name), trellistest.WasmBytes(t, src), 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -105,7 +105,7 @@ plugin "h2" {
 }
 
 func TestCheckBuildsSourcesWhenAsked(t *testing.T) {
-	v1, _ := filepath.Abs("../reload/testdata/v1.wat")
+	v1, _ := filepath.Abs("../internal/reload/testdata/v1.wat")
 	broken := filepath.Join(t.TempDir(), "broken.wat")
 	if err := os.WriteFile(broken, []byte("(module (func $f (result i32)))"), 0o644); err != nil {
 		t.Fatal(err)

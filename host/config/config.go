@@ -61,8 +61,8 @@ import (
 	"github.com/trellis-mesh/trellis/abi"
 	"github.com/trellis-mesh/trellis/host"
 	"github.com/trellis-mesh/trellis/host/bus"
+	"github.com/trellis-mesh/trellis/host/internal/plugin"
 	"github.com/trellis-mesh/trellis/host/internal/regfile"
-	"github.com/trellis-mesh/trellis/host/plugin"
 	"github.com/trellis-mesh/trellis/host/sign"
 )
 
@@ -214,6 +214,7 @@ type pluginSchema struct {
 	Dirs        []dirSchema       `hcl:"dir,block"`
 	KVNamespace *string           `hcl:"kv_namespace,optional"`
 	Shared      *bool             `hcl:"shared,optional"`
+	JWKS        []jwksSchema      `hcl:"jwks,block"` // see jwks.go
 	// Policies only.
 	FailOpen *bool `hcl:"fail_open,optional"`
 	// Handlers only.
@@ -224,6 +225,7 @@ type pluginSchema struct {
 	Breaker    *breakerSchema `hcl:"breaker,block"`
 	Fallback   *string        `hcl:"fallback,optional"`
 	DeadLetter *string        `hcl:"dead_letter,optional"`
+	Durable    *durableSchema `hcl:"durable,block"` // see durable.go
 	DefRange   hcl.Range      `hcl:",def_range"`
 }
 
@@ -497,6 +499,7 @@ func (d *decoder) plugin(ps pluginSchema, dataDir string, isPolicy bool) Plugin 
 	} else if ps.FailOpen != nil {
 		d.add(ps.DefRange, "Invalid plugin setting", "fail_open applies to policy blocks")
 	}
+	p.Durable = d.durable(ps.Durable, isPolicy)
 	res := &p.Resilience
 	res.Idempotent = ps.Idempotent != nil && *ps.Idempotent
 	if n, ok := d.integer(ps.Retries, "retries", 0, MaxRetries); ok {
@@ -566,6 +569,7 @@ func (d *decoder) plugin(ps pluginSchema, dataDir string, isPolicy bool) Plugin 
 		}
 		p.Grants.Dirs = append(p.Grants.Dirs, plugin.Dir{HostPath: d.path(ds.HostPath), GuestPath: ds.GuestPath, ReadOnly: ro})
 	}
+	p.KeySources = d.keySources(ps.JWKS, p.Config)
 	if n, ok := d.integer(ps.PoolSize, "pool_size", 1, MaxPoolSize); ok {
 		p.PoolSize = int(n)
 	}

@@ -13,9 +13,9 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/trellis-mesh/trellis/host"
-	"github.com/trellis-mesh/trellis/host/reload"
-	"github.com/trellis-mesh/trellis/host/scan"
-	"github.com/trellis-mesh/trellis/host/watch"
+	"github.com/trellis-mesh/trellis/host/dev/internal/scan"
+	"github.com/trellis-mesh/trellis/host/internal/reload"
+	"github.com/trellis-mesh/trellis/host/internal/watch"
 )
 
 // Options configure dev mode.
@@ -60,10 +60,10 @@ func New(h *host.Host, dir string, opts Options) *Dev {
 // Sync scans the directory once and makes the host serve what it finds:
 // new plugins are built and loaded, changed ones rebuilt and reloaded,
 // vanished ones unloaded. A plugin that fails keeps its last good version.
-func (d *Dev) Sync(ctx context.Context) (reload.Result, error) {
+func (d *Dev) Sync(ctx context.Context) (Result, error) {
 	pass, err := d.start(ctx)
 	if err != nil {
-		return reload.Result{}, err
+		return Result{}, err
 	}
 	return d.finish(pass), nil
 }
@@ -105,7 +105,7 @@ func (d *Dev) start(ctx context.Context) (*reload.Pass, error) {
 	return d.rec.Start(ctx, wants), nil
 }
 
-func (d *Dev) finish(pass *reload.Pass) reload.Result {
+func (d *Dev) finish(pass *reload.Pass) Result {
 	res := pass.Wait()
 	warnSharedSubjects(d.h, d.log)
 	return res
@@ -116,7 +116,7 @@ func (d *Dev) finish(pass *reload.Pass) reload.Result {
 // Later syncs are not waited for before the next change is looked at, so a
 // plugin that is slow to load does not hold up another's reload. Run
 // returns once every sync it began has ended.
-func (d *Dev) Run(ctx context.Context, started func(reload.Result)) error {
+func (d *Dev) Run(ctx context.Context, started func(Result)) error {
 	defer d.waits.Wait()
 	if !d.opts.Strict {
 		d.log.Warn("dev mode: plugins may publish and request on any subject; use `trellis run --config` for least privilege")
@@ -167,3 +167,6 @@ func warnSharedSubjects(h *host.Host, log hclog.Logger) {
 		}
 	}
 }
+
+// Result says what one pass over the directory did.
+type Result = reload.Result

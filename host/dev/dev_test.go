@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/trellis-mesh/trellis/host/dev"
-	"github.com/trellis-mesh/trellis/host/plugin"
+	"github.com/trellis-mesh/trellis/host/internal/plugin"
 	"github.com/trellis-mesh/trellis/host/trellistest"
 )
 

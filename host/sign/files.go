@@ -6,7 +6,7 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/trellis-mesh/trellis/host/plugin"
+	"github.com/trellis-mesh/trellis/host/internal/plugin"
 )
 
 // WriteKeyPair makes a new key pair and writes the private key to privPath

@@ -15,7 +15,7 @@ import (
 
 	"github.com/trellis-mesh/trellis/host"
 	"github.com/trellis-mesh/trellis/host/bus"
-	"github.com/trellis-mesh/trellis/host/plugin"
+	"github.com/trellis-mesh/trellis/host/internal/plugin"
 )
 
 // Host is a real Trellis host with an embedded NATS server on a free port

@@ -23,7 +23,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/trellis-mesh/trellis/host/build"
+	"github.com/trellis-mesh/trellis/host/dev/build"
 )
 
 // RequireToolchainsEnv names the environment variable that turns a missing

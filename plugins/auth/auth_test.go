@@ -30,10 +30,25 @@ func newKey(t *testing.T) (ed25519.PublicKey, ed25519.PrivateKey) {
 	return pub, priv
 }
 
+// ownKeys is the issuer of keys written in the config, as parseSettings
+// makes it from jwt_hs256_secret and jwt_ed25519_public_key.
+func ownKeys(secret []byte, pub ed25519.PublicKey) Issuer {
+	is := Issuer{Name: "config"}
+	if secret != nil {
+		is.Algorithms = append(is.Algorithms, "HS256")
+		is.Keys = append(is.Keys, Key{Alg: "HS256", Public: secret})
+	}
+	if pub != nil {
+		is.Algorithms = append(is.Algorithms, "EdDSA")
+		is.Keys = append(is.Keys, Key{Alg: "EdDSA", Public: pub})
+	}
+	return is
+}
+
 func TestVerify(t *testing.T) {
 	pub, priv := newKey(t)
 	_, otherPriv := newKey(t)
-	v := &Verifier{HS256Secret: hsSecret, Ed25519Key: pub, Audiences: []string{"orders"}}
+	v := &Verifier{Issuers: []Issuer{ownKeys(hsSecret, pub)}, Audiences: []string{"orders"}}
 	valid := jwttest.Claims{"sub": "ada", "aud": "orders", "exp": now.Unix() + 60}
 	root := jwttest.Claims{"sub": "root", "aud": "orders", "exp": now.Unix() + 60}
 
@@ -86,11 +101,11 @@ func TestVerify(t *testing.T) {
 
 func TestVerifyOnlyAcceptsConfiguredAlgorithms(t *testing.T) {
 	pub, priv := newKey(t)
-	hsOnly := &Verifier{HS256Secret: hsSecret}
+	hsOnly := &Verifier{Issuers: []Issuer{ownKeys(hsSecret, nil)}}
 	if _, err := hsOnly.Verify(jwttest.EdDSA(priv, jwttest.Claims{}), now); !errors.Is(err, ErrAlgorithm) {
 		t.Errorf("EdDSA with no Ed25519 key: %v", err)
 	}
-	edOnly := &Verifier{Ed25519Key: pub}
+	edOnly := &Verifier{Issuers: []Issuer{ownKeys(nil, pub)}}
 	// The classic confusion: HS256 keyed with the public key, which anybody has.
 	if _, err := edOnly.Verify(jwttest.HS256(pub, jwttest.Claims{}), now); !errors.Is(err, ErrAlgorithm) {
 		t.Errorf("HS256 with no secret: %v", err)
@@ -99,21 +114,21 @@ func TestVerifyOnlyAcceptsConfiguredAlgorithms(t *testing.T) {
 
 func TestVerifyExpRules(t *testing.T) {
 	noExp := jwttest.HS256(hsSecret, jwttest.Claims{"sub": "ada"})
-	if _, err := (&Verifier{HS256Secret: hsSecret}).Verify(noExp, now); err != nil {
+	if _, err := (&Verifier{Issuers: []Issuer{ownKeys(hsSecret, nil)}}).Verify(noExp, now); err != nil {
 		t.Errorf("exp optional: %v", err)
 	}
-	if _, err := (&Verifier{HS256Secret: hsSecret, RequireExp: true}).Verify(noExp, now); !errors.Is(err, ErrMissingExp) {
+	if _, err := (&Verifier{Issuers: []Issuer{ownKeys(hsSecret, nil)}, RequireExp: true}).Verify(noExp, now); !errors.Is(err, ErrMissingExp) {
 		t.Errorf("exp required: %v", err)
 	}
 	justExpired := jwttest.HS256(hsSecret, jwttest.Claims{"exp": now.Unix() - 5})
-	if _, err := (&Verifier{HS256Secret: hsSecret, Leeway: 10 * time.Second}).Verify(justExpired, now); err != nil {
+	if _, err := (&Verifier{Issuers: []Issuer{ownKeys(hsSecret, nil)}, Leeway: 10 * time.Second}).Verify(justExpired, now); err != nil {
 		t.Errorf("within leeway: %v", err)
 	}
 }
 
 func TestVerifyReturnsClaimsAsJSONNumbers(t *testing.T) {
 	tok := jwttest.HS256(hsSecret, jwttest.Claims{"sub": "ada", "uid": 12345678901234567, "admin": true, "roles": []string{"a", "b"}})
-	claims, err := (&Verifier{HS256Secret: hsSecret}).Verify(tok, now)
+	claims, err := (&Verifier{Issuers: []Issuer{ownKeys(hsSecret, nil)}}).Verify(tok, now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -242,7 +257,7 @@ func TestJWTPrincipal(t *testing.T) {
 		{jwttest.Claims{}, ""},
 	} {
 		tok := jwttest.HS256(hsSecret, tc.claims)
-		claims, err := (&Verifier{HS256Secret: hsSecret}).Verify(tok, now)
+		claims, err := (&Verifier{Issuers: []Issuer{ownKeys(hsSecret, nil)}}).Verify(tok, now)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -402,7 +417,7 @@ func signHS256(secret []byte, signed string) string {
 // nothing but a token signed with the configured key may pass.
 func FuzzVerify(f *testing.F) {
 	pub := ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize)).Public().(ed25519.PublicKey)
-	v := &Verifier{HS256Secret: hsSecret, Ed25519Key: pub, Audiences: []string{"orders"}}
+	v := &Verifier{Issuers: []Issuer{ownKeys(hsSecret, pub)}, Audiences: []string{"orders"}}
 	good := jwttest.HS256(hsSecret, jwttest.Claims{"sub": "ada", "aud": "orders"})
 	f.Add(good)
 	f.Add(jwttest.WithSignature("none", jwttest.Claims{"aud": "orders"}, nil))

@@ -3,23 +3,26 @@ package main
 import (
 	"bytes"
 	"crypto/ed25519"
-	"crypto/hmac"
-	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/golang-jwt/jwt/v5"
 )
 
 // Why a JWT was refused. Every one of them is a 401 "invalid credentials"
 // except ErrAudience, a 403: the token is genuine but not meant for this
-// service.
+// service. Reason names each for logs and counters.
 var (
 	ErrMalformed   = errors.New("jwt: malformed")
 	ErrAlgorithm   = errors.New("jwt: algorithm not accepted")
+	ErrIssuer      = errors.New("jwt: issuer not accepted")
+	ErrUnknownKey  = errors.New("jwt: no key of the issuer fits the token (kid, algorithm)")
 	ErrSignature   = errors.New("jwt: bad signature")
 	ErrExpired     = errors.New("jwt: expired")
 	ErrMissingExp  = errors.New("jwt: no exp claim")
@@ -27,29 +30,70 @@ var (
 	ErrAudience    = errors.New("jwt: audience does not match")
 )
 
+// Reason is the short name of why err refused a token, as logs and the
+// refusal counters say it: "malformed", "algorithm", "issuer",
+// "unknown_key", "signature", "expired", "missing_exp", "not_yet_valid",
+// "audience"; "invalid" for anything else.
+func Reason(err error) string {
+	for _, r := range []struct {
+		err  error
+		name string
+	}{
+		{ErrMalformed, "malformed"}, {ErrAlgorithm, "algorithm"}, {ErrIssuer, "issuer"},
+		{ErrUnknownKey, "unknown_key"}, {ErrSignature, "signature"}, {ErrExpired, "expired"},
+		{ErrMissingExp, "missing_exp"}, {ErrNotYetValid, "not_yet_valid"}, {ErrAudience, "audience"},
+	} {
+		if errors.Is(err, r.err) {
+			return r.name
+		}
+	}
+	return "invalid"
+}
+
 // maxTokenLen bounds the work one request can ask for; real tokens are a
-// few hundred bytes.
+// few hundred bytes, rarely over 4 KiB even with many groups.
 const maxTokenLen = 16 << 10
 
-// b64 decodes the parts of a token. Strict refuses non-zero padding bits,
-// so each signature has exactly one encoding: a client cannot make many
-// distinct strings out of one token (say, to get a fresh rate-limit bucket
-// keyed on the Authorization header for each).
+// b64 decodes the parts of a token and the members of a JWK. Strict
+// refuses non-zero padding bits, so each signature has exactly one
+// encoding: a client cannot make many distinct strings out of one token
+// (say, to get a fresh rate-limit bucket keyed on the Authorization header
+// for each).
 var b64 = base64.RawURLEncoding.Strict()
 
 // minHS256Secret is the shortest HS256 secret accepted: RFC 7518 section
 // 3.2 requires a key at least as long as the hash output.
 const minHS256Secret = 32
 
-// Verifier checks compact JWS tokens (RFC 7515/7519) signed with HS256 or
-// EdDSA (Ed25519, RFC 8037). An algorithm is accepted only if its key is
-// configured, so a token can never pick a key meant for another algorithm,
-// and "none" is never accepted.
+// Issuer is one source of tokens: the iss it writes, the algorithms it
+// signs with and the keys to check them. Its algorithms are pinned: a
+// token may name only one of them, and each is checked only with a key
+// made for it, so a token can never choose its own algorithm or key.
+type Issuer struct {
+	// Name is the issuer's name in the config, for logs.
+	Name string
+	// Issuer is the iss claim of its tokens. Empty only for the issuer of
+	// the keys written in the config (jwt_hs256_secret,
+	// jwt_ed25519_public_key), which takes tokens whose iss, if any, no
+	// other issuer claims.
+	Issuer string
+	// Algorithms are the JWS algorithms accepted from it.
+	Algorithms []string
+	// Keys verify its tokens. A token with a kid is checked only against
+	// the keys with that kid (and those without one); one without a kid,
+	// against every key that fits its algorithm.
+	Keys []Key
+	// Audiences, if set, replace Verifier.Audiences for this issuer.
+	Audiences []string
+}
+
+// Verifier checks compact JWS tokens (RFC 7515/7519) with
+// github.com/golang-jwt/jwt/v5: HS256, RS256/384/512, PS256/384/512,
+// ES256/384 and EdDSA, each only for an issuer that pins it, with a key
+// made for it. "none" is never accepted.
 type Verifier struct {
-	// HS256Secret, if set, verifies HS256 tokens.
-	HS256Secret []byte
-	// Ed25519Key, if set, verifies EdDSA tokens.
-	Ed25519Key ed25519.PublicKey
+	// Issuers are the accepted issuers, with their keys.
+	Issuers []Issuer
 	// Audiences, if set, are the accepted values of the aud claim: a token
 	// must name at least one of them.
 	Audiences []string
@@ -59,8 +103,8 @@ type Verifier struct {
 	Leeway time.Duration
 }
 
-// Enabled reports whether any key is configured.
-func (v *Verifier) Enabled() bool { return len(v.HS256Secret) > 0 || len(v.Ed25519Key) > 0 }
+// Enabled reports whether any issuer is configured.
+func (v *Verifier) Enabled() bool { return len(v.Issuers) > 0 }
 
 // LooksLikeJWT reports whether tok has the shape of a compact JWS: three
 // non-empty base64url parts separated by dots.
@@ -80,68 +124,132 @@ func notBase64URL(c rune) bool {
 	return !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_')
 }
 
-// Verify checks tok's signature, then its exp, nbf and aud claims against
-// now, and returns its claims. Numbers in the claims are json.Number. The
-// payload is not decoded before the signature has been checked.
+func init() {
+	// NumericDates keep their fraction (RFC 7519 section 2 allows one): the
+	// library's default rounds exp down to the second.
+	jwt.TimePrecision = time.Microsecond
+}
+
+// parser verifies signatures only: the claims are checked afterwards,
+// per issuer, by checkClaims.
+var parser = jwt.NewParser(jwt.WithJSONNumber(), jwt.WithStrictDecoding(), jwt.WithoutClaimsValidation())
+
+// Verify checks tok's signature with the key of its issuer, then its exp,
+// nbf and aud claims against now, and returns its claims. Numbers in the
+// claims are json.Number. The payload is decoded before the signature is
+// checked, to find the issuer (iss) whose keys and algorithms apply, but
+// nothing in it is trusted until the signature has been verified.
 func (v *Verifier) Verify(tok string, now time.Time) (map[string]any, error) {
 	if len(tok) > maxTokenLen || !LooksLikeJWT(tok) {
 		return nil, ErrMalformed
 	}
-	parts := strings.Split(tok, ".")
-	headerJSON, err := b64.DecodeString(parts[0])
+	var issuer *Issuer
+	t, err := parser.ParseWithClaims(tok, jwt.MapClaims{}, func(t *jwt.Token) (any, error) {
+		is, keys, err := v.keysFor(t)
+		issuer = is
+		return keys, err
+	})
 	if err != nil {
-		return nil, ErrMalformed
+		return nil, mapError(err)
 	}
-	sig, err := b64.DecodeString(parts[2])
-	if err != nil {
-		return nil, ErrMalformed
+	if !t.Valid || issuer == nil {
+		return nil, ErrSignature
 	}
-	var header struct {
-		Alg  string          `json:"alg"`
-		Crit json.RawMessage `json:"crit"`
-	}
-	if err := json.Unmarshal(headerJSON, &header); err != nil {
-		return nil, ErrMalformed
-	}
-	if header.Crit != nil {
-		// Extensions marked critical must be understood (RFC 7515 4.1.11);
-		// this verifier understands none.
-		return nil, ErrMalformed
-	}
-	signed := tok[:len(parts[0])+1+len(parts[1])]
-	switch {
-	case header.Alg == "HS256" && len(v.HS256Secret) > 0:
-		mac := hmac.New(sha256.New, v.HS256Secret)
-		mac.Write([]byte(signed))
-		if !hmac.Equal(mac.Sum(nil), sig) {
-			return nil, ErrSignature
-		}
-	case header.Alg == "EdDSA" && len(v.Ed25519Key) == ed25519.PublicKeySize:
-		if !ed25519.Verify(v.Ed25519Key, []byte(signed), sig) {
-			return nil, ErrSignature
-		}
-	default:
-		return nil, ErrAlgorithm
-	}
-
-	payload, err := b64.DecodeString(parts[1])
-	if err != nil {
-		return nil, ErrMalformed
-	}
-	claims, err := decodeClaims(payload)
+	// Decode the verified payload again, strictly: one JSON object and
+	// nothing after it, which the library does not insist on.
+	claims, err := decodeClaims(tok[strings.IndexByte(tok, '.')+1 : strings.LastIndexByte(tok, '.')])
 	if err != nil {
 		return nil, err
 	}
-	if err := v.checkTimes(claims, now); err != nil {
-		return nil, err
-	}
-	if err := v.checkAudience(claims); err != nil {
+	if err := v.checkClaims(issuer, claims, now); err != nil {
 		return nil, err
 	}
 	return claims, nil
 }
 
-func decodeClaims(payload []byte) (map[string]any, error) {
+// keysFor picks the issuer of t by its iss claim and returns the keys of
+// that issuer that may verify t: refusing here, before any signature is
+// checked, an algorithm the issuer does not pin, a critical extension and
+// a kid no key has.
+func (v *Verifier) keysFor(t *jwt.Token) (*Issuer, any, error) {
+	if _, crit := t.Header["crit"]; crit {
+		// Extensions marked critical must be understood (RFC 7515 4.1.11);
+		// this verifier understands none.
+		return nil, nil, ErrMalformed
+	}
+	claims, _ := t.Claims.(jwt.MapClaims)
+	is, err := v.issuerFor(claims["iss"])
+	if err != nil {
+		return nil, nil, err
+	}
+	alg := t.Method.Alg()
+	if !slices.Contains(is.Algorithms, alg) {
+		return nil, nil, ErrAlgorithm
+	}
+	kid, hasKid := "", false
+	if raw, ok := t.Header["kid"]; ok {
+		s, ok := raw.(string)
+		if !ok {
+			return nil, nil, ErrMalformed
+		}
+		kid, hasKid = s, true
+	}
+	var keys []jwt.VerificationKey
+	for _, k := range is.Keys {
+		if hasKid && k.ID != "" && k.ID != kid || k.Alg != "" && k.Alg != alg || !keyFits(k.Public, alg) {
+			continue
+		}
+		keys = append(keys, k.Public)
+	}
+	if len(keys) == 0 {
+		return nil, nil, ErrUnknownKey
+	}
+	return is, jwt.VerificationKeySet{Keys: keys}, nil
+}
+
+// issuerFor finds the issuer whose iss is iss; a token without a string
+// iss, or of an issuer nobody named, goes to the issuer of the config's
+// own keys, if there is one.
+func (v *Verifier) issuerFor(iss any) (*Issuer, error) {
+	s, isString := iss.(string)
+	var keyOnly *Issuer
+	for i := range v.Issuers {
+		is := &v.Issuers[i]
+		if is.Issuer == "" {
+			keyOnly = is
+		} else if isString && is.Issuer == s {
+			return is, nil
+		}
+	}
+	if keyOnly == nil {
+		return nil, ErrIssuer
+	}
+	return keyOnly, nil
+}
+
+// mapError turns the library's errors into ours.
+func mapError(err error) error {
+	for _, ours := range []error{ErrMalformed, ErrAlgorithm, ErrIssuer, ErrUnknownKey} {
+		if errors.Is(err, ours) {
+			return ours
+		}
+	}
+	switch {
+	case errors.Is(err, jwt.ErrTokenMalformed):
+		return ErrMalformed
+	case errors.Is(err, jwt.ErrTokenSignatureInvalid):
+		return ErrSignature
+	default:
+		// An algorithm the library does not know, or no alg at all.
+		return ErrAlgorithm
+	}
+}
+
+func decodeClaims(payloadB64 string) (map[string]any, error) {
+	payload, err := b64.DecodeString(payloadB64)
+	if err != nil {
+		return nil, ErrMalformed
+	}
 	dec := json.NewDecoder(bytes.NewReader(payload))
 	dec.UseNumber()
 	var claims map[string]any
@@ -151,75 +259,63 @@ func decodeClaims(payload []byte) (map[string]any, error) {
 	return claims, nil
 }
 
-func (v *Verifier) checkTimes(claims map[string]any, now time.Time) error {
-	t := float64(now.UnixNano()) / 1e9
-	leeway := v.Leeway.Seconds()
-	exp, hasExp, err := numericDate(claims, "exp")
-	switch {
-	case err != nil:
-		return err
-	case !hasExp && v.RequireExp:
-		return ErrMissingExp
-	case hasExp && t >= exp+leeway:
-		return ErrExpired
+// checkClaims checks a verified token's times, issuer and audience with
+// the library's validator.
+func (v *Verifier) checkClaims(is *Issuer, claims map[string]any, now time.Time) error {
+	timeOpts := []jwt.ParserOption{jwt.WithLeeway(v.Leeway), jwt.WithTimeFunc(func() time.Time { return now })}
+	if v.RequireExp {
+		timeOpts = append(timeOpts, jwt.WithExpirationRequired())
 	}
-	nbf, hasNbf, err := numericDate(claims, "nbf")
-	switch {
-	case err != nil:
-		return err
-	case hasNbf && t+leeway < nbf:
-		return ErrNotYetValid
+	mc := jwt.MapClaims(claims)
+	if err := jwt.NewValidator(timeOpts...).Validate(mc); err != nil {
+		switch {
+		case errors.Is(err, jwt.ErrInvalidType):
+			return ErrMalformed
+		case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
+			return ErrMissingExp
+		case errors.Is(err, jwt.ErrTokenExpired):
+			return ErrExpired
+		case errors.Is(err, jwt.ErrTokenNotValidYet):
+			return ErrNotYetValid
+		}
+		return ErrMalformed
+	}
+	if is.Issuer != "" {
+		if err := jwt.NewValidator(append(timeOpts, jwt.WithIssuer(is.Issuer))...).Validate(mc); err != nil {
+			return ErrIssuer
+		}
+	}
+	auds := v.Audiences
+	if is.Audiences != nil {
+		auds = is.Audiences
+	}
+	if len(auds) > 0 {
+		if !audienceShape(claims["aud"]) {
+			return ErrMalformed
+		}
+		if err := jwt.NewValidator(append(timeOpts, jwt.WithAudience(auds...))...).Validate(mc); err != nil {
+			return ErrAudience
+		}
 	}
 	return nil
 }
 
-// numericDate reads a NumericDate claim: seconds since the epoch, maybe
-// with a fraction. A claim of another type makes the token malformed.
-func numericDate(claims map[string]any, name string) (float64, bool, error) {
-	raw, ok := claims[name]
-	if !ok {
-		return 0, false, nil
-	}
-	n, ok := raw.(json.Number)
-	if !ok {
-		return 0, false, ErrMalformed
-	}
-	f, err := n.Float64()
-	if err != nil {
-		return 0, false, ErrMalformed
-	}
-	return f, true, nil
-}
-
-func (v *Verifier) checkAudience(claims map[string]any) error {
-	if len(v.Audiences) == 0 {
-		return nil
-	}
-	var auds []string
-	switch aud := claims["aud"].(type) {
-	case nil:
-		return ErrAudience
-	case string:
-		auds = []string{aud}
+// audienceShape reports whether aud is absent, a string or an array of
+// strings: the library takes any other type for no audience at all, which
+// would make a token with "aud": 7 forbidden rather than malformed.
+func audienceShape(aud any) bool {
+	switch a := aud.(type) {
+	case nil, string:
+		return true
 	case []any:
-		for _, a := range aud {
-			s, ok := a.(string)
-			if !ok {
-				return ErrMalformed
-			}
-			auds = append(auds, s)
-		}
-	default:
-		return ErrMalformed
-	}
-	for _, a := range auds {
-		for _, want := range v.Audiences {
-			if a == want {
-				return nil
+		for _, e := range a {
+			if _, ok := e.(string); !ok {
+				return false
 			}
 		}
+		return true
 	}
-	return ErrAudience
+	return false
 }
 
 // ParseEd25519Key decodes an Ed25519 public key given as base64 (standard

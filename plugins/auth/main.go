@@ -1,6 +1,8 @@
 // Command auth is the Trellis authentication policy: it lets a message go
 // on only if it carries an accepted static token (API key or opaque bearer
-// token) or a valid JWT (HS256 or EdDSA), and passes on who was
+// token) or a valid JWT (HS256, RS256/384/512, PS256/384/512, ES256/384,
+// EdDSA; verified with github.com/golang-jwt/jwt/v5 against keys from the
+// config, or from a JWKS the host fetches for it), and passes on who was
 // authenticated as the Trellis-Principal header and verified JWT claims as
 // X-Claim-<name> headers. See README.md for its config.
 package main
@@ -14,10 +16,12 @@ import (
 
 	"github.com/trellis-mesh/trellis/abi"
 	"github.com/trellis-mesh/trellis/plugins/internal/policyconf"
+	"github.com/trellis-mesh/trellis/plugins/internal/refusal"
 	trellis "github.com/trellis-mesh/trellis/sdk/go"
 )
 
-// settings is the plugin's parsed config.
+// settings is the plugin's parsed config (see README.md, and keys.go for
+// the issuers).
 type settings struct {
 	header   string
 	tokens   TokenSet
@@ -29,6 +33,7 @@ var cfg *settings
 
 func init() {
 	trellis.OnInit(func() error {
+		logf = trellis.Logf
 		s, err := parseSettings(trellis.Config)
 		if err != nil {
 			return fmt.Errorf("auth: %w", err)
@@ -53,21 +58,11 @@ func parseSettings(get policyconf.Getter) (*settings, error) {
 		return nil, err
 	}
 	s.tokens = tokens
-	if secret, ok := get("jwt_hs256_secret"); ok && secret != "" {
-		if len(secret) < minHS256Secret {
-			return nil, fmt.Errorf("jwt_hs256_secret is %d bytes; HS256 needs at least %d", len(secret), minHS256Secret)
-		}
-		s.verifier.HS256Secret = []byte(secret)
-	}
-	if key, ok := get("jwt_ed25519_public_key"); ok && key != "" {
-		pub, err := ParseEd25519Key(key)
-		if err != nil {
-			return nil, fmt.Errorf("jwt_ed25519_public_key: %w", err)
-		}
-		s.verifier.Ed25519Key = pub
+	if err := s.readKeys(get); err != nil {
+		return nil, err
 	}
 	if s.tokens.Len() == 0 && !s.verifier.Enabled() {
-		return nil, errors.New("nothing to accept: set tokens, jwt_hs256_secret or jwt_ed25519_public_key")
+		return nil, errors.New("nothing to accept: set tokens, jwt_hs256_secret, jwt_ed25519_public_key or jwt_issuers")
 	}
 	s.verifier.Audiences = policyconf.List(get.Or("jwt_audience", ""))
 	requireExp, err := strconv.ParseBool(get.Or("jwt_require_exp", "false"))
@@ -102,10 +97,21 @@ type verdict struct {
 	// principal names who was authenticated (abi.HeaderPrincipal); empty
 	// for a JWT without a usable sub.
 	principal string
+	// why names the cause of a rejection for the log and the refusal
+	// counter (see Reason); the caller never sees it.
+	why string
 }
 
 // authenticate decides on a message's headers at time now.
 func (s *settings) authenticate(h trellis.Header, now time.Time) verdict {
+	v := s.decide(h, now)
+	if v.status == 0 {
+		v.why = ""
+	}
+	return v
+}
+
+func (s *settings) decide(h trellis.Header, now time.Time) verdict {
 	bearer := strings.EqualFold(s.header, "Authorization")
 	challenge := func(v string) string {
 		if bearer {
@@ -115,24 +121,26 @@ func (s *settings) authenticate(h trellis.Header, now time.Time) verdict {
 	}
 	tok, present := Credential(h, s.header)
 	if !present {
-		return verdict{status: 401, reason: "missing credentials", challenge: challenge("Bearer")}
+		return verdict{status: 401, reason: "missing credentials", challenge: challenge("Bearer"), why: "missing"}
 	}
-	invalid := verdict{status: 401, reason: "invalid credentials", challenge: challenge(`Bearer error="invalid_token"`)}
+	invalid := func(why string) verdict {
+		return verdict{status: 401, reason: "invalid credentials", challenge: challenge(`Bearer error="invalid_token"`), why: why}
+	}
 	if tok == "" {
-		return invalid
+		return invalid("scheme")
 	}
 	if id, ok := s.tokens.Match(tok); ok {
 		return verdict{principal: TokenPrincipal(id)}
 	}
 	if !s.verifier.Enabled() || !LooksLikeJWT(tok) {
-		return invalid
+		return invalid("unknown_token")
 	}
 	claims, err := s.verifier.Verify(tok, now)
 	switch {
 	case errors.Is(err, ErrAudience):
-		return verdict{status: 403, reason: "forbidden"}
+		return verdict{status: 403, reason: "forbidden", why: Reason(err)}
 	case err != nil:
-		return invalid
+		return invalid(Reason(err))
 	}
 	principal, _ := JWTPrincipal(claims)
 	return verdict{claims: claims, principal: principal}
@@ -149,6 +157,7 @@ func (s *settings) policy(r *trellis.Inbound, now time.Time) trellis.Decision {
 	}
 	v := s.authenticate(r.Header, now)
 	if v.status != 0 {
+		refusal.Log("auth", v.why, now)
 		if v.challenge != "" {
 			if err := trellis.ResponseHeader("WWW-Authenticate", v.challenge); err != nil {
 				trellis.Logf(trellis.LevelWarn, "auth: response header: %v", err)

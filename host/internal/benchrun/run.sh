@@ -41,13 +41,13 @@ table() {
 }
 
 table "Dispatch, no NATS" -- \
-	go test -run '^$' -bench 'WazeroFloor|Dispatch' -benchtime "$(n 500000x 20000x)" ./host/plugin/
+	go test -run '^$' -bench 'WazeroFloor|Dispatch' -benchtime "$(n 500000x 20000x)" ./host/internal/plugin/
 table "Dispatch per language, interleaved" -- \
-	go test -run '^$' -bench 'DispatchInterleaved' -benchtime "$(n 20000x 2000x)" ./host/conformance/
+	go test -run '^$' -bench 'DispatchInterleaved' -benchtime "$(n 20000x 2000x)" ./host/internal/conformance/
 table "Per language: load and dispatch" -- \
-	go test -run '^$' -bench '^Benchmark(Load|Dispatch)$' -benchtime "$(n 2000x 200x)" ./host/conformance/
+	go test -run '^$' -bench '^Benchmark(Load|Dispatch)$' -benchtime "$(n 2000x 200x)" ./host/internal/conformance/
 table "Interrupt checks on a tight loop" -- \
-	go test -run '^$' -bench 'TightLoop|Instrument' -benchtime "$(n 1s 100ms)" ./host/plugin/internal/interrupt/
+	go test -run '^$' -bench 'TightLoop|Instrument' -benchtime "$(n 1s 100ms)" ./host/internal/plugin/internal/interrupt/
 table "Request/reply, 16 requesters, interleaved" -- \
 	go test -run '^$' -bench RequestReplyInterleaved -benchtime "$(n 200000x 16000x)" ./host/
 for gogc in 100 400; do
@@ -59,6 +59,6 @@ table "Policies" -- \
 table "HTTP ingress" -- \
 	go test -run '^$' -bench HTTPIngress -benchtime "$(n 5000x 500x)" ./host/
 table "Hot reload" -- \
-	go test -run '^$' -bench ReloadLatency -benchtime "$(n 10x 3x)" ./host/reload/
+	go test -run '^$' -bench ReloadLatency -benchtime "$(n 10x 3x)" ./host/internal/reload/
 table "Extism side by side" -- \
 	bash -c "cd host/internal/extismbench && go test -run '^$' -bench . -benchmem -benchtime $(n 2000x 200x)"

@@ -14,7 +14,7 @@ import (
 
 	extism "github.com/extism/go-sdk"
 
-	"github.com/trellis-mesh/trellis/host/plugin"
+	"github.com/trellis-mesh/trellis/host/internal/plugin"
 	"github.com/trellis-mesh/trellis/host/trellistest"
 )
 

@@ -1,5 +1,5 @@
 // Command conformance is the Go SDK's implementation of the Trellis
-// conformance plugin: the behaviours that host/conformance runs against
+// conformance plugin: the behaviours that host/internal/conformance runs against
 // every SDK. It subscribes to "conf.>" and acts on the last token:
 //
 //	conf.echo     reply with the payload

@@ -1,0 +1,442 @@
+package host
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/trellis-mesh/trellis/abi"
+	"github.com/trellis-mesh/trellis/host/internal/deadline"
+	"github.com/trellis-mesh/trellis/host/internal/plugin"
+	"github.com/trellis-mesh/trellis/host/internal/resilience"
+)
+
+// binding is one plugin name's place in the host. For a handler it holds
+// the subscriptions, the inbox they fill and the workers that empty it; for
+// a policy, only its snapshot. Versions come and go; the binding stays.
+//
+// What serves a message is the binding's snapshot, read with one atomic
+// load per message and replaced whole by Apply. The rest of the binding
+// (subscriptions, queue, workers) is changed only by Apply, under the
+// host's applyMu, and read by nobody on a message's path.
+type binding struct {
+	h      *Host
+	name   string
+	policy bool
+	snap   atomic.Pointer[snapshot]
+
+	subs    map[string]*nats.Subscription // under h.applyMu
+	queue   string                        // under h.applyMu
+	workers int                           // under h.applyMu
+	cons    *consumer                     // a durable handler's; under h.applyMu
+
+	// inbox carries messages from the subscriptions' callbacks to the
+	// workers. Workers live as long as the binding, so their stacks, grown
+	// once by the first call into wazero, are not grown again per message.
+	inbox   chan arrival
+	working sync.WaitGroup
+}
+
+// snapshot is everything a message's path reads about one binding:
+// immutable once published.
+type snapshot struct {
+	plugin  *plugin.Plugin
+	spec    Spec   // as applied, Wasm cleared: what the next Apply compares
+	version string // plugin.VersionHash()
+	// subjects and queue are what the binding subscribes to (none for a
+	// policy).
+	subjects []string
+	queue    string
+	// chain is the handler's policies, each resolved to the version
+	// serving when this snapshot was made.
+	chain   []boundPolicy
+	res     Resilience // with defaults filled in
+	breaker *resilience.Breaker
+	// durable is Spec.Durable with defaults, or nil for a handler fed by
+	// subscriptions.
+	durable *Durable
+}
+
+// boundPolicy is a PolicyRef resolved: p is nil when no policy of that name
+// is loaded.
+type boundPolicy struct {
+	PolicyRef
+	p *plugin.Plugin
+}
+
+// arrival is a message and when it arrived: its deadline counts from then,
+// so time spent waiting for a worker counts against it.
+type arrival struct {
+	m      *nats.Msg     // from a subscription
+	stored jetstream.Msg // or from a durable consumer
+	at     time.Duration // deadline.Now()
+}
+
+func newBinding(h *Host, name string, policy bool) *binding {
+	b := &binding{h: h, name: name, policy: policy}
+	if !policy {
+		b.subs = map[string]*nats.Subscription{}
+		b.inbox = make(chan arrival, h.opts.QueueDepth)
+	}
+	return b
+}
+
+// ensureWorkers starts workers until there are n: one per instance the
+// version may have, so every instance can be busy at once.
+func (b *binding) ensureWorkers(n int) {
+	for ; b.workers < n; b.workers++ {
+		b.working.Add(1)
+		go func() {
+			defer b.working.Done()
+			// The inbox closes once the binding has drained; if Close gives
+			// up before that, the host's life ends and so do the workers.
+			done := b.h.life.Done()
+			for {
+				select {
+				case a, ok := <-b.inbox:
+					if !ok {
+						return
+					}
+					b.serve(a)
+				case <-done:
+					return
+				}
+			}
+		}()
+	}
+}
+
+// subscribeNew subscribes to each subject of want not yet subscribed
+// under queue, and returns the subscriptions it made; the caller keeps
+// them (adopt) or undoes them (unsubscribe). Nothing already subscribed
+// is touched, so subjects both versions serve have no gap.
+func (b *binding) subscribeNew(want []string, queue string) ([]*nats.Subscription, error) {
+	nc := b.h.bus.Conn()
+	var made []*nats.Subscription
+	for _, s := range want {
+		if sub := b.subs[s]; sub != nil && queue == b.queue {
+			continue
+		}
+		sub, err := nc.QueueSubscribe(s, queue, b.onMsg)
+		if err != nil {
+			return made, fmt.Errorf("subscribe %q: %w", s, err)
+		}
+		// Let a flood wait in NATS's buffers rather than be dropped early.
+		_ = sub.SetPendingLimits(1<<20, 256<<20)
+		made = append(made, sub)
+	}
+	return made, nil
+}
+
+// adopt makes made (from subscribeNew) the binding's subscriptions for
+// subjects under queue, and drains those no longer wanted: a subject gone,
+// or every subject when the queue group changed.
+func (b *binding) adopt(made []*nats.Subscription, subjects []string, queue string) {
+	if queue != b.queue {
+		for s, sub := range b.subs {
+			_ = sub.Drain()
+			delete(b.subs, s)
+		}
+		b.queue = queue
+	}
+	for _, sub := range made {
+		b.subs[sub.Subject] = sub
+	}
+	want := make(map[string]bool, len(subjects))
+	for _, s := range subjects {
+		want[s] = true
+	}
+	for s, sub := range b.subs {
+		if !want[s] {
+			_ = sub.Drain()
+			delete(b.subs, s)
+		}
+	}
+}
+
+// subjects returns what the binding is subscribed to, as its snapshot says.
+func (b *binding) subjects() []string {
+	if s := b.snap.Load(); s != nil {
+		return s.subjects
+	}
+	return nil
+}
+
+// onMsg runs on the subscription's goroutine. It blocks when the binding's
+// inbox is full: that is the backpressure, and NATS buffers what waits.
+//
+// A message on a system subject (which only a wildcard subscription can
+// match) never reaches a plugin, and one whose reply subject is over
+// abi.MaxSubjectLen is dropped: answering it would send the server a
+// protocol line longer than it accepts, and it would close the host's
+// connection.
+func (b *binding) onMsg(m *nats.Msg) {
+	if len(m.Reply) > abi.MaxSubjectLen || abi.SystemSubject(m.Subject) {
+		b.h.counters.Dropped.Add(1)
+		return
+	}
+	select {
+	case b.inbox <- arrival{m: m, at: deadline.Now()}:
+	case <-b.h.life.Done():
+		// Close gave up waiting: nobody will serve the inbox.
+	}
+}
+
+func (b *binding) serve(a arrival) {
+	snap := b.snap.Load()
+	if a.stored != nil {
+		b.serveStored(a, snap)
+		return
+	}
+	m := a.m
+	out, resp, _ := b.handle(a, snap, m, false)
+	b.h.sendNATS(m.Reply, resp, out)
+}
+
+// handle runs m through the snapshot's policies and handler within the
+// message's deadline and the host-wide cap on calls, and returns how it
+// ended, the response headers policies and the handler set, and whether
+// that is a failure (a status of 500 or more: a fault,
+// a policy that failed, no instance in time). A stored event (durable)
+// has no reply subject for the plugin, and its failures are left to
+// JetStream's redelivery rather than dead-lettered here.
+func (b *binding) handle(a arrival, snap *snapshot, m *nats.Msg, durable bool) (outcome, map[string][]string, bool) {
+	h := b.h
+	timeout := snap.plugin.Timeout()
+	// A message from the bus has no caller's context: the host's own
+	// stands for it, so a Close that runs out of patience ends its calls.
+	ctx := h.life
+	if timeout > 0 {
+		at := a.at + timeout
+		if deadline.Now() > at {
+			h.log.Warn("busy: message waited past its deadline", "plugin", b.name, "subject", m.Subject)
+			return failure(503, "busy: no instance free before the deadline"), nil, true
+		}
+		// Most messages are served well before their deadline: the
+		// context starts a timer only if something waits on it.
+		dl := deadline.At(ctx, at)
+		defer dl.Release()
+		ctx = dl
+	}
+	select {
+	case h.inflight <- struct{}{}:
+	default:
+		select {
+		case h.inflight <- struct{}{}:
+		case <-ctx.Done():
+			h.log.Warn("busy: host-wide call limit reached", "plugin", b.name, "subject", m.Subject)
+			return failure(503, "busy: host-wide call limit reached"), nil, true
+		}
+	}
+	defer func() { <-h.inflight }()
+
+	h.seal.admit(m.Subject, m.Header, m.Data)
+	reply := m.Reply
+	if durable {
+		reply = ""
+	}
+	msg := &plugin.Message{Subject: m.Subject, Reply: reply, Header: m.Header, Data: m.Data}
+	out := h.process(ctx, snap.chain, msg, func(ctx context.Context, msg *plugin.Message) outcome {
+		return b.invoke(ctx, snap, msg, durable)
+	})
+	return out, msg.RespHeader, out.status >= 500
+}
+
+// invoke calls the handler with the binding's fault tolerance: the breaker
+// first, then the call, retried with backoff when the handler is marked
+// idempotent; when every attempt failed, the fallback answers a request and
+// the dead-letter subject receives an event.
+func (b *binding) invoke(ctx context.Context, snap *snapshot, msg *plugin.Message, durable bool) outcome {
+	h := b.h
+	res := snap.res
+	var last outcome
+	attempts := 0
+	for attempt := 1; ; attempt++ {
+		attempts = attempt
+		if !snap.breaker.Allow() {
+			h.counters.BreakerRejects.Add(1)
+			last = failure(503, "circuit open: "+b.name+" is failing; try again later")
+			break
+		}
+		out, failed := b.call(ctx, snap.plugin, msg)
+		snap.breaker.Record(failed)
+		if !failed || out.sent {
+			return out // a success, a client error, or a reply already out
+		}
+		last = out
+		if res.Idempotent && attempt <= res.Retries {
+			wait := resilience.Backoff(attempt, res.Backoff, res.MaxBackoff)
+			if why := h.backoff(ctx, wait); why != "" {
+				h.log.Debug("not retrying", "plugin", b.name, "subject", msg.Subject, "attempt", attempt+1, "reason", why)
+				break
+			}
+			h.log.Debug("retrying", "plugin", b.name, "subject", msg.Subject, "attempt", attempt+1, "after", wait)
+			continue
+		}
+		break
+	}
+	h.counters.HandlerFailures.Add(1)
+	if msg.Reply != "" || msg.Respond != nil {
+		if res.Fallback != nil {
+			h.counters.Fallbacks.Add(1)
+			return outcome{header: map[string][]string{abi.HeaderFallback: {"true"}}, data: res.Fallback}
+		}
+		return last
+	}
+	if durable {
+		return last // JetStream delivers it again, or serveStored gives it up
+	}
+	if res.DeadLetter != "" {
+		h.deadLetterMsg(res.DeadLetter, b.name, msg.Subject, msg.Header, msg.Data, last, attempts)
+	}
+	return outcome{none: true}
+}
+
+// backoff waits d before a retry. It returns at once, with the reason,
+// when the retry could not start before the message's deadline or the
+// host is closing, and stops waiting when either happens; it returns ""
+// when the retry may go ahead. Retries counts the waits begun.
+func (h *Host) backoff(ctx context.Context, d time.Duration) string {
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) <= d {
+		return "the backoff would end past the message's deadline"
+	}
+	select {
+	case <-h.stopping:
+		return "the host is closing"
+	default:
+	}
+	h.counters.Retries.Add(1)
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	case <-h.stopping:
+	}
+	select {
+	case <-h.stopping:
+		return "the host is closing"
+	default:
+	}
+	if err := ctx.Err(); err != nil {
+		return "the message's context ended: " + err.Error()
+	}
+	return ""
+}
+
+// call runs the handler version p once. failed reports a fault or a status
+// of 500 or more.
+func (b *binding) call(ctx context.Context, p *plugin.Plugin, msg *plugin.Message) (outcome, bool) {
+	h := b.h
+	res, err := p.Handle(ctx, msg)
+	if err != nil && isClosed(err) {
+		// The version this message's snapshot named was swapped out and
+		// closed before the call began; nothing ran, so run it on the
+		// version serving now.
+		if next := b.snap.Load(); next != nil && next.plugin != p {
+			p = next.plugin
+			res, err = p.Handle(ctx, msg)
+		}
+	}
+	var f *plugin.Fault
+	switch {
+	case err == nil:
+	case errors.As(err, &f):
+		level := h.log.Error
+		if f.Kind == plugin.FaultBusy {
+			level = h.log.Warn
+		}
+		level("plugin fault", "plugin", f.Plugin, "version", f.Version, "subject", msg.Subject,
+			"fault", f.Kind.String(), "error", f.Summary())
+		h.log.Debug("plugin fault detail", "plugin", f.Plugin, "error", f.Err)
+		if res.Replied {
+			return outcome{sent: true}, true
+		}
+		return failure(f.Kind.Code(), f.Kind.String()+": "+f.Summary()), true
+	default:
+		h.log.Error("plugin call failed", "plugin", b.name, "subject", msg.Subject, "error", err)
+		return failure(500, err.Error()), true
+	}
+	switch {
+	case res.Status != 0:
+		h.log.Warn("handler failed", "plugin", b.name, "version", p.VersionHash(), "subject", msg.Subject,
+			"status", res.Status, "error", res.Error)
+		if res.Replied {
+			return outcome{sent: true}, res.Status >= 500
+		}
+		code := int(res.Status)
+		if code < 0 {
+			code = 500
+		}
+		return failure(code, res.Error), code >= 500
+	case res.Replied:
+		return outcome{sent: true}, false
+	}
+	return outcome{none: true}, false
+}
+
+// isClosed reports a call refused because its version was closed.
+func isClosed(err error) bool {
+	var f *plugin.Fault
+	return errors.As(err, &f) && f.Kind == plugin.FaultClosed
+}
+
+// unsubscribe undoes subscriptions made for a generation that was not
+// committed. Draining delivers what they already received to the binding,
+// whose snapshot serves it.
+func unsubscribe(subs []*nats.Subscription) {
+	for _, sub := range subs {
+		_ = sub.Drain()
+	}
+}
+
+// close drains the subscriptions, waits for their messages to be served and
+// the workers to end, and closes the version serving. Called by Apply
+// after the binding has left the generation, or by Close.
+func (b *binding) close(ctx context.Context) error {
+	if b.cons != nil {
+		// What the consumer fetched reaches the inbox first; what it had
+		// not is redelivered by JetStream to another host, or later.
+		b.cons.stop()
+		b.cons = nil
+	}
+	if !b.policy {
+		drained := make([]<-chan nats.SubStatus, 0, len(b.subs))
+		for _, sub := range b.subs {
+			// Asked before Drain, so the change cannot be missed; a
+			// subscription already closed reports it at once.
+			drained = append(drained, sub.StatusChanged(nats.SubscriptionClosed))
+			_ = sub.Drain()
+		}
+		b.subs = map[string]*nats.Subscription{}
+		// Drain delivers what is pending to onMsg, then closes the
+		// subscription, which the channel reports (and is then closed).
+		for _, ch := range drained {
+			select {
+			case <-ch:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		// onMsg has put every message in the inbox; the workers serve what
+		// is there and stop.
+		close(b.inbox)
+		done := make(chan struct{})
+		go func() { b.working.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	if s := b.snap.Load(); s != nil {
+		return s.plugin.Close(ctx)
+	}
+	return nil
+}

@@ -1,0 +1,281 @@
+// Package kv is the host's key-value store for plugins: NATS JetStream KV
+// on the host's own bus, so that state such as a rate limit or an order
+// store holds across pool instances and across every host sharing the
+// cluster.
+//
+// All plugins share one bucket; each sees only keys under its namespace
+// (its name, unless the operator gives several plugins the same one).
+// Per-key expiry uses JetStream's per-message TTL; compare-and-set and
+// increment use the stream's expected-last-sequence check, so they are
+// atomic across hosts without a lock.
+//
+// The bucket is a JetStream stream anyone with access to the host's account
+// can delete. When a call finds it gone, the store forgets its handle,
+// creates the bucket again and retries the call once, so state is lost
+// but service is not.
+package kv
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/trellis-mesh/trellis/host/internal/plugin"
+)
+
+// DefaultBucket is the JetStream KV bucket plugins' keys live in.
+const DefaultBucket = "trellis"
+
+// maxAttempts bounds compare-and-set loops under contention; each attempt
+// also respects the caller's deadline.
+const maxAttempts = 64
+
+// Store opens the bucket on first use and hands out namespaced views.
+type Store struct {
+	nc     *nats.Conn
+	bucket string
+
+	mu sync.Mutex
+	h  *handle
+}
+
+// handle is an open bucket; it is replaced whole when the bucket is gone.
+type handle struct {
+	kv     jetstream.KeyValue
+	stream jetstream.Stream
+}
+
+// New returns a store on nc's JetStream. Nothing is created until a plugin
+// uses it.
+func New(nc *nats.Conn, bucket string) *Store {
+	if bucket == "" {
+		bucket = DefaultBucket
+	}
+	return &Store{nc: nc, bucket: bucket}
+}
+
+func (s *Store) open(ctx context.Context) (*handle, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.h != nil {
+		return s.h, nil
+	}
+	js, err := jetstream.New(s.nc)
+	if err != nil {
+		return nil, fmt.Errorf("jetstream: %w", err)
+	}
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:         s.bucket,
+		Description:    "Trellis plugin state",
+		History:        1,
+		Storage:        jetstream.FileStorage,
+		LimitMarkerTTL: time.Second, // enables per-key TTL
+	})
+	if err != nil {
+		return nil, fmt.Errorf("kv bucket %s (is JetStream enabled?): %w", s.bucket, err)
+	}
+	stream, err := js.Stream(ctx, "KV_"+s.bucket)
+	if err != nil {
+		return nil, fmt.Errorf("kv bucket %s: %w", s.bucket, err)
+	}
+	s.h = &handle{kv: kv, stream: stream}
+	return s.h, nil
+}
+
+// forget drops h if it is still the current handle, so that the next call
+// opens (and if need be creates) the bucket again.
+func (s *Store) forget(h *handle) {
+	s.mu.Lock()
+	if s.h == h {
+		s.h = nil
+	}
+	s.mu.Unlock()
+}
+
+// gone reports whether err says the bucket's stream no longer exists:
+// deleted through the JetStream API, or never re-created after a restart
+// of a server without persistence.
+func gone(err error) bool {
+	if errors.Is(err, jetstream.ErrStreamNotFound) || errors.Is(err, jetstream.ErrBucketNotFound) ||
+		errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders) {
+		return true
+	}
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamNotFound
+}
+
+// do runs fn on the open bucket; if the bucket turns out to be gone, it
+// opens it again and runs fn once more.
+func (s *Store) do(ctx context.Context, fn func(*handle) error) error {
+	h, err := s.open(ctx)
+	if err != nil {
+		return err
+	}
+	err = fn(h)
+	if !gone(err) {
+		return err
+	}
+	s.forget(h)
+	if h, err = s.open(ctx); err != nil {
+		return err
+	}
+	return fn(h)
+}
+
+// Namespace returns the view of the store a plugin gets.
+func (s *Store) Namespace(ns string) plugin.KV { return &view{s: s, prefix: ns + "."} }
+
+type view struct {
+	s      *Store
+	prefix string
+}
+
+func (v *view) key(k string) (string, error) {
+	if !plugin.ValidKey(k) {
+		return "", plugin.ErrKVBadKey
+	}
+	return v.prefix + k, nil
+}
+
+// entry reads the key's last message in one go: its value, its sequence
+// (what an expected-last-sequence check compares with) and whether it holds
+// a value at all, as opposed to a delete, purge or expiry marker. Reading
+// both from one message is what keeps compare-and-set honest.
+func (v *view) entry(ctx context.Context, h *handle, key string) ([]byte, uint64, bool, error) {
+	m, err := h.stream.GetLastMsgForSubject(ctx, "$KV."+v.s.bucket+"."+key)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil, 0, false, nil
+	}
+	if err != nil {
+		return nil, 0, false, err
+	}
+	if m.Header.Get("KV-Operation") != "" || m.Header.Get("Nats-Marker-Reason") != "" {
+		return nil, m.Sequence, false, nil
+	}
+	return m.Data, m.Sequence, true, nil
+}
+
+func (v *view) Get(ctx context.Context, k string) ([]byte, error) {
+	key, err := v.key(k)
+	if err != nil {
+		return nil, err
+	}
+	var val []byte
+	var found bool
+	err = v.s.do(ctx, func(h *handle) (err error) {
+		val, _, found, err = v.entry(ctx, h, key)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if !found {
+		return nil, plugin.ErrKVNotFound
+	}
+	return val, nil
+}
+
+func (v *view) publish(ctx context.Context, key string, value []byte, ttl time.Duration, opts ...jetstream.PublishOpt) error {
+	js, err := jetstream.New(v.s.nc)
+	if err != nil {
+		return err
+	}
+	if ttl > 0 {
+		if ttl < time.Second {
+			ttl = time.Second // JetStream's TTL granularity
+		}
+		opts = append(opts, jetstream.WithMsgTTL(ttl))
+	}
+	_, err = js.PublishMsg(ctx, &nats.Msg{Subject: "$KV." + v.s.bucket + "." + key, Data: value}, opts...)
+	return err
+}
+
+func (v *view) Set(ctx context.Context, k string, value []byte, ttl time.Duration) error {
+	key, err := v.key(k)
+	if err != nil {
+		return err
+	}
+	return v.s.do(ctx, func(*handle) error { return v.publish(ctx, key, value, ttl) })
+}
+
+func (v *view) Delete(ctx context.Context, k string) error {
+	key, err := v.key(k)
+	if err != nil {
+		return err
+	}
+	return v.s.do(ctx, func(h *handle) error { return h.kv.Delete(ctx, key) })
+}
+
+// cas publishes value if the key's revision is still rev (0: no message at
+// all for the key).
+func (v *view) cas(ctx context.Context, key string, rev uint64, value []byte, ttl time.Duration) error {
+	err := v.publish(ctx, key, value, ttl, jetstream.WithExpectLastSequencePerSubject(rev))
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
+		return plugin.ErrKVConflict
+	}
+	return err
+}
+
+func (v *view) CAS(ctx context.Context, k string, expected, value []byte, ttl time.Duration) error {
+	key, err := v.key(k)
+	if err != nil {
+		return err
+	}
+	return v.s.do(ctx, func(h *handle) error {
+		cur, rev, found, err := v.entry(ctx, h, key)
+		if err != nil {
+			return err
+		}
+		if (expected == nil && found) || (expected != nil && (!found || !bytes.Equal(cur, expected))) {
+			return plugin.ErrKVConflict
+		}
+		return v.cas(ctx, key, rev, value, ttl)
+	})
+}
+
+func (v *view) Incr(ctx context.Context, k string, delta int64, ttl time.Duration) (int64, error) {
+	key, err := v.key(k)
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	err = v.s.do(ctx, func(h *handle) error {
+		for attempt := 0; attempt < maxAttempts; attempt++ {
+			cur, rev, found, err := v.entry(ctx, h, key)
+			if err != nil {
+				return err
+			}
+			n = 0
+			if found {
+				if n, err = strconv.ParseInt(string(cur), 10, 64); err != nil {
+					return plugin.ErrKVNotInteger
+				}
+			}
+			n += delta
+			err = v.cas(ctx, key, rev, strconv.AppendInt(nil, n, 10), ttl)
+			if err == nil {
+				return nil
+			}
+			if !errors.Is(err, plugin.ErrKVConflict) {
+				return err
+			}
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+		}
+		return context.DeadlineExceeded
+	})
+	if err != nil {
+		return 0, err
+	}
+	return n, nil
+}
