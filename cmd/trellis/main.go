@@ -59,6 +59,7 @@ Run "trellis VERB --help" for a verb's flags.
 `
 
 func main() {
+	applyGCPolicy(os.Getenv)
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
