@@ -56,6 +56,7 @@ as the nats CLI does: -s/--server, $NATS_URL, --context or the selected nats con
 `
 
 func main() {
+	applyGCPolicy(os.Getenv)
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
@@ -271,7 +272,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	}
 	log := newLogger(cfg.LogLevel, cfg.LogFormat, stderr)
 	opts := host.Options{DataDir: cfg.DataDir, Logger: log, MaxInFlight: cfg.MaxInFlight, Bus: cfg.NATS, HTTP: cfg.HTTP,
-		ExclusiveSubjects: true, TrustedKeys: cfg.TrustedKeys, RequireSigned: cfg.RequireSigned}
+		ExclusiveSubjects: true, TrustedKeys: cfg.TrustedKeys, RequireSigned: cfg.RequireSigned, HoldTraffic: true}
 	if *httpListen != "" {
 		opts.HTTP.Listen = *httpListen
 	}
@@ -291,6 +292,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		h.Close(context.Background())
 		return 1
 	}
+	h.MarkReady()
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
