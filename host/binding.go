@@ -12,6 +12,7 @@ import (
 
 	"github.com/trellis-mesh/trellis/abi"
 	"github.com/trellis-mesh/trellis/host/internal/deadline"
+	"github.com/trellis-mesh/trellis/host/internal/metrics"
 	"github.com/trellis-mesh/trellis/host/internal/plugin"
 	"github.com/trellis-mesh/trellis/host/internal/resilience"
 )
@@ -39,6 +40,8 @@ type binding struct {
 	// once by the first call into wazero, are not grown again per message.
 	inbox   chan arrival
 	working sync.WaitGroup
+
+	metrics *metrics.Plugin // a handler's; nil without metrics (observe.go)
 }
 
 // snapshot is everything a message's path reads about one binding:
@@ -77,6 +80,7 @@ func newBinding(h *Host, name string, policy bool) *binding {
 	if !policy {
 		b.subs = map[string]*nats.Subscription{}
 		b.inbox = make(chan arrival, h.opts.QueueDepth)
+		b.metrics = h.metrics.Plugin(name)
 	}
 	return b
 }
@@ -185,6 +189,7 @@ func (b *binding) onMsg(m *nats.Msg) {
 func (b *binding) serve(a arrival) {
 	h, m := b.h, a.m
 	snap := b.snap.Load()
+	obs := b.observe(m, a.at)
 	timeout := snap.plugin.Timeout()
 	// A message from the bus has no caller's context: the host's own
 	// stands for it, so a Close that runs out of patience ends its calls.
@@ -194,6 +199,7 @@ func (b *binding) serve(a arrival) {
 		if deadline.Now() > at {
 			h.log.Warn("busy: message waited past its deadline", "plugin", b.name, "subject", m.Subject)
 			h.errorReply(m.Reply, 503, "busy: no instance free before the deadline", nil)
+			b.observed(obs, outcome{status: 503, fault: uint8(plugin.FaultBusy) + 1})
 			return
 		}
 		// Most messages are served well before their deadline: the
@@ -210,6 +216,7 @@ func (b *binding) serve(a arrival) {
 		case <-ctx.Done():
 			h.log.Warn("busy: host-wide call limit reached", "plugin", b.name, "subject", m.Subject)
 			h.errorReply(m.Reply, 503, "busy: host-wide call limit reached", nil)
+			b.observed(obs, outcome{status: 503, fault: uint8(plugin.FaultBusy) + 1})
 			return
 		}
 	}
@@ -221,6 +228,7 @@ func (b *binding) serve(a arrival) {
 		return b.invoke(ctx, snap, msg)
 	})
 	h.sendNATS(msg, out)
+	b.observed(obs, out)
 }
 
 // invoke calls the handler with the binding's fault tolerance: the breaker
@@ -236,6 +244,7 @@ func (b *binding) invoke(ctx context.Context, snap *snapshot, msg *plugin.Messag
 		attempts = attempt
 		if !snap.breaker.Allow() {
 			h.counters.BreakerRejects.Add(1)
+			b.metrics.BreakerReject()
 			last = failure(503, "circuit open: "+b.name+" is failing; try again later")
 			break
 		}
@@ -252,6 +261,7 @@ func (b *binding) invoke(ctx context.Context, snap *snapshot, msg *plugin.Messag
 				break
 			}
 			h.log.Debug("retrying", "plugin", b.name, "subject", msg.Subject, "attempt", attempt+1, "after", wait)
+			b.metrics.Retry()
 			continue
 		}
 		break
@@ -260,12 +270,14 @@ func (b *binding) invoke(ctx context.Context, snap *snapshot, msg *plugin.Messag
 	if msg.Reply != "" || msg.Respond != nil {
 		if res.Fallback != nil {
 			h.counters.Fallbacks.Add(1)
+			b.metrics.Fallback()
 			return outcome{header: map[string][]string{abi.HeaderFallback: {"true"}}, data: res.Fallback}
 		}
 		return last
 	}
 	if res.DeadLetter != "" {
 		h.deadLetter(res.DeadLetter, b.name, msg, last, attempts)
+		b.metrics.DeadLetter()
 	}
 	return outcome{none: true}
 }
@@ -306,6 +318,7 @@ func (h *Host) backoff(ctx context.Context, d time.Duration) string {
 // of 500 or more.
 func (b *binding) call(ctx context.Context, p *plugin.Plugin, msg *plugin.Message) (outcome, bool) {
 	h := b.h
+	start := deadline.Now()
 	res, err := p.Handle(ctx, msg)
 	if err != nil && isClosed(err) {
 		// The version this message's snapshot named was swapped out and
@@ -316,10 +329,12 @@ func (b *binding) call(ctx context.Context, p *plugin.Plugin, msg *plugin.Messag
 			res, err = p.Handle(ctx, msg)
 		}
 	}
+	b.metrics.Handled(deadline.Now() - start)
 	var f *plugin.Fault
 	switch {
 	case err == nil:
 	case errors.As(err, &f):
+		h.recordFault(f, msg.Subject)
 		level := h.log.Error
 		if f.Kind == plugin.FaultBusy {
 			level = h.log.Warn
@@ -330,7 +345,7 @@ func (b *binding) call(ctx context.Context, p *plugin.Plugin, msg *plugin.Messag
 		if res.Replied {
 			return outcome{sent: true}, true
 		}
-		return failure(f.Kind.Code(), f.Kind.String()+": "+f.Summary()), true
+		return faultOutcome(f, f.Kind.String()+": "+f.Summary()), true
 	default:
 		h.log.Error("plugin call failed", "plugin", b.name, "subject", msg.Subject, "error", err)
 		return failure(500, err.Error()), true

@@ -19,6 +19,7 @@ import (
 
 	"github.com/trellis-mesh/trellis/host/bus"
 	"github.com/trellis-mesh/trellis/host/internal/kv"
+	"github.com/trellis-mesh/trellis/host/internal/metrics"
 	"github.com/trellis-mesh/trellis/host/internal/plugin"
 )
 
@@ -77,6 +78,14 @@ type Options struct {
 	// does not carry a valid signature by one of TrustedKeys. Without it,
 	// signatures are not looked at. New fails if it is set with no key.
 	RequireSigned bool
+	// DisableMetrics turns the host's Prometheus metrics off (Metrics
+	// returns nil): what a message's path does for them is then a nil
+	// check per hook. They are on by default; BENCHMARKS.md has their cost.
+	DisableMetrics bool
+	// HoldTraffic makes the host not ready (Ready reports false) until
+	// MarkReady is called: a caller that loads its plugins after New says
+	// when they are all there. Without it the host is ready from New on.
+	HoldTraffic bool
 }
 
 // Spec says how to run one plugin.
@@ -194,6 +203,10 @@ type Host struct {
 	counters Counters
 	seal     identitySeal // see trusted.go
 	keys     keySets      // see keysets.go
+	metrics  *metrics.Set // nil when Options.DisableMetrics; see observe.go
+	events   eventLog     // recent loads, reloads and faults; see observe.go
+	ready    atomic.Bool  // see ready.go
+	svc      services     // the plugins as NATS services; see services.go
 
 	http     *http.Server
 	httpAddr string
@@ -281,6 +294,9 @@ func New(ctx context.Context, opts Options) (*Host, error) {
 	h.bus = b
 	h.outbox = &natsOutbox{nc: b.Conn()}
 	h.kv = kv.New(b.Conn(), "")
+	h.startMetrics()
+	h.startServices()
+	h.ready.Store(!opts.HoldTraffic)
 	if err := h.startHTTP(opts.HTTP); err != nil {
 		h.endLife()
 		b.Close()
