@@ -327,6 +327,8 @@ type Info struct {
 	Policy bool
 	// Denied counts calls refused for want of a grant.
 	Denied int64
+	// Policies are a handler's policies, in order.
+	Policies []PolicyRef
 }
 
 // Plugins lists the loaded plugins, sorted by name.
@@ -338,7 +340,8 @@ func (h *Host) Plugins() []Info {
 		s := b.snap.Load()
 		inUse, idle, max := s.plugin.PoolStats()
 		out = append(out, Info{Name: b.name, Version: s.version, Subjects: append([]string(nil), s.subjects...),
-			Queue: s.queue, InUse: inUse, Idle: idle, PoolSize: max, Policy: b.policy, Denied: s.plugin.Denied()})
+			Queue: s.queue, InUse: inUse, Idle: idle, PoolSize: max, Policy: b.policy, Denied: s.plugin.Denied(),
+			Policies: append([]PolicyRef(nil), s.spec.Policies...)})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out

@@ -217,4 +217,3 @@ func pluginInfo(t *testing.T, h *trellistest.Host, name string) host.Info {
 	t.Fatalf("plugin %s not loaded", name)
 	return host.Info{}
 }
-
