@@ -15,6 +15,9 @@ import (
 	"github.com/trellis-mesh/trellis/host"
 )
 
+// freshness is how old the last sample may be when the API answers.
+const freshness = 250 * time.Millisecond
+
 // counts is a total and how many of it were errors.
 type counts struct{ Total, Errors float64 }
 
@@ -43,7 +46,8 @@ type sample struct {
 type sampler struct {
 	h      *host.Host
 	window time.Duration
-	mu     sync.Mutex
+	taking sync.Mutex // one reading at a time, so the ring stays in time order
+	mu     sync.Mutex // guards ring
 	ring   []*sample
 }
 
@@ -53,6 +57,8 @@ func newSampler(h *host.Host, window time.Duration) *sampler {
 
 // take reads the host's metrics once.
 func (s *sampler) take() {
+	s.taking.Lock()
+	defer s.taking.Unlock()
 	reg := s.h.Metrics()
 	smp := &sample{at: time.Now(), msgs: map[pluginSubject]counts{}, lat: map[string]*hist{},
 		http: map[string]counts{}, sent: map[sentKey]float64{}, policy: map[string]counts{}}
@@ -132,7 +138,18 @@ func (smp *sample) read(f *dto.MetricFamily) {
 	}
 }
 
-// window returns the oldest and newest samples of the window, and the
+// fresh takes a sample unless the last is younger than age, so that an
+// API answer's totals are current.
+func (s *sampler) fresh(age time.Duration) {
+	s.mu.Lock()
+	stale := len(s.ring) == 0 || time.Since(s.ring[len(s.ring)-1].at) >= age
+	s.mu.Unlock()
+	if stale {
+		s.take()
+	}
+}
+
+// span returns the oldest and newest samples of the window, and the
 // seconds between them (0 with fewer than two samples).
 func (s *sampler) span() (first, last *sample, secs float64) {
 	s.mu.Lock()
@@ -233,6 +250,7 @@ type Status struct {
 
 // Status returns what /api/plugins serves.
 func (s *Server) Status() Status {
+	s.samp.fresh(freshness)
 	first, last, secs := s.samp.span()
 	st := Status{Time: time.Now(), Window: round(secs), Ready: s.h.Ready(), Plugins: []PluginStatus{}}
 	for _, info := range s.h.Plugins() {
@@ -335,6 +353,7 @@ type Graph struct {
 
 // Graph returns what /api/graph serves.
 func (s *Server) Graph() Graph {
+	s.samp.fresh(freshness)
 	first, last, secs := s.samp.span()
 	if last == nil {
 		first, last = &sample{}, &sample{}
