@@ -27,10 +27,11 @@
 // checks and interrupt rewrite), the instance pool (internal/pool), the KV
 // store (internal/kv), circuit breaker and backoff (internal/resilience),
 // the reconciler that reloads changed plugins (internal/reload), the file
-// watcher (internal/watch) and the SDK conformance suite
-// (internal/conformance) and the metrics' handles (internal/metrics). The developer tooling sits apart from the runtime:
-// nothing under host/ but the dev packages, host/config and host/trellistest
-// imports host/dev/build, and the runtime imports none of it.
+// watcher (internal/watch), the SDK conformance suite
+// (internal/conformance) and the metrics' handles (internal/metrics). The
+// developer tooling sits apart from the runtime: nothing under host/ but
+// the dev packages, host/config and host/trellistest imports
+// host/dev/build, and the runtime imports none of it.
 //
 // # A message's path
 //
