@@ -194,6 +194,14 @@ func checkSpec(spec Spec) error {
 	if spec.Wasm == nil && spec.Path == "" {
 		return fmt.Errorf("plugin %q: neither Path nor Wasm given", spec.Name)
 	}
+	if spec.Durable != nil {
+		if spec.Policy {
+			return fmt.Errorf("plugin %q: a policy cannot be durable; its handlers can", spec.Name)
+		}
+		if err := spec.Durable.check(spec.Name); err != nil {
+			return err
+		}
+	}
 	if ns := kvNamespace(spec); !plugin.ValidKey(ns) {
 		return fmt.Errorf("plugin %q: KV namespace %.64q: want 1 to %d bytes of A-Z a-z 0-9 - _ = . /", spec.Name, ns, abi.MaxKVKeyLen)
 	}
@@ -404,17 +412,33 @@ func (h *Host) commit(c Change, todo []*prepared, done *Applied) ([]chan error, 
 	// Subscribe: new subscriptions come before anything is swapped, so a
 	// refusal leaves the running generation as it was.
 	made := map[string][]*nats.Subscription{}
+	consumers := map[string]*consumer{}
 	var subErr error
 	for _, pr := range todo {
 		if pr.spec.Policy {
 			continue
 		}
 		b := gen.bindings[pr.spec.Name]
+		snap := gen.snaps[b.name]
 		if gen.created[b.name] {
-			b.snap.Store(gen.snaps[b.name]) // nobody else sees b yet
+			b.snap.Store(snap) // nobody else sees b yet
 		}
 		_, _, poolSize := pr.p.PoolStats()
 		b.ensureWorkers(poolSize)
+		if snap.durable != nil {
+			// A durable handler's events come from its consumer; one
+			// already consuming the same way stays, like a subscription.
+			if b.cons.same(*snap.durable, pr.subjects, pr.queue) {
+				continue
+			}
+			cons, err := b.startConsumer(h.life, *snap.durable, pr.subjects, pr.queue, poolSize)
+			if err != nil {
+				subErr = fmt.Errorf("plugin %q: %w", b.name, err)
+				break
+			}
+			consumers[b.name] = cons
+			continue
+		}
 		subs, err := b.subscribeNew(pr.subjects, pr.queue)
 		made[b.name] = subs
 		if err != nil {
@@ -429,6 +453,15 @@ func (h *Host) commit(c Change, todo []*prepared, done *Applied) ([]chan error, 
 	}
 	if subErr != nil {
 		closed := map[string]bool{}
+		for name, cons := range consumers {
+			if b := gen.bindings[name]; gen.created[name] {
+				b.cons = cons
+				_ = b.close(h.life)
+				closed[name] = true
+				continue
+			}
+			cons.stop()
+		}
 		for name, subs := range made {
 			b := gen.bindings[name]
 			if !gen.created[name] {
@@ -458,11 +491,33 @@ func (h *Host) commit(c Change, todo []*prepared, done *Applied) ([]chan error, 
 	h.mu.Lock()
 	h.bindings = gen.bindings
 	h.mu.Unlock()
-	for _, pr := range todo {
-		if !pr.spec.Policy {
-			b := gen.bindings[pr.spec.Name]
-			b.adopt(made[b.name], pr.subjects, pr.queue)
+	var stored []string
+	for _, b := range gen.bindings {
+		if s := b.snap.Load(); !b.policy && s.durable != nil {
+			stored = append(stored, s.subjects...)
 		}
+	}
+	h.storedSubjects.Store(&storedSubjects{patterns: stored})
+	for _, pr := range todo {
+		if pr.spec.Policy {
+			continue
+		}
+		b := gen.bindings[pr.spec.Name]
+		if gen.snaps[b.name].durable != nil {
+			b.adopt(nil, nil, pr.queue) // subscriptions it had go
+			if cons := consumers[b.name]; cons != nil {
+				if old := b.cons; old != nil {
+					h.retire(func(context.Context) error { old.stop(); return nil })
+				}
+				b.cons = cons
+			}
+			continue
+		}
+		if old := b.cons; old != nil {
+			b.cons = nil
+			h.retire(func(context.Context) error { old.stop(); return nil })
+		}
+		b.adopt(made[b.name], pr.subjects, pr.queue)
 	}
 	routes := h.httpRoutes
 	if c.SetHTTPRoutes {
@@ -600,6 +655,10 @@ func (h *Host) plan(current map[string]*binding, c Change, todo []*prepared) (*g
 		}
 		s := &snapshot{plugin: pr.p, spec: pr.spec, version: pr.version, subjects: pr.subjects, queue: pr.queue,
 			chain: bindChain(pr.spec.Policies, gen.policies), res: withDefaults(pr.spec.Resilience)}
+		if d := pr.spec.Durable; d != nil {
+			withDefaults := d.withDefaults(name, pr.spec.Timeout)
+			s.durable = &withDefaults
+		}
 		// Keep the breaker's state across reloads that do not change it.
 		if old != nil && old.breaker.Failures == s.res.BreakerFailures && old.breaker.Cooldown == s.res.BreakerCooldown {
 			s.breaker = old.breaker

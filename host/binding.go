@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/trellis-mesh/trellis/abi"
 	"github.com/trellis-mesh/trellis/host/internal/deadline"
@@ -34,6 +35,7 @@ type binding struct {
 	subs    map[string]*nats.Subscription // under h.applyMu
 	queue   string                        // under h.applyMu
 	workers int                           // under h.applyMu
+	cons    *consumer                     // a durable handler's; under h.applyMu
 
 	// inbox carries messages from the subscriptions' callbacks to the
 	// workers. Workers live as long as the binding, so their stacks, grown
@@ -59,6 +61,9 @@ type snapshot struct {
 	chain   []boundPolicy
 	res     Resilience // with defaults filled in
 	breaker *resilience.Breaker
+	// durable is Spec.Durable with defaults, or nil for a handler fed by
+	// subscriptions.
+	durable *Durable
 }
 
 // boundPolicy is a PolicyRef resolved: p is nil when no policy of that name
@@ -71,8 +76,9 @@ type boundPolicy struct {
 // arrival is a message and when it arrived: its deadline counts from then,
 // so time spent waiting for a worker counts against it.
 type arrival struct {
-	m  *nats.Msg
-	at time.Duration // deadline.Now()
+	m      *nats.Msg     // from a subscription
+	stored jetstream.Msg // or from a durable consumer
+	at     time.Duration // deadline.Now()
 }
 
 func newBinding(h *Host, name string, policy bool) *binding {
@@ -187,9 +193,27 @@ func (b *binding) onMsg(m *nats.Msg) {
 }
 
 func (b *binding) serve(a arrival) {
-	h, m := b.h, a.m
 	snap := b.snap.Load()
-	obs := b.observe(m, a.at)
+	if a.stored != nil {
+		b.serveStored(a, snap)
+		return
+	}
+	m := a.m
+	obs := b.observe(m, a.at, snap)
+	out, resp, _ := b.handle(a, snap, m, false)
+	b.h.sendNATS(m.Reply, resp, out)
+	b.observed(obs, out)
+}
+
+// handle runs m through the snapshot's policies and handler within the
+// message's deadline and the host-wide cap on calls, and returns how it
+// ended, the response headers policies and the handler set, and whether
+// that is a failure (a status of 500 or more: a fault,
+// a policy that failed, no instance in time). A stored event (durable)
+// has no reply subject for the plugin, and its failures are left to
+// JetStream's redelivery rather than dead-lettered here.
+func (b *binding) handle(a arrival, snap *snapshot, m *nats.Msg, durable bool) (outcome, map[string][]string, bool) {
+	h := b.h
 	timeout := snap.plugin.Timeout()
 	// A message from the bus has no caller's context: the host's own
 	// stands for it, so a Close that runs out of patience ends its calls.
@@ -198,9 +222,7 @@ func (b *binding) serve(a arrival) {
 		at := a.at + timeout
 		if deadline.Now() > at {
 			h.log.Warn("busy: message waited past its deadline", "plugin", b.name, "subject", m.Subject)
-			h.errorReply(m.Reply, 503, "busy: no instance free before the deadline", nil)
-			b.observed(obs, outcome{status: 503, fault: uint8(plugin.FaultBusy) + 1})
-			return
+			return busy("busy: no instance free before the deadline"), nil, true
 		}
 		// Most messages are served well before their deadline: the
 		// context starts a timer only if something waits on it.
@@ -215,27 +237,28 @@ func (b *binding) serve(a arrival) {
 		case h.inflight <- struct{}{}:
 		case <-ctx.Done():
 			h.log.Warn("busy: host-wide call limit reached", "plugin", b.name, "subject", m.Subject)
-			h.errorReply(m.Reply, 503, "busy: host-wide call limit reached", nil)
-			b.observed(obs, outcome{status: 503, fault: uint8(plugin.FaultBusy) + 1})
-			return
+			return busy("busy: host-wide call limit reached"), nil, true
 		}
 	}
 	defer func() { <-h.inflight }()
 
 	h.seal.admit(m.Subject, m.Header, m.Data)
-	msg := &plugin.Message{Subject: m.Subject, Reply: m.Reply, Header: m.Header, Data: m.Data}
+	reply := m.Reply
+	if durable {
+		reply = ""
+	}
+	msg := &plugin.Message{Subject: m.Subject, Reply: reply, Header: m.Header, Data: m.Data}
 	out := h.process(ctx, snap.chain, msg, func(ctx context.Context, msg *plugin.Message) outcome {
-		return b.invoke(ctx, snap, msg)
+		return b.invoke(ctx, snap, msg, durable)
 	})
-	h.sendNATS(msg, out)
-	b.observed(obs, out)
+	return out, msg.RespHeader, out.status >= 500
 }
 
 // invoke calls the handler with the binding's fault tolerance: the breaker
 // first, then the call, retried with backoff when the handler is marked
 // idempotent; when every attempt failed, the fallback answers a request and
 // the dead-letter subject receives an event.
-func (b *binding) invoke(ctx context.Context, snap *snapshot, msg *plugin.Message) outcome {
+func (b *binding) invoke(ctx context.Context, snap *snapshot, msg *plugin.Message, durable bool) outcome {
 	h := b.h
 	res := snap.res
 	var last outcome
@@ -275,8 +298,11 @@ func (b *binding) invoke(ctx context.Context, snap *snapshot, msg *plugin.Messag
 		}
 		return last
 	}
+	if durable {
+		return last // JetStream delivers it again, or serveStored gives it up
+	}
 	if res.DeadLetter != "" {
-		h.deadLetter(res.DeadLetter, b.name, msg, last, attempts)
+		h.deadLetterMsg(res.DeadLetter, b.name, msg.Subject, msg.Header, msg.Data, last, attempts)
 		b.metrics.DeadLetter()
 	}
 	return outcome{none: true}
@@ -387,6 +413,12 @@ func unsubscribe(subs []*nats.Subscription) {
 // the workers to end, and closes the version serving. Called by Apply
 // after the binding has left the generation, or by Close.
 func (b *binding) close(ctx context.Context) error {
+	if b.cons != nil {
+		// What the consumer fetched reaches the inbox first; what it had
+		// not is redelivered by JetStream to another host, or later.
+		b.cons.stop()
+		b.cons = nil
+	}
 	if !b.policy {
 		drained := make([]<-chan nats.SubStatus, 0, len(b.subs))
 		for _, sub := range b.subs {

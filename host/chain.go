@@ -178,26 +178,27 @@ func responseOutcome(m *nats.Msg) outcome {
 	return outcome{header: m.Header, data: m.Data}
 }
 
-// sendNATS answers a NATS message with its outcome.
-func (h *Host) sendNATS(msg *plugin.Message, out outcome) {
-	if msg.Reply == "" || out.none || out.sent {
+// sendNATS answers a NATS message on reply with its outcome and the
+// response headers policies and the handler set (resp).
+func (h *Host) sendNATS(reply string, resp map[string][]string, out outcome) {
+	if reply == "" || out.none || out.sent {
 		return
 	}
 	if out.status != 0 {
-		h.errorReply(msg.Reply, out.status, out.errText, msg.RespHeader)
+		h.errorReply(reply, out.status, out.errText, resp)
 		return
 	}
-	r := &nats.Msg{Subject: msg.Reply, Header: nats.Header{}, Data: out.data}
+	r := &nats.Msg{Subject: reply, Header: nats.Header{}, Data: out.data}
 	for k, vs := range out.header {
 		r.Header[k] = vs
 	}
-	for k, vs := range msg.RespHeader {
+	for k, vs := range resp {
 		if _, dup := out.header[k]; !dup {
 			r.Header[k] = append(r.Header[k], vs...)
 		}
 	}
 	if err := h.bus.Conn().PublishMsg(r); err != nil {
-		h.log.Warn("reply failed", "subject", msg.Subject, "error", err)
+		h.log.Warn("reply failed", "subject", reply, "error", err)
 	}
 }
 
@@ -219,22 +220,24 @@ func (h *Host) errorReply(reply string, code int, desc string, extra map[string]
 	}
 }
 
-// deadLetter publishes an event that failed every attempt, with why.
-func (h *Host) deadLetter(subject, plugin string, msg *plugin.Message, last outcome, attempts int) {
+// deadLetterMsg publishes an event that failed every attempt, with why.
+func (h *Host) deadLetterMsg(subject, plugin, from string, hdr map[string][]string, data []byte, last outcome, attempts int) {
 	m := nats.NewMsg(subject)
-	for k, vs := range msg.Header {
+	for k, vs := range hdr {
 		m.Header[k] = append([]string(nil), vs...)
 	}
-	m.Data = msg.Data
+	m.Data = data
 	m.Header.Set(abi.HeaderDeadLetterError, last.errText)
 	m.Header.Set(abi.HeaderDeadLetterErrorCode, strconv.Itoa(last.status))
-	m.Header.Set(abi.HeaderDeadLetterSubject, msg.Subject)
+	m.Header.Set(abi.HeaderDeadLetterSubject, from)
 	m.Header.Set(abi.HeaderDeadLetterPlugin, plugin)
 	m.Header.Set(abi.HeaderDeadLetterAttempts, strconv.Itoa(attempts))
+	// Counted before it is sent, so that whoever receives it sees it counted.
+	h.counters.DeadLetters.Add(1)
 	if err := h.bus.Conn().PublishMsg(m); err != nil {
+		h.counters.DeadLetters.Add(-1)
 		h.log.Error("dead letter failed", "subject", subject, "error", err)
 		return
 	}
-	h.counters.DeadLetters.Add(1)
-	h.log.Warn("event dead-lettered", "plugin", plugin, "subject", msg.Subject, "dead_letter", subject, "error", last.errText)
+	h.log.Warn("event dead-lettered", "plugin", plugin, "subject", from, "dead_letter", subject, "error", last.errText)
 }

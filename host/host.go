@@ -15,6 +15,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/tetratelabs/wazero"
 
 	"github.com/trellis-mesh/trellis/host/bus"
@@ -74,6 +75,13 @@ type Options struct {
 	// TrustedKeys are the Ed25519 keys whose signatures RequireSigned
 	// accepts (see package sign).
 	TrustedKeys []ed25519.PublicKey
+	// HoldTraffic keeps the HTTP ingress from serving until MarkReady is
+	// called: until then every request is answered 503 with Retry-After,
+	// so that a client of a host still loading its plugins is told to come
+	// back rather than refused by a policy not yet loaded. trellis run and
+	// trellis dev set it and mark the host ready once the plugins they
+	// start with are loaded.
+	HoldTraffic bool
 	// RequireSigned makes Load refuse, before compiling it, a module that
 	// does not carry a valid signature by one of TrustedKeys. Without it,
 	// signatures are not looked at. New fails if it is set with no key.
@@ -82,10 +90,6 @@ type Options struct {
 	// returns nil): what a message's path does for them is then a nil
 	// check per hook. They are on by default; BENCHMARKS.md has their cost.
 	DisableMetrics bool
-	// HoldTraffic makes the host not ready (Ready reports false) until
-	// MarkReady is called: a caller that loads its plugins after New says
-	// when they are all there. Without it the host is ready from New on.
-	HoldTraffic bool
 }
 
 // Spec says how to run one plugin.
@@ -136,6 +140,9 @@ type Spec struct {
 	// Shared lets this handler serve subjects another Shared handler serves
 	// too, where Options.ExclusiveSubjects would refuse it.
 	Shared bool
+	// Durable, if set, makes the handler consume its subjects from a
+	// JetStream stream: events are stored and delivered until handled.
+	Durable *Durable
 	// KeySources are key sets the host fetches and keeps fresh in Config
 	// (see KeySource, keysets.go).
 	KeySources []KeySource
@@ -199,14 +206,16 @@ type Host struct {
 	cache    wazero.CompilationCache
 	inflight chan struct{}
 	outbox   *natsOutbox
-	kv       *kv.Store
-	counters Counters
-	seal     identitySeal // see trusted.go
-	keys     keySets      // see keysets.go
-	metrics  *metrics.Set // nil when Options.DisableMetrics; see observe.go
-	events   eventLog     // recent loads, reloads and faults; see observe.go
-	ready    atomic.Bool  // see ready.go
-	svc      services     // the plugins as NATS services; see services.go
+	js       jetstream.JetStream
+	// storedSubjects are the durable handlers' stream subjects; see stored.
+	storedSubjects atomic.Pointer[storedSubjects]
+	kv             *kv.Store
+	counters       Counters
+	seal           identitySeal // see trusted.go
+	keys           keySets      // see keysets.go
+	metrics        *metrics.Set // nil when Options.DisableMetrics; see observe.go
+	events         eventLog     // recent loads, reloads and faults; see observe.go
+	svc            services     // the plugins as NATS services; see services.go
 
 	http     *http.Server
 	httpAddr string
@@ -220,6 +229,8 @@ type Host struct {
 	// policies maps each policy's name to the version serving, published
 	// with the bindings' snapshots; see servingPolicy.
 	policies atomic.Pointer[map[string]*plugin.Plugin]
+
+	ready atomic.Bool // see Options.HoldTraffic
 
 	mu       sync.Mutex // guards bindings and closing; not on a message's path
 	bindings map[string]*binding
@@ -261,6 +272,7 @@ func New(ctx context.Context, opts Options) (*Host, error) {
 		bindings: map[string]*binding{},
 		stopping: make(chan struct{}),
 	}
+	h.ready.Store(!opts.HoldTraffic)
 	// The host outlives New's context, which bounds only the start.
 	h.life, h.endLife = context.WithCancel(context.WithoutCancel(ctx))
 	cacheDir := opts.CacheDir
@@ -292,11 +304,16 @@ func New(ctx context.Context, opts Options) (*Host, error) {
 		return nil, err
 	}
 	h.bus = b
-	h.outbox = &natsOutbox{nc: b.Conn()}
+	h.outbox = &natsOutbox{nc: b.Conn(), h: h}
+	if h.js, err = jetstream.New(b.Conn()); err != nil {
+		h.endLife()
+		b.Close()
+		h.cache.Close(context.WithoutCancel(ctx))
+		return nil, fmt.Errorf("jetstream: %w", err)
+	}
 	h.kv = kv.New(b.Conn(), "")
 	h.startMetrics()
 	h.startServices()
-	h.ready.Store(!opts.HoldTraffic)
 	if err := h.startHTTP(opts.HTTP); err != nil {
 		h.endLife()
 		b.Close()
@@ -314,6 +331,17 @@ func (h *Host) ClientURL() string { return h.bus.ClientURL() }
 
 // Bus returns the host's bus.
 func (h *Host) Bus() *bus.Bus { return h.bus }
+
+// MarkReady makes a host started with Options.HoldTraffic take traffic.
+func (h *Host) MarkReady() {
+	if !h.ready.Swap(true) {
+		h.log.Info("ready: taking traffic")
+	}
+}
+
+// Ready reports whether the host takes traffic: always, unless it was
+// started with Options.HoldTraffic and MarkReady has not been called.
+func (h *Host) Ready() bool { return h.ready.Load() }
 
 // Info describes a loaded plugin.
 type Info struct {

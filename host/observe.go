@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/trellis-mesh/trellis/abi"
 	"github.com/trellis-mesh/trellis/host/internal/deadline"
 	"github.com/trellis-mesh/trellis/host/internal/metrics"
 	"github.com/trellis-mesh/trellis/host/internal/plugin"
@@ -59,14 +60,23 @@ type observed struct {
 	at time.Duration
 }
 
-// observe starts counting m, which arrived at at.
-func (b *binding) observe(m *nats.Msg, at time.Duration) observed {
+// observe starts counting m, which arrived at at and which snap serves.
+// Its subject label is the subscription's subject (a pattern, a bounded
+// label), or for a stored event the first of snap's subjects it matches.
+func (b *binding) observe(m *nats.Msg, at time.Duration, snap *snapshot) observed {
 	if b.metrics == nil {
 		return observed{}
 	}
-	subject := m.Subject
+	subject := metrics.OtherSubject
 	if m.Sub != nil {
-		subject = m.Sub.Subject // the pattern: a bounded label
+		subject = m.Sub.Subject
+	} else {
+		for _, s := range snap.subjects {
+			if abi.SubjectMatches(s, m.Subject) {
+				subject = s
+				break
+			}
+		}
 	}
 	b.metrics.Begin()
 	return observed{sj: b.metrics.Subject(subject), at: at}
@@ -418,4 +428,11 @@ func (c natsCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(d.jsAPI, float64(j.API.Total))
 		counter(d.jsAPIErrs, float64(j.API.Errors))
 	}
+}
+
+// busy is the outcome of a message no instance was free for in time.
+func busy(text string) outcome {
+	out := failure(503, text)
+	out.fault = uint8(plugin.FaultBusy) + 1
+	return out
 }

@@ -193,20 +193,6 @@ func TestServicesAnswerMicroVerbs(t *testing.T) {
 	})
 }
 
-func TestReadyHeldUntilMarked(t *testing.T) {
-	h := trellistest.NewHost(t, func(o *host.Options) { o.HoldTraffic = true })
-	if h.Ready() {
-		t.Fatal("ready before MarkReady with HoldTraffic")
-	}
-	h.MarkReady()
-	if !h.Ready() {
-		t.Fatal("not ready after MarkReady")
-	}
-	if plain := trellistest.NewHost(t); !plain.Ready() {
-		t.Fatal("a host without HoldTraffic is not ready")
-	}
-}
-
 func pluginInfo(t *testing.T, h *trellistest.Host, name string) host.Info {
 	t.Helper()
 	for _, p := range h.Plugins() {
@@ -216,4 +202,19 @@ func pluginInfo(t *testing.T, h *trellistest.Host, name string) host.Info {
 	}
 	t.Fatalf("plugin %s not loaded", name)
 	return host.Info{}
+}
+
+// A stored event (a durable handler's) is counted under the handler's
+// subject, as a subscription's message is.
+func TestMetricsCountStoredEvents(t *testing.T) {
+	h := trellistest.NewHost(t)
+	watchLedger(t, h)
+	loadLedger(h, t, func(s *host.Spec) { s.Subjects = []string{"ledger.in.>"} })
+	for range 3 {
+		publishStored(t, h.Client(), "ledger.in.a", "x")
+	}
+	trellistest.WaitFor(t, 10*time.Second, "3 stored events counted under ledger.in.>", func() bool {
+		v, _ := h.Scrape().Value("trellis_messages_total", "plugin", "ledger", "subject", "ledger.in.>", "status", "2xx")
+		return v == 3
+	})
 }

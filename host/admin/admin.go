@@ -12,7 +12,7 @@
 //	/            the dashboard (everything it loads is embedded; no CDN)
 //	/metrics     Prometheus text format (Host.Metrics)
 //	/healthz     200 while the process serves HTTP at all (liveness)
-//	/readyz      200 when Host.Ready, else 503 (readiness)
+//	/readyz      200 when Host.Ready and the bus is connected, else 503
 //	/debug/pprof the Go profiler
 //	/api/plugins each plugin: version, subjects, pool, rate, error ratio,
 //	             p50 and p99, last reload; and the recent events
@@ -142,7 +142,7 @@ func (s *Server) routes() {
 	}
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
 	s.mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		if !s.h.Ready() {
+		if !s.h.Ready() || !s.h.Bus().Connected() {
 			http.Error(w, "not ready", http.StatusServiceUnavailable)
 			return
 		}

@@ -194,21 +194,3 @@ func TestAdminEndpoints(t *testing.T) {
 		t.Errorf("/metrics: sink's messages = %v", v)
 	}
 }
-
-func TestMatches(t *testing.T) {
-	for _, c := range []struct {
-		p, s string
-		want bool
-	}{
-		{"orders.*", "orders.created", true},
-		{"orders.>", "orders.get.42", true},
-		{"orders.>", "orders", false},
-		{"orders.*", "orders.get.42", false},
-		{"orders.get.*", "orders.get.*", true},
-		{"orders.get.42", "orders.get.*", false},
-	} {
-		if got := admin.Matches(c.p, c.s); got != c.want {
-			t.Errorf("Matches(%q, %q) = %v", c.p, c.s, got)
-		}
-	}
-}

@@ -12,6 +12,7 @@ import (
 
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/trellis-mesh/trellis/abi"
 	"github.com/trellis-mesh/trellis/host"
 )
 
@@ -447,7 +448,7 @@ func (s *Server) Graph() Graph {
 // of orders.get.*.
 func linkMatches(subject string, patterns []string, node func(id, kind, label string) string, edge func(from, to string, f, l counts), f, l counts) {
 	for _, p := range patterns {
-		if p != subject && Matches(p, subject) {
+		if p != subject && abi.SubjectCovers(p, subject) {
 			edge(node("subject:"+subject, "subject", subject), node("subject:"+p, "subject", p), f, l)
 		}
 	}
@@ -463,25 +464,6 @@ func templateSubject(t string) string {
 		}
 	}
 	return strings.Join(toks, ".")
-}
-
-// Matches reports whether NATS subject pattern p matches subject s, where
-// s may hold wildcards itself (a route's orders.get.*), each matched only
-// by a wildcard of p.
-func Matches(p, s string) bool {
-	pt, st := strings.Split(p, "."), strings.Split(s, ".")
-	for i, tok := range pt {
-		if tok == ">" {
-			return len(st) > i
-		}
-		if i >= len(st) {
-			return false
-		}
-		if tok != "*" && tok != st[i] {
-			return false
-		}
-	}
-	return len(pt) == len(st)
 }
 
 func (s *Server) apiGraph(w http.ResponseWriter, r *http.Request) { writeJSON(w, s.Graph()) }

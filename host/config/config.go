@@ -230,6 +230,7 @@ type pluginSchema struct {
 	Breaker    *breakerSchema `hcl:"breaker,block"`
 	Fallback   *string        `hcl:"fallback,optional"`
 	DeadLetter *string        `hcl:"dead_letter,optional"`
+	Durable    *durableSchema `hcl:"durable,block"` // see durable.go
 	DefRange   hcl.Range      `hcl:",def_range"`
 }
 
@@ -504,6 +505,7 @@ func (d *decoder) plugin(ps pluginSchema, dataDir string, isPolicy bool) Plugin 
 	} else if ps.FailOpen != nil {
 		d.add(ps.DefRange, "Invalid plugin setting", "fail_open applies to policy blocks")
 	}
+	p.Durable = d.durable(ps.Durable, isPolicy)
 	res := &p.Resilience
 	res.Idempotent = ps.Idempotent != nil && *ps.Idempotent
 	if n, ok := d.integer(ps.Retries, "retries", 0, MaxRetries); ok {
