@@ -136,7 +136,11 @@ func (h *Host) serveService(m *nats.Msg) {
 			}
 			resp = info
 		case "STATS":
-			resp = h.serviceStats(b, s, ident, sid.started)
+			started := sid.started
+			if e, ok := h.LastReload(b.name); ok && e.Kind != EventRefused {
+				started = e.Time.UTC() // when the version serving started
+			}
+			resp = h.serviceStats(b, s, ident, started)
 		}
 		data, err := json.Marshal(resp)
 		if err != nil {
