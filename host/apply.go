@@ -157,6 +157,7 @@ func (r *refusal) Unwrap() error { return r.err }
 // nil. A reason that is only a context's end is not the plugin's fault and
 // is not logged as a refusal.
 func (h *Host) refuse(errs []error) error {
+	h.recordRefused(errs)
 	for _, err := range errs {
 		if err == nil {
 			continue
@@ -314,7 +315,7 @@ func (h *Host) make(ctx context.Context, pr *prepared) error {
 		MemoryLimit: spec.MemoryLimit,
 		Grants:      spec.Granted(),
 		Logger:      h.log.Named(spec.Name).With("version", pr.version),
-		Outbox:      h.outbox,
+		Outbox:      h.outboxFor(spec.Name),
 		KV:          h.kv.Namespace(kvNamespace(spec)),
 		Cache:       h.cache,
 	})
@@ -538,6 +539,7 @@ func (h *Host) commit(c Change, todo []*prepared, done *Applied) ([]chan error, 
 			start := time.Now()
 			err := b.close(ctx)
 			h.log.Info("plugin unloaded", "plugin", name, "version", version, "drain_time", time.Since(start))
+			h.recordApplied(EventUnloaded, name, version, 0)
 			ch <- err
 			return err
 		})
@@ -560,6 +562,7 @@ func (h *Host) logApplied(pr *prepared, old *binding, done *Applied) {
 	}
 	name := pr.spec.Name
 	if old == nil {
+		h.recordApplied(EventLoaded, name, pr.version, pr.took)
 		done.Loaded = append(done.Loaded, name)
 		if pr.spec.Policy {
 			h.log.Info(kind+" loaded", "plugin", name, "version", pr.version, "load_time", pr.took)
@@ -569,6 +572,7 @@ func (h *Host) logApplied(pr *prepared, old *binding, done *Applied) {
 			"queue", pr.queue, "load_time", pr.took)
 		return
 	}
+	h.recordApplied(EventReloaded, name, pr.version, pr.took)
 	done.Reloaded = append(done.Reloaded, name)
 	previous := ""
 	if s := old.snap.Load(); s != nil {
