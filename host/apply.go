@@ -306,6 +306,12 @@ func (h *Host) make(ctx context.Context, pr *prepared) error {
 			return fmt.Errorf("plugin %q: %s: refused, signed plugins are required: %w", spec.Name, file, err)
 		}
 	}
+	// Two loads of one module at once (two plugins built from one source,
+	// or two applies) would compile it at once into the shared
+	// compilation cache, which wazero does not make safe; the second waits
+	// and finds it cached.
+	unlock := h.lockVersion(pr.version)
+	defer unlock()
 	p, err := plugin.Load(ctx, pr.wasm, plugin.Options{
 		Name:        spec.Name,
 		Config:      spec.Config,
@@ -736,4 +742,34 @@ func (h *Host) retire(close func(context.Context) error) {
 			h.log.Warn("closing a version swapped out or unloaded", "error", err)
 		}
 	}()
+}
+
+// versionLock serializes the loads of one module content.
+type versionLock struct {
+	mu   sync.Mutex
+	refs int // under Host.versionsMu
+}
+
+// lockVersion locks version's loads and returns the unlock.
+func (h *Host) lockVersion(version string) func() {
+	h.versionsMu.Lock()
+	l := h.versions[version]
+	if l == nil {
+		l = &versionLock{}
+		if h.versions == nil {
+			h.versions = map[string]*versionLock{}
+		}
+		h.versions[version] = l
+	}
+	l.refs++
+	h.versionsMu.Unlock()
+	l.mu.Lock()
+	return func() {
+		l.mu.Unlock()
+		h.versionsMu.Lock()
+		if l.refs--; l.refs == 0 {
+			delete(h.versions, version)
+		}
+		h.versionsMu.Unlock()
+	}
 }

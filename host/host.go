@@ -222,6 +222,10 @@ type Host struct {
 	httpOpts HTTPOptions
 	httpMux  atomic.Pointer[http.ServeMux]
 
+	// versions serializes loads of one module content; see lockVersion.
+	versionsMu sync.Mutex
+	versions   map[string]*versionLock
+
 	// applyMu orders commits (see Apply); it is never taken on a
 	// message's path.
 	applyMu    sync.Mutex
