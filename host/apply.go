@@ -157,6 +157,7 @@ func (r *refusal) Unwrap() error { return r.err }
 // nil. A reason that is only a context's end is not the plugin's fault and
 // is not logged as a refusal.
 func (h *Host) refuse(errs []error) error {
+	h.recordRefused(errs)
 	for _, err := range errs {
 		if err == nil {
 			continue
@@ -305,6 +306,12 @@ func (h *Host) make(ctx context.Context, pr *prepared) error {
 			return fmt.Errorf("plugin %q: %s: refused, signed plugins are required: %w", spec.Name, file, err)
 		}
 	}
+	// Two loads of one module at once (two plugins built from one source,
+	// or two applies) would compile it at once into the shared
+	// compilation cache, which wazero does not make safe; the second waits
+	// and finds it cached.
+	unlock := h.lockVersion(pr.version)
+	defer unlock()
 	p, err := plugin.Load(ctx, pr.wasm, plugin.Options{
 		Name:        spec.Name,
 		Config:      spec.Config,
@@ -314,7 +321,7 @@ func (h *Host) make(ctx context.Context, pr *prepared) error {
 		MemoryLimit: spec.MemoryLimit,
 		Grants:      spec.Granted(),
 		Logger:      h.log.Named(spec.Name).With("version", pr.version),
-		Outbox:      h.outbox,
+		Outbox:      h.outboxFor(spec.Name),
 		KV:          h.kv.Namespace(kvNamespace(spec)),
 		Cache:       h.cache,
 	})
@@ -538,6 +545,7 @@ func (h *Host) commit(c Change, todo []*prepared, done *Applied) ([]chan error, 
 			start := time.Now()
 			err := b.close(ctx)
 			h.log.Info("plugin unloaded", "plugin", name, "version", version, "drain_time", time.Since(start))
+			h.recordApplied(EventUnloaded, name, version, 0)
 			ch <- err
 			return err
 		})
@@ -560,6 +568,7 @@ func (h *Host) logApplied(pr *prepared, old *binding, done *Applied) {
 	}
 	name := pr.spec.Name
 	if old == nil {
+		h.recordApplied(EventLoaded, name, pr.version, pr.took)
 		done.Loaded = append(done.Loaded, name)
 		if pr.spec.Policy {
 			h.log.Info(kind+" loaded", "plugin", name, "version", pr.version, "load_time", pr.took)
@@ -569,6 +578,7 @@ func (h *Host) logApplied(pr *prepared, old *binding, done *Applied) {
 			"queue", pr.queue, "load_time", pr.took)
 		return
 	}
+	h.recordApplied(EventReloaded, name, pr.version, pr.took)
 	done.Reloaded = append(done.Reloaded, name)
 	previous := ""
 	if s := old.snap.Load(); s != nil {
@@ -732,4 +742,34 @@ func (h *Host) retire(close func(context.Context) error) {
 			h.log.Warn("closing a version swapped out or unloaded", "error", err)
 		}
 	}()
+}
+
+// versionLock serializes the loads of one module content.
+type versionLock struct {
+	mu   sync.Mutex
+	refs int // under Host.versionsMu
+}
+
+// lockVersion locks version's loads and returns the unlock.
+func (h *Host) lockVersion(version string) func() {
+	h.versionsMu.Lock()
+	l := h.versions[version]
+	if l == nil {
+		l = &versionLock{}
+		if h.versions == nil {
+			h.versions = map[string]*versionLock{}
+		}
+		h.versions[version] = l
+	}
+	l.refs++
+	h.versionsMu.Unlock()
+	l.mu.Lock()
+	return func() {
+		l.mu.Unlock()
+		h.versionsMu.Lock()
+		if l.refs--; l.refs == 0 {
+			delete(h.versions, version)
+		}
+		h.versionsMu.Unlock()
+	}
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/trellis-mesh/trellis/abi"
 	"github.com/trellis-mesh/trellis/host/internal/deadline"
+	"github.com/trellis-mesh/trellis/host/internal/metrics"
 	"github.com/trellis-mesh/trellis/host/internal/plugin"
 	"github.com/trellis-mesh/trellis/host/internal/resilience"
 )
@@ -41,6 +42,8 @@ type binding struct {
 	// once by the first call into wazero, are not grown again per message.
 	inbox   chan arrival
 	working sync.WaitGroup
+
+	metrics *metrics.Plugin // a handler's; nil without metrics (observe.go)
 }
 
 // snapshot is everything a message's path reads about one binding:
@@ -83,6 +86,7 @@ func newBinding(h *Host, name string, policy bool) *binding {
 	if !policy {
 		b.subs = map[string]*nats.Subscription{}
 		b.inbox = make(chan arrival, h.opts.QueueDepth)
+		b.metrics = h.metrics.Plugin(name)
 	}
 	return b
 }
@@ -206,8 +210,10 @@ func (b *binding) serve(a arrival, w *worker) {
 		return
 	}
 	m := a.m
+	obs := b.observe(m, a.at, snap)
 	out, resp, _ := b.handle(a, snap, m, false, w)
 	b.h.sendNATS(m.Reply, resp, out)
+	b.observed(obs, out)
 }
 
 // handle runs m through the snapshot's policies and handler within the
@@ -227,7 +233,7 @@ func (b *binding) handle(a arrival, snap *snapshot, m *nats.Msg, durable bool, w
 		at := a.at + timeout
 		if deadline.Now() > at {
 			h.log.Warn("busy: message waited past its deadline", "plugin", b.name, "subject", m.Subject)
-			return failure(503, "busy: no instance free before the deadline"), nil, true
+			return busy("busy: no instance free before the deadline"), nil, true
 		}
 		// Most messages are served well before their deadline: the
 		// context starts a timer only if something waits on it.
@@ -243,7 +249,7 @@ func (b *binding) handle(a arrival, snap *snapshot, m *nats.Msg, durable bool, w
 		case h.inflight <- struct{}{}:
 		case <-ctx.Done():
 			h.log.Warn("busy: host-wide call limit reached", "plugin", b.name, "subject", m.Subject)
-			return failure(503, "busy: host-wide call limit reached"), nil, true
+			return busy("busy: host-wide call limit reached"), nil, true
 		}
 	}
 	defer func() { <-h.inflight }()
@@ -274,6 +280,7 @@ func (b *binding) invoke(ctx context.Context, snap *snapshot, msg *plugin.Messag
 		attempts = attempt
 		if !snap.breaker.Allow() {
 			h.counters.BreakerRejects.Add(1)
+			b.metrics.BreakerReject()
 			last = failure(503, "circuit open: "+b.name+" is failing; try again later")
 			break
 		}
@@ -290,6 +297,7 @@ func (b *binding) invoke(ctx context.Context, snap *snapshot, msg *plugin.Messag
 				break
 			}
 			h.log.Debug("retrying", "plugin", b.name, "subject", msg.Subject, "attempt", attempt+1, "after", wait)
+			b.metrics.Retry()
 			continue
 		}
 		break
@@ -298,6 +306,7 @@ func (b *binding) invoke(ctx context.Context, snap *snapshot, msg *plugin.Messag
 	if msg.Reply != "" || msg.Respond != nil {
 		if res.Fallback != nil {
 			h.counters.Fallbacks.Add(1)
+			b.metrics.Fallback()
 			return outcome{header: map[string][]string{abi.HeaderFallback: {"true"}}, data: res.Fallback}
 		}
 		return last
@@ -307,6 +316,7 @@ func (b *binding) invoke(ctx context.Context, snap *snapshot, msg *plugin.Messag
 	}
 	if res.DeadLetter != "" {
 		h.deadLetterMsg(res.DeadLetter, b.name, msg.Subject, msg.Header, msg.Data, last, attempts)
+		b.metrics.DeadLetter()
 	}
 	return outcome{none: true}
 }
@@ -347,6 +357,7 @@ func (h *Host) backoff(ctx context.Context, d time.Duration) string {
 // of 500 or more.
 func (b *binding) call(ctx context.Context, p *plugin.Plugin, msg *plugin.Message) (outcome, bool) {
 	h := b.h
+	start := deadline.Now()
 	res, err := p.Handle(ctx, msg)
 	if err != nil && isClosed(err) {
 		// The version this message's snapshot named was swapped out and
@@ -357,9 +368,11 @@ func (b *binding) call(ctx context.Context, p *plugin.Plugin, msg *plugin.Messag
 			res, err = p.Handle(ctx, msg)
 		}
 	}
+	b.metrics.Handled(deadline.Now() - start)
 	switch f := asFault(err); {
 	case err == nil:
 	case f != nil:
+		h.recordFault(f, msg.Subject)
 		level := h.log.Error
 		if f.Kind == plugin.FaultBusy {
 			level = h.log.Warn
@@ -370,7 +383,7 @@ func (b *binding) call(ctx context.Context, p *plugin.Plugin, msg *plugin.Messag
 		if res.Replied {
 			return outcome{sent: true}, true
 		}
-		return failure(f.Kind.Code(), f.Kind.String()+": "+f.Summary()), true
+		return faultOutcome(f, f.Kind.String()+": "+f.Summary()), true
 	default:
 		h.log.Error("plugin call failed", "plugin", b.name, "subject", msg.Subject, "error", err)
 		return failure(500, err.Error()), true

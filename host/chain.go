@@ -9,6 +9,8 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/trellis-mesh/trellis/abi"
+	"github.com/trellis-mesh/trellis/host/internal/deadline"
+	"github.com/trellis-mesh/trellis/host/internal/metrics"
 	"github.com/trellis-mesh/trellis/host/internal/plugin"
 )
 
@@ -18,8 +20,9 @@ type outcome struct {
 	errText string // with a status
 	header  map[string][]string
 	data    []byte
-	sent    bool // the answer already went out (a plugin replied to the NATS reply subject)
-	none    bool // nobody is to be answered (an event)
+	sent    bool  // the answer already went out (a plugin replied to the NATS reply subject)
+	none    bool  // nobody is to be answered (an event)
+	fault   uint8 // 1 + the plugin.FaultKind of a handler's fault, for metrics; else 0
 }
 
 func failure(code int, text string) outcome { return outcome{status: code, errText: text} }
@@ -44,8 +47,10 @@ func (h *Host) process(ctx context.Context, chain []boundPolicy, msg *plugin.Mes
 	target := ""
 	for _, ref := range chain {
 		p := ref.p
+		pm := h.metrics.Policy(ref.Name)
 		if p == nil {
 			h.counters.PolicyFailures.Add(1)
+			pm.Decided(metrics.Missing, 0)
 			h.log.Error("policy not loaded", "policy", ref.Name, "subject", msg.Subject, "fail_open", ref.FailOpen)
 			if ref.FailOpen {
 				continue
@@ -58,6 +63,7 @@ func (h *Host) process(ctx context.Context, chain []boundPolicy, msg *plugin.Mes
 				msg.Respond = capt.respond
 			}
 		}
+		start := deadline.Now()
 		res, err := p.Policy(ctx, msg)
 		if err != nil && isClosed(err) {
 			// This version was swapped out and closed before the call
@@ -67,6 +73,7 @@ func (h *Host) process(ctx context.Context, chain []boundPolicy, msg *plugin.Mes
 				res, err = p.Policy(ctx, msg)
 			}
 		}
+		pm.Decided(policyDecision(res, err, msg.Subject), deadline.Now()-start)
 		if err != nil {
 			h.counters.PolicyFailures.Add(1)
 			summary := err.Error()

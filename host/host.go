@@ -20,6 +20,7 @@ import (
 
 	"github.com/trellis-mesh/trellis/host/bus"
 	"github.com/trellis-mesh/trellis/host/internal/kv"
+	"github.com/trellis-mesh/trellis/host/internal/metrics"
 	"github.com/trellis-mesh/trellis/host/internal/plugin"
 )
 
@@ -85,6 +86,10 @@ type Options struct {
 	// does not carry a valid signature by one of TrustedKeys. Without it,
 	// signatures are not looked at. New fails if it is set with no key.
 	RequireSigned bool
+	// DisableMetrics turns the host's Prometheus metrics off (Metrics
+	// returns nil): what a message's path does for them is then a nil
+	// check per hook. They are on by default; BENCHMARKS.md has their cost.
+	DisableMetrics bool
 }
 
 // Spec says how to run one plugin.
@@ -208,11 +213,18 @@ type Host struct {
 	counters       Counters
 	seal           identitySeal // see trusted.go
 	keys           keySets      // see keysets.go
+	metrics        *metrics.Set // nil when Options.DisableMetrics; see observe.go
+	events         eventLog     // recent loads, reloads and faults; see observe.go
+	svc            services     // the plugins as NATS services; see services.go
 
 	http     *http.Server
 	httpAddr string
 	httpOpts HTTPOptions
 	httpMux  atomic.Pointer[http.ServeMux]
+
+	// versions serializes loads of one module content; see lockVersion.
+	versionsMu sync.Mutex
+	versions   map[string]*versionLock
 
 	// applyMu orders commits (see Apply); it is never taken on a
 	// message's path.
@@ -304,6 +316,8 @@ func New(ctx context.Context, opts Options) (*Host, error) {
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
 	h.kv = kv.New(b.Conn(), "")
+	h.startMetrics()
+	h.startServices()
 	if err := h.startHTTP(opts.HTTP); err != nil {
 		h.endLife()
 		b.Close()
@@ -345,6 +359,8 @@ type Info struct {
 	Policy bool
 	// Denied counts calls refused for want of a grant.
 	Denied int64
+	// Policies are a handler's policies, in order.
+	Policies []PolicyRef
 }
 
 // Plugins lists the loaded plugins, sorted by name.
@@ -356,7 +372,8 @@ func (h *Host) Plugins() []Info {
 		s := b.snap.Load()
 		inUse, idle, max := s.plugin.PoolStats()
 		out = append(out, Info{Name: b.name, Version: s.version, Subjects: append([]string(nil), s.subjects...),
-			Queue: s.queue, InUse: inUse, Idle: idle, PoolSize: max, Policy: b.policy, Denied: s.plugin.Denied()})
+			Queue: s.queue, InUse: inUse, Idle: idle, PoolSize: max, Policy: b.policy, Denied: s.plugin.Denied(),
+			Policies: append([]PolicyRef(nil), s.spec.Policies...)})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out

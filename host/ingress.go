@@ -179,7 +179,7 @@ func (h *Host) SetHTTPRoutes(routes []HTTPRoute) error {
 func (h *Host) mux(routes []HTTPRoute, policies map[string]*plugin.Plugin) *http.ServeMux {
 	mux, _ := buildMux(routes, func(rt HTTPRoute) http.HandlerFunc {
 		chain := bindChain(rt.Policies, policies)
-		return func(w http.ResponseWriter, r *http.Request) { h.serveRoute(w, r, rt, chain) }
+		return h.routeHandler(rt.Pattern, func(w http.ResponseWriter, r *http.Request) { h.serveRoute(w, r, rt, chain) })
 	})
 	return mux
 }

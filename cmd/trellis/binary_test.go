@@ -109,7 +109,7 @@ func TestNewPluginsAnswerWithOnlyTheBinary(t *testing.T) {
 	}
 
 	logs := &trellistest.SyncBuffer{}
-	dev := exec.Command(bin, "dev", "--nats-listen", "127.0.0.1:0", "--data-dir", "data", "plugins")
+	dev := exec.Command(bin, "dev", "--nats-listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--data-dir", "data", "plugins")
 	dev.Dir, dev.Env, dev.Stdout, dev.Stderr = work, userEnv(), logs, logs
 	if err := dev.Start(); err != nil {
 		t.Fatal(err)

@@ -44,7 +44,9 @@ func (c *clientFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.creds.CredsFile, "creds", "", "NATS credentials file (user JWT and seed) ($NATS_CREDS)")
 	fs.StringVar(&c.creds.User, "user", "", "user name ($NATS_USER)")
 	fs.StringVar(&c.creds.Password, "password", "", "password ($NATS_PASSWORD)")
-	fs.StringVar(&c.creds.Token, "token", "", "authorization token ($NATS_TOKEN)")
+	if fs.Lookup("token") == nil { // ls and top take --token for their admin endpoint
+		fs.StringVar(&c.creds.Token, "token", "", "authorization token ($NATS_TOKEN)")
+	}
 	fs.StringVar(&c.creds.NKeySeedFile, "nkey", "", "file with an nkey user seed ($NATS_NKEY)")
 	fs.StringVar(&c.creds.TLS.Cert, "tlscert", "", "client certificate, PEM ($NATS_CERT)")
 	fs.StringVar(&c.creds.TLS.Key, "tlskey", "", "client certificate's private key, PEM ($NATS_KEY)")

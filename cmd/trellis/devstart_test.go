@@ -21,7 +21,7 @@ import (
 func startDev(t *testing.T, dir string, args ...string) (string, *trellistest.SyncBuffer, *exec.Cmd, chan error) {
 	t.Helper()
 	logs := &trellistest.SyncBuffer{}
-	cmd := exec.Command(trellisBinary(t), append([]string{"dev", "--nats-listen", "127.0.0.1:0", "--data-dir", filepath.Join(dir, ".data")}, args...)...)
+	cmd := exec.Command(trellisBinary(t), append([]string{"dev", "--nats-listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--data-dir", filepath.Join(dir, ".data")}, args...)...)
 	cmd.Dir, cmd.Env, cmd.Stdout, cmd.Stderr = dir, userEnv(), logs, logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -97,7 +97,7 @@ func TestSecondInterruptForcesTheExit(t *testing.T) {
 // no watch) for a DIR that is not there.
 func TestDevRefusesAMissingDirectoryBeforeStarting(t *testing.T) {
 	start := time.Now()
-	code, _, errOut := runCLI("dev", "--nats-listen", "127.0.0.1:0", "--data-dir", t.TempDir(), filepath.Join(t.TempDir(), "nope"))
+	code, _, errOut := runCLI("dev", "--nats-listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--data-dir", t.TempDir(), filepath.Join(t.TempDir(), "nope"))
 	if code != 2 || !strings.Contains(errOut, "no such file or directory") || strings.Contains(errOut, "NATS") {
 		t.Fatalf("exit %d, stderr %q", code, errOut)
 	}
@@ -120,7 +120,7 @@ func TestDevServesAConfigFile(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "echo.wasm"), wasm, 0o644)
 	os.WriteFile(filepath.Join(dir, "t.hcl"), []byte("data_dir = \".data\"\nplugin \"echo\" {\n  path = \"echo.wasm\"\n  subjects = [\"echo\"]\n}\n"), 0o644)
 	logs := &trellistest.SyncBuffer{}
-	cmd := exec.Command(trellisBinary(t), "dev", "--config", "t.hcl", "--nats-listen", "127.0.0.1:0")
+	cmd := exec.Command(trellisBinary(t), "dev", "--config", "t.hcl", "--nats-listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0")
 	cmd.Dir, cmd.Env, cmd.Stdout, cmd.Stderr = dir, userEnv(), logs, logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -9,6 +9,8 @@
 //	trellis req SUBJECT [DATA]    send a request and print the reply
 //	trellis pub SUBJECT [DATA]    publish a message
 //	trellis sub SUBJECT           print the messages on a subject
+//	trellis ls                    list a host's plugins with their figures
+//	trellis top                   the same, refreshed in place
 //	trellis version               print the versions of trellis, the ABI, wazero and nats-server
 //	trellis completion SHELL      print a shell completion script
 package main
@@ -29,6 +31,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/trellis-mesh/trellis/host"
+	"github.com/trellis-mesh/trellis/host/admin"
 	"github.com/trellis-mesh/trellis/host/bus"
 	"github.com/trellis-mesh/trellis/host/config"
 	"github.com/trellis-mesh/trellis/host/dev"
@@ -48,6 +51,8 @@ Usage:
   trellis req [flags] SUBJECT [DATA] send a request, print the reply
   trellis pub [flags] SUBJECT [DATA] publish a message
   trellis sub [flags] SUBJECT        print the messages on a subject (wildcards allowed)
+  trellis ls [flags]                 list a host's plugins: version, subjects, pool, rate, errors, p50/p99
+  trellis top [flags]                the same, refreshed in place
   trellis version                    print the versions of trellis, the ABI, wazero and nats-server
   trellis completion bash|zsh|fish   print a shell completion script
 
@@ -82,8 +87,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 // verbs are the CLI's verbs by name.
 func verbs() map[string]func([]string, io.Writer, io.Writer) int {
 	return map[string]func([]string, io.Writer, io.Writer) int{
-		"dev": cmdDev, "run": cmdRun, "build": cmdBuild, "new": cmdNew, "keygen": cmdKeygen, "sign": cmdSign, "req": cmdReq, "pub": cmdPub, "sub": cmdSub, "version": cmdVersion,
-		"completion": cmdCompletion,
+		"dev": cmdDev, "run": cmdRun, "build": cmdBuild, "new": cmdNew, "keygen": cmdKeygen, "sign": cmdSign, "req": cmdReq, "pub": cmdPub, "sub": cmdSub, "ls": cmdLs, "top": cmdTop,
+		"version": cmdVersion, "completion": cmdCompletion,
 	}
 }
 
@@ -192,6 +197,7 @@ func cmdDev(args []string, stdout, stderr io.Writer) int {
 	timeout := fs.Duration("timeout", 0, "deadline per call (default 5s)")
 	poolSize := fs.Int("pool-size", 0, "instances per plugin (default: 2 per CPU, at least 4)")
 	fs.String("config", "", "serve this HCL config file instead of a DIR, as trellis run --config does")
+	adminListen := fs.String("admin-listen", admin.DefaultListen, "admin endpoint (metrics, dashboard, probes) HOST:PORT; \"off\" for none")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return flagExit(err)
@@ -210,10 +216,17 @@ func cmdDev(args []string, stdout, stderr io.Writer) int {
 	log := newLogger(*logLevel, "text", stderr)
 	ctx, stop := signalContext()
 	defer stop()
-	h, code := startHost(ctx, "dev", &bf, host.Options{DataDir: *dataDir, Logger: log}, stderr)
+	h, code := startHost(ctx, "dev", &bf, host.Options{DataDir: *dataDir, Logger: log, HoldTraffic: true}, stderr)
 	if h == nil {
 		return code
 	}
+	stopAdmin, err := startAdmin(h, admin.Options{Listen: *adminListen}, log)
+	if err != nil {
+		log.Error("admin endpoint", "error", err)
+		h.Close(context.Background())
+		return 1
+	}
+	defer stopAdmin()
 	d := dev.New(h, pos[0], dev.Options{
 		BuildDir: filepath.Join(*dataDir, "build"),
 		Strict:   *strict,
@@ -221,14 +234,17 @@ func cmdDev(args []string, stdout, stderr io.Writer) int {
 		Logger:   log,
 	})
 	err = d.Run(ctx, func(res dev.Result) {
+		h.MarkReady()
 		log.Info("serving; watching for changes", "dir", pos[0], "plugins", strings.Join(res.Loaded, ","),
 			"failed", len(res.Failed), "nats", h.ClientURL())
 	})
 	if err != nil {
 		log.Error("dev", "error", err)
+		stopAdmin()
 		h.Close(context.Background())
 		return 1
 	}
+	stopAdmin()
 	return shutdown(h, log)
 }
 
@@ -241,6 +257,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	check := fs.Bool("check", false, "validate the config and exit: every plugin file is compiled and checked against the ABI, without starting a bus")
 	checkBuild := fs.Bool("check-build", false, "with --check, also build plugin sources (in a temporary directory) and check the modules they make")
 	httpListen := fs.String("http-listen", "", "override the http block's listen address (port 0 picks a free one)")
+	adminListen := fs.String("admin-listen", "", "serve the admin endpoint (metrics, dashboard, probes) on HOST:PORT, overriding the admin block's listen; \"off\" for none")
 	if _, err := parse(fs, args); err != nil {
 		return flagExit(err)
 	}
@@ -282,6 +299,17 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	if h == nil {
 		return code
 	}
+	adminOpts := cfg.Admin
+	if *adminListen != "" {
+		adminOpts.Listen = *adminListen
+	}
+	stopAdmin, err := startAdmin(h, adminOpts, log)
+	if err != nil {
+		log.Error("admin endpoint", "error", err)
+		h.Close(context.Background())
+		return 1
+	}
+	defer stopAdmin()
 	// Every plugin must load at startup; later changes that fail leave the
 	// running version serving.
 	loop := config.NewLoop(h, *file, 0, log)
@@ -306,6 +334,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	if err := loop.Run(ctx, cfg, nil); err != nil {
 		log.Error("config watch", "error", err)
 	}
+	stopAdmin()
 	return shutdown(h, log)
 }
 

@@ -60,6 +60,7 @@ import (
 
 	"github.com/trellis-mesh/trellis/abi"
 	"github.com/trellis-mesh/trellis/host"
+	"github.com/trellis-mesh/trellis/host/admin"
 	"github.com/trellis-mesh/trellis/host/bus"
 	"github.com/trellis-mesh/trellis/host/internal/plugin"
 	"github.com/trellis-mesh/trellis/host/internal/regfile"
@@ -94,6 +95,9 @@ type Config struct {
 	// prints) and RequireSigned (require_signed): see host.Options.
 	TrustedKeys   []ed25519.PublicKey
 	RequireSigned bool
+	// Admin is the admin endpoint (the admin block, see admin.go); Listen
+	// is empty when the file has none.
+	Admin admin.Options
 }
 
 // Plugin is one plugin block.
@@ -142,6 +146,7 @@ type fileSchema struct {
 	Policies    []pluginSchema `hcl:"policy,block"`
 	Plugins     []pluginSchema `hcl:"plugin,block"`
 	Routes      []routeSchema  `hcl:"http_route,block"`
+	Admin       *adminSchema   `hcl:"admin,block"` // see admin.go
 
 	TrustedKeys   []string `hcl:"trusted_keys,optional"`
 	RequireSigned *bool    `hcl:"require_signed,optional"`
@@ -376,6 +381,7 @@ func Parse(src []byte, filename string) (*Config, error) {
 		}
 	}
 	d.routes(fs.Routes, fs.HTTP != nil, c, failOpen)
+	d.admin(fs.Admin, c)
 	d.subjectConflicts(c.Plugins)
 	if d.diags.HasErrors() {
 		return nil, &Error{d.diags}
