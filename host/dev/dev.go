@@ -179,14 +179,6 @@ func (d *Dev) Run(ctx context.Context, started func(Result)) error {
 	if err != nil {
 		return err
 	}
-	res, err := d.Sync(ctx)
-	if err != nil {
-		w.Close()
-		return err
-	}
-	if started != nil {
-		started(res)
-	}
 	deps := &depWatch{}
 	defer deps.stop()
 	rescan := func(ctx context.Context) {
@@ -201,10 +193,20 @@ func (d *Dev) Run(ctx context.Context, started func(Result)) error {
 			d.finish(pass)
 		}()
 	}
-	// A change in the directory may change what sources depend on (a new
-	// plugin, an edited Cargo.toml): look again after each. The dependency
-	// watch's own changes only rescan, so it never waits for itself.
+	// Watch what sources are built from before the first build, so that no
+	// change to it goes unseen. A change in the directory may change what
+	// sources depend on (a new plugin, an edited Cargo.toml): look again
+	// after each. The dependency watch's own changes only rescan, so it
+	// never waits for itself.
 	d.watchDependencies(ctx, deps, rescan)
+	res, err := d.Sync(ctx)
+	if err != nil {
+		w.Close()
+		return err
+	}
+	if started != nil {
+		started(res)
+	}
 	err = w.Run(ctx, func(ctx context.Context) {
 		rescan(ctx)
 		d.watchDependencies(ctx, deps, rescan)
@@ -288,7 +290,9 @@ func (d *Dev) watchDependencies(ctx context.Context, w *depWatch, rescan func(co
 	w.dirs, w.cancel, w.done = joined, cancel, done
 	go func() {
 		defer close(done)
-		dw.Run(wctx, rescan)
+		// Rescans run under Run's context: replacing this watch must not
+		// cancel a build it started.
+		dw.Run(wctx, func(context.Context) { rescan(ctx) })
 	}()
 }
 
