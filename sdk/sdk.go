@@ -32,7 +32,7 @@ import (
 
 //go:generate go test . -run TestGoArchiveIsCurrent -update
 
-//go:embed c/trellis.h c/README.md
+//go:embed c/*.h c/README.md
 //go:embed rust/Cargo.toml rust/README.md rust/src
 //go:embed assemblyscript/package.json assemblyscript/index.ts assemblyscript/assembly assemblyscript/README.md
 //go:embed gomod.txtar
