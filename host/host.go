@@ -280,7 +280,7 @@ func New(ctx context.Context, opts Options) (*Host, error) {
 	}
 	h.bus = b
 	h.outbox = &natsOutbox{nc: b.Conn()}
-	h.kv = kv.New(b.Conn(), "")
+	h.kv = kv.New(b.Conn(), "", b.Replicas())
 	if err := h.startHTTP(opts.HTTP); err != nil {
 		h.endLife()
 		b.Close()
