@@ -43,7 +43,8 @@
 // The nats block's authentication settings (user blocks, export,
 // export_stream, allow_unauthenticated, tls_cert, tls_key, tls_ca,
 // credentials, username, password, token, nkey_seed_file) are described
-// in nats.go beside their schema and map onto bus.Options.
+// in nats.go beside their schema and map onto bus.Options; its cluster,
+// leafnodes and jetstream blocks in cluster.go.
 package config
 
 import (
@@ -178,7 +179,6 @@ type natsSchema struct {
 	URL        *string        `hcl:"url,optional"`
 	Listen     *string        `hcl:"listen,optional"`
 	StoreDir   *string        `hcl:"store_dir,optional"`
-	JetStream  *bool          `hcl:"jetstream,optional"`
 	MaxPayload hcl.Expression `hcl:"max_payload,optional"`
 	ConfigFile *string        `hcl:"config_file,optional"`
 	Name       *string        `hcl:"name,optional"`
@@ -195,7 +195,12 @@ type natsSchema struct {
 	Password             *string          `hcl:"password,optional"`
 	Token                *string          `hcl:"token,optional"`
 	NKeySeedFile         *string          `hcl:"nkey_seed_file,optional"`
-	DefRange             hcl.Range        `hcl:",def_range"`
+	// Clustering, leaf nodes and jetstream (an attribute or a block, read
+	// from Rest); see cluster.go in this package.
+	Cluster   *clusterSchema   `hcl:"cluster,block"`
+	LeafNodes *leafNodesSchema `hcl:"leafnodes,block"`
+	Rest      hcl.Body         `hcl:",remain"`
+	DefRange  hcl.Range        `hcl:",def_range"`
 }
 
 type pluginSchema struct {
@@ -298,7 +303,6 @@ func Parse(src []byte, filename string) (*Config, error) {
 			c.NATS.ConfigFile = d.path(*n.ConfigFile)
 		}
 		c.NATS.Name = deref(n.Name)
-		c.NATS.DisableJetStream = n.JetStream != nil && !*n.JetStream
 		if sz, ok := d.size(n.MaxPayload, "max_payload", 1, MaxNATSPayload); ok {
 			c.NATS.MaxPayload = int32(sz)
 		}
@@ -307,6 +311,7 @@ func Parse(src []byte, filename string) (*Config, error) {
 				"url connects to an external NATS; listen configures the embedded one; set one of them")
 		}
 		d.natsAuth(n, &c.NATS)
+		d.natsCluster(n, &c.NATS)
 	}
 	for _, k := range fs.TrustedKeys {
 		pub, err := sign.ParsePublicKey(k)
