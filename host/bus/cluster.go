@@ -168,6 +168,12 @@ func clusterOptions(sopts *server.Options, opts Options) error {
 		return errors.New("set both a user and a password for routes, or neither")
 	}
 	sopts.Cluster.Username, sopts.Cluster.Password = c.User, password
+	if sopts.ReconnectErrorReports == 0 {
+		// A member that is down is retried every second, on each of the
+		// route's pooled connections: say so once a minute, not four
+		// times a second.
+		sopts.ReconnectErrorReports = 60
+	}
 	for _, r := range c.Routes {
 		u, err := RouteURL(r)
 		if err != nil {
