@@ -31,12 +31,8 @@ if [ "${1:-}" = restart ]; then
 	exit
 fi
 
-mkdir -p "$out/plugins"
 go build -o "$out/trellis" ./cmd/trellis
-for src in plugins/auth plugins/ratelimit plugins/split examples/orders-enrich examples/orders-notify \
-	examples/mesh/orders-store examples/mesh/orders-get examples/mesh/mailer examples/cluster/counter; do
-	"$out/trellis" build "$src" -o "$out/plugins/$(basename "$src").wasm" >/dev/null
-done
+deploy/build-plugins.sh "$out/trellis" "$out/plugins" >/dev/null
 
 trap 'kill $(jobs -p) 2>/dev/null; wait' EXIT INT TERM
 for i in 1 2 3; do member "$i"; done
