@@ -119,9 +119,9 @@ func decode(t *testing.T) *manifests {
 
 func TestStrictDecodingRefusesATypo(t *testing.T) {
 	for _, doc := range []string{
-		"apiVersion: v1\nkind: Service\nmetadata:\n  name: x\nspec:\n  clusterIp: None\n",               // clusterIP misspelt
+		"apiVersion: v1\nkind: Service\nmetadata:\n  name: x\nspec:\n  clusterIp: None\n",                    // clusterIP misspelt
 		"apiVersion: v1\nkind: Service\nmetadata:\n  name: x\nspec:\n  type: ClusterIP\n  type: ClusterIP\n", // a field twice
-		"apiVersion: apps/v1\nkind: StatefulSet\nmetadata:\n  name: x\nspec:\n  replicas: three\n",          // a string for a number
+		"apiVersion: apps/v1\nkind: StatefulSet\nmetadata:\n  name: x\nspec:\n  replicas: three\n",           // a string for a number
 	} {
 		if _, _, err := decoder.Decode([]byte(doc), nil, nil); err == nil {
 			t.Errorf("decoded without an error:\n%s", doc)
