@@ -101,7 +101,7 @@ func TestDocumentListsEveryHeader(t *testing.T) {
 		doc = append(doc, m[1])
 	}
 	code := []string{HeaderErrorCode, HeaderError, HeaderReservedPrefix + "*", HeaderHTTPStatus,
-		HeaderParamPrefix + "<name>", HeaderFallback, HeaderDeadLetterError, HeaderDeadLetterErrorCode,
+		HeaderParamPrefix + "<name>", HeaderFallback, HeaderDelivery, HeaderDeadLetterError, HeaderDeadLetterErrorCode,
 		HeaderDeadLetterSubject, HeaderDeadLetterPlugin, HeaderDeadLetterAttempts, HeaderPrincipal,
 		HeaderClaimPrefix + "<name>", HeaderIdentitySeal}
 	if !slices.Equal(doc, code) {

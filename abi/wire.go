@@ -28,6 +28,13 @@ const (
 	// answers with when a handler's retries are spent or its breaker is open.
 	HeaderFallback = "Trellis-Fallback"
 
+	// HeaderDelivery is set by the host on an event a durable handler
+	// receives from its JetStream stream: which delivery of the event this
+	// is, "1" the first time, more when an earlier one failed or timed
+	// out. A handler keeps a redelivery idempotent by the event's
+	// Nats-Msg-Id (or its own id), not by this count.
+	HeaderDelivery = "Trellis-Delivery"
+
 	// The headers the host adds to an event it dead-letters after every
 	// attempt failed; the event keeps its own headers and data.
 	HeaderDeadLetterError     = "Trellis-Error"      // the last failure's text

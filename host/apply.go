@@ -157,6 +157,7 @@ func (r *refusal) Unwrap() error { return r.err }
 // nil. A reason that is only a context's end is not the plugin's fault and
 // is not logged as a refusal.
 func (h *Host) refuse(errs []error) error {
+	h.recordRefused(errs)
 	for _, err := range errs {
 		if err == nil {
 			continue
@@ -192,6 +193,14 @@ func checkSpec(spec Spec) error {
 	}
 	if spec.Wasm == nil && spec.Path == "" {
 		return fmt.Errorf("plugin %q: neither Path nor Wasm given", spec.Name)
+	}
+	if spec.Durable != nil {
+		if spec.Policy {
+			return fmt.Errorf("plugin %q: a policy cannot be durable; its handlers can", spec.Name)
+		}
+		if err := spec.Durable.check(spec.Name); err != nil {
+			return err
+		}
 	}
 	if ns := kvNamespace(spec); !plugin.ValidKey(ns) {
 		return fmt.Errorf("plugin %q: KV namespace %.64q: want 1 to %d bytes of A-Z a-z 0-9 - _ = . /", spec.Name, ns, abi.MaxKVKeyLen)
@@ -297,6 +306,12 @@ func (h *Host) make(ctx context.Context, pr *prepared) error {
 			return fmt.Errorf("plugin %q: %s: refused, signed plugins are required: %w", spec.Name, file, err)
 		}
 	}
+	// Two loads of one module at once (two plugins built from one source,
+	// or two applies) would compile it at once into the shared
+	// compilation cache, which wazero does not make safe; the second waits
+	// and finds it cached.
+	unlock := h.lockVersion(pr.version)
+	defer unlock()
 	p, err := plugin.Load(ctx, pr.wasm, plugin.Options{
 		Name:        spec.Name,
 		Config:      spec.Config,
@@ -306,7 +321,7 @@ func (h *Host) make(ctx context.Context, pr *prepared) error {
 		MemoryLimit: spec.MemoryLimit,
 		Grants:      spec.Granted(),
 		Logger:      h.log.Named(spec.Name).With("version", pr.version),
-		Outbox:      h.outbox,
+		Outbox:      h.outboxFor(spec.Name),
 		KV:          h.kv.Namespace(kvNamespace(spec)),
 		Cache:       h.cache,
 	})
@@ -403,17 +418,33 @@ func (h *Host) commit(c Change, todo []*prepared, done *Applied) ([]chan error, 
 	// Subscribe: new subscriptions come before anything is swapped, so a
 	// refusal leaves the running generation as it was.
 	made := map[string][]*nats.Subscription{}
+	consumers := map[string]*consumer{}
 	var subErr error
 	for _, pr := range todo {
 		if pr.spec.Policy {
 			continue
 		}
 		b := gen.bindings[pr.spec.Name]
+		snap := gen.snaps[b.name]
 		if gen.created[b.name] {
-			b.snap.Store(gen.snaps[b.name]) // nobody else sees b yet
+			b.snap.Store(snap) // nobody else sees b yet
 		}
 		_, _, poolSize := pr.p.PoolStats()
 		b.ensureWorkers(poolSize)
+		if snap.durable != nil {
+			// A durable handler's events come from its consumer; one
+			// already consuming the same way stays, like a subscription.
+			if b.cons.same(*snap.durable, pr.subjects, pr.queue) {
+				continue
+			}
+			cons, err := b.startConsumer(h.life, *snap.durable, pr.subjects, pr.queue, poolSize)
+			if err != nil {
+				subErr = fmt.Errorf("plugin %q: %w", b.name, err)
+				break
+			}
+			consumers[b.name] = cons
+			continue
+		}
 		subs, err := b.subscribeNew(pr.subjects, pr.queue)
 		made[b.name] = subs
 		if err != nil {
@@ -428,6 +459,15 @@ func (h *Host) commit(c Change, todo []*prepared, done *Applied) ([]chan error, 
 	}
 	if subErr != nil {
 		closed := map[string]bool{}
+		for name, cons := range consumers {
+			if b := gen.bindings[name]; gen.created[name] {
+				b.cons = cons
+				_ = b.close(h.life)
+				closed[name] = true
+				continue
+			}
+			cons.stop()
+		}
 		for name, subs := range made {
 			b := gen.bindings[name]
 			if !gen.created[name] {
@@ -457,11 +497,33 @@ func (h *Host) commit(c Change, todo []*prepared, done *Applied) ([]chan error, 
 	h.mu.Lock()
 	h.bindings = gen.bindings
 	h.mu.Unlock()
-	for _, pr := range todo {
-		if !pr.spec.Policy {
-			b := gen.bindings[pr.spec.Name]
-			b.adopt(made[b.name], pr.subjects, pr.queue)
+	var stored []string
+	for _, b := range gen.bindings {
+		if s := b.snap.Load(); !b.policy && s.durable != nil {
+			stored = append(stored, s.subjects...)
 		}
+	}
+	h.storedSubjects.Store(&storedSubjects{patterns: stored})
+	for _, pr := range todo {
+		if pr.spec.Policy {
+			continue
+		}
+		b := gen.bindings[pr.spec.Name]
+		if gen.snaps[b.name].durable != nil {
+			b.adopt(nil, nil, pr.queue) // subscriptions it had go
+			if cons := consumers[b.name]; cons != nil {
+				if old := b.cons; old != nil {
+					h.retire(func(context.Context) error { old.stop(); return nil })
+				}
+				b.cons = cons
+			}
+			continue
+		}
+		if old := b.cons; old != nil {
+			b.cons = nil
+			h.retire(func(context.Context) error { old.stop(); return nil })
+		}
+		b.adopt(made[b.name], pr.subjects, pr.queue)
 	}
 	routes := h.httpRoutes
 	if c.SetHTTPRoutes {
@@ -483,6 +545,7 @@ func (h *Host) commit(c Change, todo []*prepared, done *Applied) ([]chan error, 
 			start := time.Now()
 			err := b.close(ctx)
 			h.log.Info("plugin unloaded", "plugin", name, "version", version, "drain_time", time.Since(start))
+			h.recordApplied(EventUnloaded, name, version, 0)
 			ch <- err
 			return err
 		})
@@ -505,6 +568,7 @@ func (h *Host) logApplied(pr *prepared, old *binding, done *Applied) {
 	}
 	name := pr.spec.Name
 	if old == nil {
+		h.recordApplied(EventLoaded, name, pr.version, pr.took)
 		done.Loaded = append(done.Loaded, name)
 		if pr.spec.Policy {
 			h.log.Info(kind+" loaded", "plugin", name, "version", pr.version, "load_time", pr.took)
@@ -514,6 +578,7 @@ func (h *Host) logApplied(pr *prepared, old *binding, done *Applied) {
 			"queue", pr.queue, "load_time", pr.took)
 		return
 	}
+	h.recordApplied(EventReloaded, name, pr.version, pr.took)
 	done.Reloaded = append(done.Reloaded, name)
 	previous := ""
 	if s := old.snap.Load(); s != nil {
@@ -596,6 +661,10 @@ func (h *Host) plan(current map[string]*binding, c Change, todo []*prepared) (*g
 		}
 		s := &snapshot{plugin: pr.p, spec: pr.spec, version: pr.version, subjects: pr.subjects, queue: pr.queue,
 			chain: bindChain(pr.spec.Policies, gen.policies), res: withDefaults(pr.spec.Resilience)}
+		if d := pr.spec.Durable; d != nil {
+			withDefaults := d.withDefaults(name, pr.spec.Timeout)
+			s.durable = &withDefaults
+		}
 		// Keep the breaker's state across reloads that do not change it.
 		if old != nil && old.breaker.Failures == s.res.BreakerFailures && old.breaker.Cooldown == s.res.BreakerCooldown {
 			s.breaker = old.breaker
@@ -673,4 +742,34 @@ func (h *Host) retire(close func(context.Context) error) {
 			h.log.Warn("closing a version swapped out or unloaded", "error", err)
 		}
 	}()
+}
+
+// versionLock serializes the loads of one module content.
+type versionLock struct {
+	mu   sync.Mutex
+	refs int // under Host.versionsMu
+}
+
+// lockVersion locks version's loads and returns the unlock.
+func (h *Host) lockVersion(version string) func() {
+	h.versionsMu.Lock()
+	l := h.versions[version]
+	if l == nil {
+		l = &versionLock{}
+		if h.versions == nil {
+			h.versions = map[string]*versionLock{}
+		}
+		h.versions[version] = l
+	}
+	l.refs++
+	h.versionsMu.Unlock()
+	l.mu.Lock()
+	return func() {
+		l.mu.Unlock()
+		h.versionsMu.Lock()
+		if l.refs--; l.refs == 0 {
+			delete(h.versions, version)
+		}
+		h.versionsMu.Unlock()
+	}
 }

@@ -9,9 +9,11 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/trellis-mesh/trellis/abi"
 	"github.com/trellis-mesh/trellis/host/internal/deadline"
+	"github.com/trellis-mesh/trellis/host/internal/metrics"
 	"github.com/trellis-mesh/trellis/host/internal/plugin"
 	"github.com/trellis-mesh/trellis/host/internal/resilience"
 )
@@ -33,12 +35,15 @@ type binding struct {
 	subs    map[string]*nats.Subscription // under h.applyMu
 	queue   string                        // under h.applyMu
 	workers int                           // under h.applyMu
+	cons    *consumer                     // a durable handler's; under h.applyMu
 
 	// inbox carries messages from the subscriptions' callbacks to the
 	// workers. Workers live as long as the binding, so their stacks, grown
 	// once by the first call into wazero, are not grown again per message.
 	inbox   chan arrival
 	working sync.WaitGroup
+
+	metrics *metrics.Plugin // a handler's; nil without metrics (observe.go)
 }
 
 // snapshot is everything a message's path reads about one binding:
@@ -56,6 +61,9 @@ type snapshot struct {
 	chain   []boundPolicy
 	res     Resilience // with defaults filled in
 	breaker *resilience.Breaker
+	// durable is Spec.Durable with defaults, or nil for a handler fed by
+	// subscriptions.
+	durable *Durable
 }
 
 // boundPolicy is a PolicyRef resolved: p is nil when no policy of that name
@@ -68,8 +76,9 @@ type boundPolicy struct {
 // arrival is a message and when it arrived: its deadline counts from then,
 // so time spent waiting for a worker counts against it.
 type arrival struct {
-	m  *nats.Msg
-	at time.Duration // deadline.Now()
+	m      *nats.Msg     // from a subscription
+	stored jetstream.Msg // or from a durable consumer
+	at     time.Duration // deadline.Now()
 }
 
 func newBinding(h *Host, name string, policy bool) *binding {
@@ -77,6 +86,7 @@ func newBinding(h *Host, name string, policy bool) *binding {
 	if !policy {
 		b.subs = map[string]*nats.Subscription{}
 		b.inbox = make(chan arrival, h.opts.QueueDepth)
+		b.metrics = h.metrics.Plugin(name)
 	}
 	return b
 }
@@ -91,13 +101,14 @@ func (b *binding) ensureWorkers(n int) {
 			// The inbox closes once the binding has drained; if Close gives
 			// up before that, the host's life ends and so do the workers.
 			done := b.h.life.Done()
+			w := new(worker)
 			for {
 				select {
 				case a, ok := <-b.inbox:
 					if !ok {
 						return
 					}
-					b.serve(a)
+					b.serve(a, w)
 				case <-done:
 					return
 				}
@@ -182,9 +193,38 @@ func (b *binding) onMsg(m *nats.Msg) {
 	}
 }
 
-func (b *binding) serve(a arrival) {
-	h, m := b.h, a.m
+// worker is what one of a binding's workers reuses from message to
+// message, so that serving one allocates nothing of the host's own: the
+// message handed to the plugin and its deadline. Nothing keeps either
+// past the message: the plugin's call, the policies and the reply are
+// done when handle returns.
+type worker struct {
+	msg plugin.Message
+	dl  deadline.Context
+}
+
+func (b *binding) serve(a arrival, w *worker) {
 	snap := b.snap.Load()
+	if a.stored != nil {
+		b.serveStored(a, snap, w)
+		return
+	}
+	m := a.m
+	obs := b.observe(m, a.at, snap)
+	out, resp, _ := b.handle(a, snap, m, false, w)
+	b.h.sendNATS(m.Reply, resp, out)
+	b.observed(obs, out)
+}
+
+// handle runs m through the snapshot's policies and handler within the
+// message's deadline and the host-wide cap on calls, and returns how it
+// ended, the response headers policies and the handler set, and whether
+// that is a failure (a status of 500 or more: a fault,
+// a policy that failed, no instance in time). A stored event (durable)
+// has no reply subject for the plugin, and its failures are left to
+// JetStream's redelivery rather than dead-lettered here.
+func (b *binding) handle(a arrival, snap *snapshot, m *nats.Msg, durable bool, w *worker) (outcome, map[string][]string, bool) {
+	h := b.h
 	timeout := snap.plugin.Timeout()
 	// A message from the bus has no caller's context: the host's own
 	// stands for it, so a Close that runs out of patience ends its calls.
@@ -193,12 +233,12 @@ func (b *binding) serve(a arrival) {
 		at := a.at + timeout
 		if deadline.Now() > at {
 			h.log.Warn("busy: message waited past its deadline", "plugin", b.name, "subject", m.Subject)
-			h.errorReply(m.Reply, 503, "busy: no instance free before the deadline", nil)
-			return
+			return busy("busy: no instance free before the deadline"), nil, true
 		}
 		// Most messages are served well before their deadline: the
 		// context starts a timer only if something waits on it.
-		dl := deadline.At(ctx, at)
+		dl := &w.dl
+		dl.Reset(ctx, at)
 		defer dl.Release()
 		ctx = dl
 	}
@@ -209,25 +249,29 @@ func (b *binding) serve(a arrival) {
 		case h.inflight <- struct{}{}:
 		case <-ctx.Done():
 			h.log.Warn("busy: host-wide call limit reached", "plugin", b.name, "subject", m.Subject)
-			h.errorReply(m.Reply, 503, "busy: host-wide call limit reached", nil)
-			return
+			return busy("busy: host-wide call limit reached"), nil, true
 		}
 	}
 	defer func() { <-h.inflight }()
 
 	h.seal.admit(m.Subject, m.Header, m.Data)
-	msg := &plugin.Message{Subject: m.Subject, Reply: m.Reply, Header: m.Header, Data: m.Data}
+	reply := m.Reply
+	if durable {
+		reply = ""
+	}
+	msg := &w.msg
+	*msg = plugin.Message{Subject: m.Subject, Reply: reply, Header: m.Header, Data: m.Data}
 	out := h.process(ctx, snap.chain, msg, func(ctx context.Context, msg *plugin.Message) outcome {
-		return b.invoke(ctx, snap, msg)
+		return b.invoke(ctx, snap, msg, durable)
 	})
-	h.sendNATS(msg, out)
+	return out, msg.RespHeader, out.status >= 500
 }
 
 // invoke calls the handler with the binding's fault tolerance: the breaker
 // first, then the call, retried with backoff when the handler is marked
 // idempotent; when every attempt failed, the fallback answers a request and
 // the dead-letter subject receives an event.
-func (b *binding) invoke(ctx context.Context, snap *snapshot, msg *plugin.Message) outcome {
+func (b *binding) invoke(ctx context.Context, snap *snapshot, msg *plugin.Message, durable bool) outcome {
 	h := b.h
 	res := snap.res
 	var last outcome
@@ -236,6 +280,7 @@ func (b *binding) invoke(ctx context.Context, snap *snapshot, msg *plugin.Messag
 		attempts = attempt
 		if !snap.breaker.Allow() {
 			h.counters.BreakerRejects.Add(1)
+			b.metrics.BreakerReject()
 			last = failure(503, "circuit open: "+b.name+" is failing; try again later")
 			break
 		}
@@ -252,6 +297,7 @@ func (b *binding) invoke(ctx context.Context, snap *snapshot, msg *plugin.Messag
 				break
 			}
 			h.log.Debug("retrying", "plugin", b.name, "subject", msg.Subject, "attempt", attempt+1, "after", wait)
+			b.metrics.Retry()
 			continue
 		}
 		break
@@ -260,12 +306,17 @@ func (b *binding) invoke(ctx context.Context, snap *snapshot, msg *plugin.Messag
 	if msg.Reply != "" || msg.Respond != nil {
 		if res.Fallback != nil {
 			h.counters.Fallbacks.Add(1)
+			b.metrics.Fallback()
 			return outcome{header: map[string][]string{abi.HeaderFallback: {"true"}}, data: res.Fallback}
 		}
 		return last
 	}
+	if durable {
+		return last // JetStream delivers it again, or serveStored gives it up
+	}
 	if res.DeadLetter != "" {
-		h.deadLetter(res.DeadLetter, b.name, msg, last, attempts)
+		h.deadLetterMsg(res.DeadLetter, b.name, msg.Subject, msg.Header, msg.Data, last, attempts)
+		b.metrics.DeadLetter()
 	}
 	return outcome{none: true}
 }
@@ -306,6 +357,7 @@ func (h *Host) backoff(ctx context.Context, d time.Duration) string {
 // of 500 or more.
 func (b *binding) call(ctx context.Context, p *plugin.Plugin, msg *plugin.Message) (outcome, bool) {
 	h := b.h
+	start := deadline.Now()
 	res, err := p.Handle(ctx, msg)
 	if err != nil && isClosed(err) {
 		// The version this message's snapshot named was swapped out and
@@ -316,10 +368,11 @@ func (b *binding) call(ctx context.Context, p *plugin.Plugin, msg *plugin.Messag
 			res, err = p.Handle(ctx, msg)
 		}
 	}
-	var f *plugin.Fault
-	switch {
+	b.metrics.Handled(deadline.Now() - start)
+	switch f := asFault(err); {
 	case err == nil:
-	case errors.As(err, &f):
+	case f != nil:
+		h.recordFault(f, msg.Subject)
 		level := h.log.Error
 		if f.Kind == plugin.FaultBusy {
 			level = h.log.Warn
@@ -330,7 +383,7 @@ func (b *binding) call(ctx context.Context, p *plugin.Plugin, msg *plugin.Messag
 		if res.Replied {
 			return outcome{sent: true}, true
 		}
-		return failure(f.Kind.Code(), f.Kind.String()+": "+f.Summary()), true
+		return faultOutcome(f, f.Kind.String()+": "+f.Summary()), true
 	default:
 		h.log.Error("plugin call failed", "plugin", b.name, "subject", msg.Subject, "error", err)
 		return failure(500, err.Error()), true
@@ -355,8 +408,21 @@ func (b *binding) call(ctx context.Context, p *plugin.Plugin, msg *plugin.Messag
 
 // isClosed reports a call refused because its version was closed.
 func isClosed(err error) bool {
+	f := asFault(err)
+	return f != nil && f.Kind == plugin.FaultClosed
+}
+
+// asFault returns err's Fault, or nil. Apart so that the Fault pointer
+// errors.As needs is made only for an error.
+func asFault(err error) *plugin.Fault {
+	if err == nil {
+		return nil
+	}
 	var f *plugin.Fault
-	return errors.As(err, &f) && f.Kind == plugin.FaultClosed
+	if errors.As(err, &f) {
+		return f
+	}
+	return nil
 }
 
 // unsubscribe undoes subscriptions made for a generation that was not
@@ -372,6 +438,12 @@ func unsubscribe(subs []*nats.Subscription) {
 // the workers to end, and closes the version serving. Called by Apply
 // after the binding has left the generation, or by Close.
 func (b *binding) close(ctx context.Context) error {
+	if b.cons != nil {
+		// What the consumer fetched reaches the inbox first; what it had
+		// not is redelivered by JetStream to another host, or later.
+		b.cons.stop()
+		b.cons = nil
+	}
 	if !b.policy {
 		drained := make([]<-chan nats.SubStatus, 0, len(b.subs))
 		for _, sub := range b.subs {

@@ -9,6 +9,8 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/trellis-mesh/trellis/abi"
+	"github.com/trellis-mesh/trellis/host/internal/deadline"
+	"github.com/trellis-mesh/trellis/host/internal/metrics"
 	"github.com/trellis-mesh/trellis/host/internal/plugin"
 )
 
@@ -18,32 +20,37 @@ type outcome struct {
 	errText string // with a status
 	header  map[string][]string
 	data    []byte
-	sent    bool // the answer already went out (a plugin replied to the NATS reply subject)
-	none    bool // nobody is to be answered (an event)
+	sent    bool  // the answer already went out (a plugin replied to the NATS reply subject)
+	none    bool  // nobody is to be answered (an event)
+	fault   uint8 // 1 + the plugin.FaultKind of a handler's fault, for metrics; else 0
 }
 
 func failure(code int, text string) outcome { return outcome{status: code, errText: text} }
+
+// capture holds an answer a handler sent while a policy's response phase
+// waits for it.
+type capture struct{ out *outcome }
+
+func (c *capture) respond(hdr map[string][]string, data []byte) error {
+	c.out = &outcome{header: hdr, data: bytes.Clone(data)}
+	return nil
+}
 
 // process runs msg through chain, then deliver (the handler, or a forward
 // to a subject), then the policies' response phases in reverse. chain is
 // resolved when its snapshot is made: process looks nothing up.
 func (h *Host) process(ctx context.Context, chain []boundPolicy, msg *plugin.Message, deliver func(context.Context, *plugin.Message) outcome) outcome {
-	var captured *outcome
-	capture := func() {
-		if msg.Respond != nil {
-			return // the caller (HTTP ingress) captures already
-		}
-		msg.Respond = func(hdr map[string][]string, data []byte) error {
-			captured = &outcome{header: hdr, data: bytes.Clone(data)}
-			return nil
-		}
-	}
+	// A policy with a response phase needs the handler's answer in hand:
+	// a capture takes it instead of the bus, made only then.
+	var capt *capture
 	var responders []*plugin.Plugin
 	target := ""
 	for _, ref := range chain {
 		p := ref.p
+		pm := h.metrics.Policy(ref.Name)
 		if p == nil {
 			h.counters.PolicyFailures.Add(1)
+			pm.Decided(metrics.Missing, 0)
 			h.log.Error("policy not loaded", "policy", ref.Name, "subject", msg.Subject, "fail_open", ref.FailOpen)
 			if ref.FailOpen {
 				continue
@@ -51,8 +58,12 @@ func (h *Host) process(ctx context.Context, chain []boundPolicy, msg *plugin.Mes
 			return failure(503, "policy "+ref.Name+" is not available")
 		}
 		if p.HasResponsePhase() && (msg.Reply != "" || msg.Respond != nil) {
-			capture()
+			if msg.Respond == nil { // the HTTP ingress captures already
+				capt = &capture{}
+				msg.Respond = capt.respond
+			}
 		}
+		start := deadline.Now()
 		res, err := p.Policy(ctx, msg)
 		if err != nil && isClosed(err) {
 			// This version was swapped out and closed before the call
@@ -62,6 +73,7 @@ func (h *Host) process(ctx context.Context, chain []boundPolicy, msg *plugin.Mes
 				res, err = p.Policy(ctx, msg)
 			}
 		}
+		pm.Decided(policyDecision(res, err, msg.Subject), deadline.Now()-start)
 		if err != nil {
 			h.counters.PolicyFailures.Add(1)
 			summary := err.Error()
@@ -77,8 +89,8 @@ func (h *Host) process(ctx context.Context, chain []boundPolicy, msg *plugin.Mes
 			return failure(503, "policy "+ref.Name+" failed")
 		}
 		if res.Replied {
-			if captured != nil {
-				return *captured
+			if capt != nil && capt.out != nil {
+				return *capt.out
 			}
 			return outcome{sent: true}
 		}
@@ -108,8 +120,8 @@ func (h *Host) process(ctx context.Context, chain []boundPolicy, msg *plugin.Mes
 	} else {
 		out = deliver(ctx, msg)
 	}
-	if out.sent && captured != nil {
-		out = *captured
+	if out.sent && capt != nil && capt.out != nil {
+		out = *capt.out
 	}
 	if len(responders) == 0 || out.none || out.sent {
 		return out
@@ -171,26 +183,33 @@ func responseOutcome(m *nats.Msg) outcome {
 	return outcome{header: m.Header, data: m.Data}
 }
 
-// sendNATS answers a NATS message with its outcome.
-func (h *Host) sendNATS(msg *plugin.Message, out outcome) {
-	if msg.Reply == "" || out.none || out.sent {
+// sendNATS answers a NATS message on reply with its outcome and the
+// response headers policies and the handler set (resp).
+func (h *Host) sendNATS(reply string, resp map[string][]string, out outcome) {
+	if reply == "" || out.none || out.sent {
 		return
 	}
 	if out.status != 0 {
-		h.errorReply(msg.Reply, out.status, out.errText, msg.RespHeader)
+		h.errorReply(reply, out.status, out.errText, resp)
 		return
 	}
-	r := &nats.Msg{Subject: msg.Reply, Header: nats.Header{}, Data: out.data}
+	if len(out.header) == 0 && len(resp) == 0 {
+		if err := h.bus.Conn().Publish(reply, out.data); err != nil {
+			h.log.Warn("reply failed", "subject", reply, "error", err)
+		}
+		return
+	}
+	r := &nats.Msg{Subject: reply, Header: nats.Header{}, Data: out.data}
 	for k, vs := range out.header {
 		r.Header[k] = vs
 	}
-	for k, vs := range msg.RespHeader {
+	for k, vs := range resp {
 		if _, dup := out.header[k]; !dup {
 			r.Header[k] = append(r.Header[k], vs...)
 		}
 	}
 	if err := h.bus.Conn().PublishMsg(r); err != nil {
-		h.log.Warn("reply failed", "subject", msg.Subject, "error", err)
+		h.log.Warn("reply failed", "subject", reply, "error", err)
 	}
 }
 
@@ -212,22 +231,24 @@ func (h *Host) errorReply(reply string, code int, desc string, extra map[string]
 	}
 }
 
-// deadLetter publishes an event that failed every attempt, with why.
-func (h *Host) deadLetter(subject, plugin string, msg *plugin.Message, last outcome, attempts int) {
+// deadLetterMsg publishes an event that failed every attempt, with why.
+func (h *Host) deadLetterMsg(subject, plugin, from string, hdr map[string][]string, data []byte, last outcome, attempts int) {
 	m := nats.NewMsg(subject)
-	for k, vs := range msg.Header {
+	for k, vs := range hdr {
 		m.Header[k] = append([]string(nil), vs...)
 	}
-	m.Data = msg.Data
+	m.Data = data
 	m.Header.Set(abi.HeaderDeadLetterError, last.errText)
 	m.Header.Set(abi.HeaderDeadLetterErrorCode, strconv.Itoa(last.status))
-	m.Header.Set(abi.HeaderDeadLetterSubject, msg.Subject)
+	m.Header.Set(abi.HeaderDeadLetterSubject, from)
 	m.Header.Set(abi.HeaderDeadLetterPlugin, plugin)
 	m.Header.Set(abi.HeaderDeadLetterAttempts, strconv.Itoa(attempts))
+	// Counted before it is sent, so that whoever receives it sees it counted.
+	h.counters.DeadLetters.Add(1)
 	if err := h.bus.Conn().PublishMsg(m); err != nil {
+		h.counters.DeadLetters.Add(-1)
 		h.log.Error("dead letter failed", "subject", subject, "error", err)
 		return
 	}
-	h.counters.DeadLetters.Add(1)
-	h.log.Warn("event dead-lettered", "plugin", plugin, "subject", msg.Subject, "dead_letter", subject, "error", last.errText)
+	h.log.Warn("event dead-lettered", "plugin", plugin, "subject", from, "dead_letter", subject, "error", last.errText)
 }

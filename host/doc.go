@@ -12,6 +12,8 @@
 //	host/config       the HCL config file (trellis.hcl) and the loop that
 //	                  keeps a host in step with it
 //	host/sign         signing modules and verifying their signatures
+//	host/admin        the admin endpoint: metrics, probes, pprof, the JSON
+//	                  API and the dashboard, to run or to mount
 //	host/trellistest  running a plugin against a real embedded host in a test
 //	host/dev/...      developer tooling: the dev loop over a directory
 //	                  (host/dev), building plugins from source (host/dev/build),
@@ -25,10 +27,11 @@
 // checks and interrupt rewrite), the instance pool (internal/pool), the KV
 // store (internal/kv), circuit breaker and backoff (internal/resilience),
 // the reconciler that reloads changed plugins (internal/reload), the file
-// watcher (internal/watch) and the SDK conformance suite
-// (internal/conformance). The developer tooling sits apart from the runtime:
-// nothing under host/ but the dev packages, host/config and host/trellistest
-// imports host/dev/build, and the runtime imports none of it.
+// watcher (internal/watch), the SDK conformance suite
+// (internal/conformance) and the metrics' handles (internal/metrics). The
+// developer tooling sits apart from the runtime: nothing under host/ but
+// the dev packages, host/config and host/trellistest imports
+// host/dev/build, and the runtime imports none of it.
 //
 // # A message's path
 //

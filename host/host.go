@@ -15,10 +15,12 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/tetratelabs/wazero"
 
 	"github.com/trellis-mesh/trellis/host/bus"
 	"github.com/trellis-mesh/trellis/host/internal/kv"
+	"github.com/trellis-mesh/trellis/host/internal/metrics"
 	"github.com/trellis-mesh/trellis/host/internal/plugin"
 )
 
@@ -73,10 +75,21 @@ type Options struct {
 	// TrustedKeys are the Ed25519 keys whose signatures RequireSigned
 	// accepts (see package sign).
 	TrustedKeys []ed25519.PublicKey
+	// HoldTraffic keeps the HTTP ingress from serving until MarkReady is
+	// called: until then every request is answered 503 with Retry-After,
+	// so that a client of a host still loading its plugins is told to come
+	// back rather than refused by a policy not yet loaded. trellis run and
+	// trellis dev set it and mark the host ready once the plugins they
+	// start with are loaded.
+	HoldTraffic bool
 	// RequireSigned makes Load refuse, before compiling it, a module that
 	// does not carry a valid signature by one of TrustedKeys. Without it,
 	// signatures are not looked at. New fails if it is set with no key.
 	RequireSigned bool
+	// DisableMetrics turns the host's Prometheus metrics off (Metrics
+	// returns nil): what a message's path does for them is then a nil
+	// check per hook. They are on by default; BENCHMARKS.md has their cost.
+	DisableMetrics bool
 }
 
 // Spec says how to run one plugin.
@@ -127,6 +140,9 @@ type Spec struct {
 	// Shared lets this handler serve subjects another Shared handler serves
 	// too, where Options.ExclusiveSubjects would refuse it.
 	Shared bool
+	// Durable, if set, makes the handler consume its subjects from a
+	// JetStream stream: events are stored and delivered until handled.
+	Durable *Durable
 	// KeySources are key sets the host fetches and keeps fresh in Config
 	// (see KeySource, keysets.go).
 	KeySources []KeySource
@@ -190,15 +206,25 @@ type Host struct {
 	cache    wazero.CompilationCache
 	inflight chan struct{}
 	outbox   *natsOutbox
-	kv       *kv.Store
-	counters Counters
-	seal     identitySeal // see trusted.go
-	keys     keySets      // see keysets.go
+	js       jetstream.JetStream
+	// storedSubjects are the durable handlers' stream subjects; see stored.
+	storedSubjects atomic.Pointer[storedSubjects]
+	kv             *kv.Store
+	counters       Counters
+	seal           identitySeal // see trusted.go
+	keys           keySets      // see keysets.go
+	metrics        *metrics.Set // nil when Options.DisableMetrics; see observe.go
+	events         eventLog     // recent loads, reloads and faults; see observe.go
+	svc            services     // the plugins as NATS services; see services.go
 
 	http     *http.Server
 	httpAddr string
 	httpOpts HTTPOptions
 	httpMux  atomic.Pointer[http.ServeMux]
+
+	// versions serializes loads of one module content; see lockVersion.
+	versionsMu sync.Mutex
+	versions   map[string]*versionLock
 
 	// applyMu orders commits (see Apply); it is never taken on a
 	// message's path.
@@ -207,6 +233,8 @@ type Host struct {
 	// policies maps each policy's name to the version serving, published
 	// with the bindings' snapshots; see servingPolicy.
 	policies atomic.Pointer[map[string]*plugin.Plugin]
+
+	ready atomic.Bool // see Options.HoldTraffic
 
 	mu       sync.Mutex // guards bindings and closing; not on a message's path
 	bindings map[string]*binding
@@ -248,6 +276,7 @@ func New(ctx context.Context, opts Options) (*Host, error) {
 		bindings: map[string]*binding{},
 		stopping: make(chan struct{}),
 	}
+	h.ready.Store(!opts.HoldTraffic)
 	// The host outlives New's context, which bounds only the start.
 	h.life, h.endLife = context.WithCancel(context.WithoutCancel(ctx))
 	cacheDir := opts.CacheDir
@@ -279,8 +308,16 @@ func New(ctx context.Context, opts Options) (*Host, error) {
 		return nil, err
 	}
 	h.bus = b
-	h.outbox = &natsOutbox{nc: b.Conn()}
+	h.outbox = &natsOutbox{nc: b.Conn(), h: h}
+	if h.js, err = jetstream.New(b.Conn()); err != nil {
+		h.endLife()
+		b.Close()
+		h.cache.Close(context.WithoutCancel(ctx))
+		return nil, fmt.Errorf("jetstream: %w", err)
+	}
 	h.kv = kv.New(b.Conn(), "", b.Replicas())
+	h.startMetrics()
+	h.startServices()
 	if err := h.startHTTP(opts.HTTP); err != nil {
 		h.endLife()
 		b.Close()
@@ -299,6 +336,17 @@ func (h *Host) ClientURL() string { return h.bus.ClientURL() }
 // Bus returns the host's bus.
 func (h *Host) Bus() *bus.Bus { return h.bus }
 
+// MarkReady makes a host started with Options.HoldTraffic take traffic.
+func (h *Host) MarkReady() {
+	if !h.ready.Swap(true) {
+		h.log.Info("ready: taking traffic")
+	}
+}
+
+// Ready reports whether the host takes traffic: always, unless it was
+// started with Options.HoldTraffic and MarkReady has not been called.
+func (h *Host) Ready() bool { return h.ready.Load() }
+
 // Info describes a loaded plugin.
 type Info struct {
 	Name     string
@@ -311,6 +359,8 @@ type Info struct {
 	Policy bool
 	// Denied counts calls refused for want of a grant.
 	Denied int64
+	// Policies are a handler's policies, in order.
+	Policies []PolicyRef
 }
 
 // Plugins lists the loaded plugins, sorted by name.
@@ -322,7 +372,8 @@ func (h *Host) Plugins() []Info {
 		s := b.snap.Load()
 		inUse, idle, max := s.plugin.PoolStats()
 		out = append(out, Info{Name: b.name, Version: s.version, Subjects: append([]string(nil), s.subjects...),
-			Queue: s.queue, InUse: inUse, Idle: idle, PoolSize: max, Policy: b.policy, Denied: s.plugin.Denied()})
+			Queue: s.queue, InUse: inUse, Idle: idle, PoolSize: max, Policy: b.policy, Denied: s.plugin.Denied(),
+			Policies: append([]PolicyRef(nil), s.spec.Policies...)})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out

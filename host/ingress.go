@@ -179,7 +179,7 @@ func (h *Host) SetHTTPRoutes(routes []HTTPRoute) error {
 func (h *Host) mux(routes []HTTPRoute, policies map[string]*plugin.Plugin) *http.ServeMux {
 	mux, _ := buildMux(routes, func(rt HTTPRoute) http.HandlerFunc {
 		chain := bindChain(rt.Policies, policies)
-		return func(w http.ResponseWriter, r *http.Request) { h.serveRoute(w, r, rt, chain) }
+		return h.routeHandler(rt.Pattern, func(w http.ResponseWriter, r *http.Request) { h.serveRoute(w, r, rt, chain) })
 	})
 	return mux
 }
@@ -249,7 +249,16 @@ func registerRoute(mux *http.ServeMux, pattern string, fn http.HandlerFunc) (err
 	return nil
 }
 
+// NotReadyRetryAfter is the Retry-After, in seconds, of the 503 the
+// ingress answers while the host is not ready (see Options.HoldTraffic).
+const NotReadyRetryAfter = "1"
+
 func (h *Host) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	if !h.ready.Load() {
+		w.Header().Set("Retry-After", NotReadyRetryAfter)
+		writeError(w, http.StatusServiceUnavailable, "not ready: plugins are loading")
+		return
+	}
 	mux := h.httpMux.Load()
 	if mux == nil {
 		writeError(w, http.StatusNotFound, "no routes")
@@ -373,8 +382,11 @@ func (h *Host) serveRoute(w http.ResponseWriter, r *http.Request, rt HTTPRoute, 
 	out := h.process(ctx, chain, msg, func(ctx context.Context, msg *plugin.Message) outcome {
 		if rt.Event {
 			m := &nats.Msg{Subject: msg.Subject, Header: h.seal.sealed(msg.Subject, msg.Header, msg.Data), Data: msg.Data}
-			if err := h.bus.Conn().PublishMsg(m); err != nil {
-				return failure(http.StatusServiceUnavailable, "bus: "+err.Error())
+			// To a durable handler's subject, 202 means stored.
+			if err := h.publishEvent(ctx, m); err != nil {
+				h.log.Warn("event not accepted", "subject", msg.Subject, "error", err)
+				msg.RespHeader = map[string][]string{"Retry-After": {"1"}}
+				return failure(http.StatusServiceUnavailable, "event not accepted; try again")
 			}
 			accepted = true
 			return outcome{data: []byte(`{"status":"accepted"}`), header: map[string][]string{"Content-Type": {"application/json"}}}

@@ -13,9 +13,18 @@ import (
 // natsOutbox sends what plugins send on the host's connection. nats.go
 // copies a message into its write buffer before Publish returns, so guest
 // memory is never held.
-type natsOutbox struct{ nc *nats.Conn }
+type natsOutbox struct {
+	nc *nats.Conn
+	h  *Host
+}
 
-func (o *natsOutbox) Publish(_ context.Context, subject string, h map[string][]string, data []byte) error {
+// Publish publishes a plugin's event. To a subject a durable handler's
+// stream holds, it waits for JetStream's acknowledgement, so that the
+// plugin learns (as an error status) of an event that was not stored.
+func (o *natsOutbox) Publish(ctx context.Context, subject string, h map[string][]string, data []byte) error {
+	if o.h.stored(subject) {
+		return o.h.publishEvent(ctx, &nats.Msg{Subject: subject, Header: nats.Header(h), Data: data})
+	}
 	if len(h) == 0 {
 		return o.nc.Publish(subject, data)
 	}

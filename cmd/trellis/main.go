@@ -9,6 +9,8 @@
 //	trellis req SUBJECT [DATA]    send a request and print the reply
 //	trellis pub SUBJECT [DATA]    publish a message
 //	trellis sub SUBJECT           print the messages on a subject
+//	trellis ls                    list a host's plugins with their figures
+//	trellis top                   the same, refreshed in place
 //	trellis version               print the version and the ABI version
 package main
 
@@ -31,6 +33,7 @@ import (
 
 	"github.com/trellis-mesh/trellis/abi"
 	"github.com/trellis-mesh/trellis/host"
+	"github.com/trellis-mesh/trellis/host/admin"
 	"github.com/trellis-mesh/trellis/host/bus"
 	"github.com/trellis-mesh/trellis/host/config"
 	"github.com/trellis-mesh/trellis/host/dev"
@@ -53,12 +56,15 @@ Usage:
   trellis req [flags] SUBJECT [DATA] send a request, print the reply
   trellis pub [flags] SUBJECT [DATA] publish a message
   trellis sub [flags] SUBJECT        print the messages on a subject (wildcards allowed)
+  trellis ls [flags]                 list a host's plugins: version, subjects, pool, rate, errors, p50/p99
+  trellis top [flags]                the same, refreshed in place
   trellis version                    print versions
 
 Run "trellis VERB --help" for a verb's flags.
 `
 
 func main() {
+	applyGCPolicy(os.Getenv)
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
@@ -68,7 +74,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	verbs := map[string]func([]string, io.Writer, io.Writer) int{
-		"dev": cmdDev, "run": cmdRun, "build": cmdBuild, "new": cmdNew, "keygen": cmdKeygen, "sign": cmdSign, "req": cmdReq, "pub": cmdPub, "sub": cmdSub, "version": cmdVersion,
+		"dev": cmdDev, "run": cmdRun, "build": cmdBuild, "new": cmdNew, "keygen": cmdKeygen, "sign": cmdSign, "req": cmdReq, "pub": cmdPub, "sub": cmdSub, "ls": cmdLs, "top": cmdTop, "version": cmdVersion,
 	}
 	switch args[0] {
 	case "-h", "--help", "help":
@@ -197,6 +203,7 @@ func cmdDev(args []string, stdout, stderr io.Writer) int {
 	strict := fs.Bool("strict", false, "grant plugins nothing beyond replying, as in production")
 	timeout := fs.Duration("timeout", 0, "deadline per call (default 5s)")
 	poolSize := fs.Int("pool-size", 0, "instances per plugin (default: 2 per CPU, at least 4)")
+	adminListen := fs.String("admin-listen", admin.DefaultListen, "admin endpoint (metrics, dashboard, probes) HOST:PORT; \"off\" for none")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return flagExit(err)
@@ -208,10 +215,17 @@ func cmdDev(args []string, stdout, stderr io.Writer) int {
 	log := newLogger(*logLevel, "text", stderr)
 	ctx, stop := signalContext()
 	defer stop()
-	h, code := startHost(ctx, "dev", &bf, host.Options{DataDir: *dataDir, Logger: log}, stderr)
+	h, code := startHost(ctx, "dev", &bf, host.Options{DataDir: *dataDir, Logger: log, HoldTraffic: true}, stderr)
 	if h == nil {
 		return code
 	}
+	stopAdmin, err := startAdmin(h, admin.Options{Listen: *adminListen}, log)
+	if err != nil {
+		log.Error("admin endpoint", "error", err)
+		h.Close(context.Background())
+		return 1
+	}
+	defer stopAdmin()
 	d := dev.New(h, pos[0], dev.Options{
 		BuildDir: filepath.Join(*dataDir, "build"),
 		Strict:   *strict,
@@ -219,14 +233,17 @@ func cmdDev(args []string, stdout, stderr io.Writer) int {
 		Logger:   log,
 	})
 	err = d.Run(ctx, func(res dev.Result) {
+		h.MarkReady()
 		log.Info("serving; watching for changes", "dir", pos[0], "plugins", strings.Join(res.Loaded, ","),
 			"failed", len(res.Failed), "nats", h.ClientURL())
 	})
 	if err != nil {
 		log.Error("dev", "error", err)
+		stopAdmin()
 		h.Close(context.Background())
 		return 1
 	}
+	stopAdmin()
 	return shutdown(h, log)
 }
 
@@ -240,6 +257,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	checkBuild := fs.Bool("check-build", false, "with --check, also build plugin sources (in a temporary directory) and check the modules they make")
 	httpListen := fs.String("http-listen", "", "override the http block's listen address (port 0 picks a free one)")
 	dataDir := fs.String("data-dir", "", "override data_dir: the compilation cache and JetStream's files (one per cluster member)")
+	adminListen := fs.String("admin-listen", "", "serve the admin endpoint (metrics, dashboard, probes) on HOST:PORT, overriding the admin block's listen; \"off\" for none")
 	if _, err := parse(fs, args); err != nil {
 		return flagExit(err)
 	}
@@ -271,7 +289,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	}
 	log := newLogger(cfg.LogLevel, cfg.LogFormat, stderr)
 	opts := host.Options{DataDir: cfg.DataDir, Logger: log, MaxInFlight: cfg.MaxInFlight, Bus: cfg.NATS, HTTP: cfg.HTTP,
-		ExclusiveSubjects: true, TrustedKeys: cfg.TrustedKeys, RequireSigned: cfg.RequireSigned}
+		ExclusiveSubjects: true, TrustedKeys: cfg.TrustedKeys, RequireSigned: cfg.RequireSigned, HoldTraffic: true}
 	if *httpListen != "" {
 		opts.HTTP.Listen = *httpListen
 	}
@@ -285,6 +303,17 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	if h == nil {
 		return code
 	}
+	adminOpts := cfg.Admin
+	if *adminListen != "" {
+		adminOpts.Listen = *adminListen
+	}
+	stopAdmin, err := startAdmin(h, adminOpts, log)
+	if err != nil {
+		log.Error("admin endpoint", "error", err)
+		h.Close(context.Background())
+		return 1
+	}
+	defer stopAdmin()
 	// Every plugin must load at startup; later changes that fail leave the
 	// running version serving.
 	loop := config.NewLoop(h, *file, 0, log)
@@ -295,6 +324,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		h.Close(context.Background())
 		return 1
 	}
+	h.MarkReady()
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -308,6 +338,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	if err := loop.Run(ctx, cfg, nil); err != nil {
 		log.Error("config watch", "error", err)
 	}
+	stopAdmin()
 	return shutdown(h, log)
 }
 

@@ -29,7 +29,7 @@ func TestVersion(t *testing.T) {
 }
 
 func TestEveryVerbHasHelp(t *testing.T) {
-	for _, verb := range []string{"dev", "run", "build", "new", "req", "pub", "sub", "version"} {
+	for _, verb := range []string{"dev", "run", "build", "new", "req", "pub", "sub", "ls", "top", "version"} {
 		code, _, errOut := runCLI(verb, "--help")
 		if code != 0 || !strings.Contains(errOut, "Usage: trellis "+verb) {
 			t.Errorf("%s --help: exit %d, output %q", verb, code, errOut)
@@ -82,7 +82,7 @@ func TestDevServesAndShutsDownOnSignal(t *testing.T) {
 	logs := &trellistest.SyncBuffer{}
 	done := make(chan int, 1)
 	go func() {
-		done <- run([]string{"dev", "--nats-listen", "127.0.0.1:0", "--data-dir", filepath.Join(dir, "data"), "../../examples/echo"}, logs, logs)
+		done <- run([]string{"dev", "--nats-listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--data-dir", filepath.Join(dir, "data"), "../../examples/echo"}, logs, logs)
 	}()
 	re := regexp.MustCompile(`serving; watching for changes.*nats=(nats://127\.0\.0\.1:\d+)`)
 	var url string
@@ -102,6 +102,7 @@ func TestDevServesAndShutsDownOnSignal(t *testing.T) {
 	if code != 0 || out != "through the CLI\n" {
 		t.Fatalf("req: %d %q %q", code, out, errOut)
 	}
+	checkAdmin(t, logs.String(), url)
 	// sub sees what pub sends.
 	type result struct {
 		code     int

@@ -42,19 +42,29 @@ policy "canary" {
 
 # Handlers.
 
+# The order events are durable: stored in the JetStream stream ORDERS before
+# POST /orders answers 202 (and before a handler's publish returns), and
+# delivered to each handler until it has handled them, across restarts.
 plugin "orders-enrich" {
   source   = "../orders-enrich"
   subjects = ["orders.created"]
   publish  = ["orders.enriched", "orders.rejected"]
+  durable {
+    stream = "ORDERS"
+  }
 }
 
 # orders-store and orders-notify both take every "orders.enriched" event:
-# a subject served by two handlers must be marked shared on both.
+# a subject served by two handlers must be marked shared on both. Each has
+# its own consumer of the stream, so each gets every event.
 plugin "orders-store" {
   source       = "orders-store"
   subjects     = ["orders.enriched"]
   kv_namespace = "orders"
   shared       = true
+  durable {
+    stream = "ORDERS"
+  }
 }
 
 plugin "orders-notify" {
@@ -63,6 +73,9 @@ plugin "orders-notify" {
   publish  = ["notifications.email"]
   config   = { default_recipient = "orders@example.com" }
   shared   = true
+  durable {
+    stream = "ORDERS"
+  }
 }
 
 plugin "orders-get-v1" {

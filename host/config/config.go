@@ -61,6 +61,7 @@ import (
 
 	"github.com/trellis-mesh/trellis/abi"
 	"github.com/trellis-mesh/trellis/host"
+	"github.com/trellis-mesh/trellis/host/admin"
 	"github.com/trellis-mesh/trellis/host/bus"
 	"github.com/trellis-mesh/trellis/host/internal/plugin"
 	"github.com/trellis-mesh/trellis/host/internal/regfile"
@@ -95,6 +96,9 @@ type Config struct {
 	// prints) and RequireSigned (require_signed): see host.Options.
 	TrustedKeys   []ed25519.PublicKey
 	RequireSigned bool
+	// Admin is the admin endpoint (the admin block, see admin.go); Listen
+	// is empty when the file has none.
+	Admin admin.Options
 }
 
 // Plugin is one plugin block.
@@ -143,6 +147,7 @@ type fileSchema struct {
 	Policies    []pluginSchema `hcl:"policy,block"`
 	Plugins     []pluginSchema `hcl:"plugin,block"`
 	Routes      []routeSchema  `hcl:"http_route,block"`
+	Admin       *adminSchema   `hcl:"admin,block"` // see admin.go
 
 	TrustedKeys   []string `hcl:"trusted_keys,optional"`
 	RequireSigned *bool    `hcl:"require_signed,optional"`
@@ -230,6 +235,7 @@ type pluginSchema struct {
 	Breaker    *breakerSchema `hcl:"breaker,block"`
 	Fallback   *string        `hcl:"fallback,optional"`
 	DeadLetter *string        `hcl:"dead_letter,optional"`
+	Durable    *durableSchema `hcl:"durable,block"` // see durable.go
 	DefRange   hcl.Range      `hcl:",def_range"`
 }
 
@@ -380,6 +386,7 @@ func Parse(src []byte, filename string) (*Config, error) {
 		}
 	}
 	d.routes(fs.Routes, fs.HTTP != nil, c, failOpen)
+	d.admin(fs.Admin, c)
 	d.subjectConflicts(c.Plugins)
 	if d.diags.HasErrors() {
 		return nil, &Error{d.diags}
@@ -503,6 +510,7 @@ func (d *decoder) plugin(ps pluginSchema, dataDir string, isPolicy bool) Plugin 
 	} else if ps.FailOpen != nil {
 		d.add(ps.DefRange, "Invalid plugin setting", "fail_open applies to policy blocks")
 	}
+	p.Durable = d.durable(ps.Durable, isPolicy)
 	res := &p.Resilience
 	res.Idempotent = ps.Idempotent != nil && *ps.Idempotent
 	if n, ok := d.integer(ps.Retries, "retries", 0, MaxRetries); ok {

@@ -380,3 +380,43 @@ plugin "e" {
 		t.Fatalf("want only b's conflict (c and d are shared, e overlaps nothing): %q", msg)
 	}
 }
+
+func TestDurableBlockDecodesAndRefusesBadValues(t *testing.T) {
+	c, err := Parse([]byte(`plugin "orders" {
+  path     = "orders.wasm"
+  subjects = ["orders.created"]
+  durable {
+    stream      = "ORDERS"
+    max_deliver = 4
+    backoff     = ["1s", "10s"]
+    max_age     = "24h"
+    max_bytes   = "1GiB"
+    replicas    = 3
+    ordered     = true
+  }
+}
+`), "trellis.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := c.Plugins[0].Durable
+	if d == nil || d.Stream != "ORDERS" || d.MaxDeliver != 4 || len(d.Backoff) != 2 || d.Backoff[1] != 10*time.Second ||
+		d.MaxAge != 24*time.Hour || d.MaxBytes != 1<<30 || d.Replicas != 3 || !d.Ordered {
+		t.Fatalf("durable %+v", d)
+	}
+	_, err = Parse([]byte(`plugin "orders" {
+  path     = "orders.wasm"
+  subjects = ["orders.created"]
+  durable {
+    max_deliver = 0
+    backoff     = ["soon"]
+    replicas    = 9
+  }
+}
+`), "trellis.hcl")
+	for _, want := range []string{"trellis.hcl:5:", "max_deliver", `"soon"`, "replicas"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v, want %q", err, want)
+		}
+	}
+}

@@ -7,25 +7,40 @@
 // from guest code into Go at the head of every loop iteration. Instrument
 // does it another way. It adds to the module a mutable i32 global, the
 // budget, and an imported function, ImportModule.ImportName of type
-// [] -> [i32], and puts at the head of every loop (and at the entry of every
-// function when the module uses tail calls, the other way to run for ever):
+// [] -> [i32], and counts loop iterations down against the budget; every
+// Interval iterations the guest calls the host, which checks the call's
+// context. That call is also what keeps a guest in an endless loop from
+// blocking the Go runtime: Go cannot preempt a goroutine running compiled
+// Wasm, so a garbage collection that stops the world would wait for it for
+// ever.
 //
-//	global.get $budget
-//	i32.eqz
-//	if
-//	  call $check        ;; the host: trap if the call must stop, else return Interval
-//	  global.set $budget
-//	end
-//	global.get $budget
-//	i32.const 1
-//	i32.sub
-//	global.set $budget
+// The count lives in a local of each function that has a loop, not in the
+// global itself: a compiler keeps a local in a register, where a global is a
+// load and a store to memory on every iteration, and that store-to-load chain
+// is most of what the check cost (2.3 times the loop as written on an AMD
+// EPYC, 5 times on an Intel Xeon). Such a function gets one more local, $c,
+// and:
 //
-// So a loop iteration costs a few instructions, and every Interval
-// iterations the guest calls the host, which checks the call's context.
-// That call is also what keeps a guest in an endless loop from blocking the
-// Go runtime: Go cannot preempt a goroutine running compiled Wasm, so a
-// garbage collection that stops the world would wait for it for ever.
+//	at entry:                          global.get $budget  local.set $c
+//	at the head of every loop:         local.get $c  i32.const 1  i32.sub  local.tee $c
+//	                                   i32.const 0  i32.le_s
+//	                                   if  call $check  local.set $c  end
+//	before every call:                 local.get $c  global.set $budget
+//	after every call that returns:     global.get $budget  local.set $c
+//	before every way out (return, the
+//	function's end, a branch to its
+//	outermost label, a tail call,
+//	a throw):                          local.get $c  global.set $budget
+//
+// So the budget is one count across the whole call stack, as if it lived in
+// the global alone: a loop that calls a function with a loop of its own
+// spends the budget of both, and no nesting of calls can run more than
+// Interval iterations without a check. (An exception thrown by a callee and
+// caught in a caller skips the caller's reload; the caller then goes on from
+// its own count, so it checks later than it would have by what the callee
+// spent, but it still checks.) Functions without a loop are left as they are. When the module
+// uses tail calls, the other way to run for ever, every function gets the
+// local and spends budget at its entry too.
 //
 // The new import is the module's last function import, so the functions the
 // module defines move up by one index: calls, ref.func, exports, the start
@@ -59,12 +74,23 @@ var ErrUnsupported = errors.New("not instrumentable")
 
 // rewriter holds what the rewrite of one module needs to know.
 type rewriter struct {
-	types       uint32 // types the module declares; the check's type comes next
-	funcImports uint32 // imported functions before the new one: defined functions start here
-	check       uint32 // function index of the check import
-	budget      uint32 // global index of the budget
-	atEntry     bool   // also spend budget at function entry (the module has tail calls)
-	prologue    []byte // the budget check, made once the indexes are known
+	types       uint32   // types the module declares; the check's type comes next
+	params      []uint32 // number of parameters of each type
+	funcTypes   []uint32 // type of each function the module defines
+	funcImports uint32   // imported functions before the new one: defined functions start here
+	check       uint32   // function index of the check import
+	budget      uint32   // global index of the budget
+	atEntry     bool     // also spend budget at function entry (the module has tail calls)
+
+	// The sequences inserted in the function being rewritten, which name
+	// its local: see the package doc.
+	load, store, refill, entry, spend, spendParams []byte
+
+	local uint32 // index of the budget local in the function being rewritten
+
+	// blocks holds, for each block open in the function being rewritten,
+	// the number of loops wrapped at its level or outside it.
+	blocks []uint32
 }
 
 // remap returns the new index of function f.
@@ -75,18 +101,50 @@ func (rw *rewriter) remap(f uint32) uint32 {
 	return f + 1
 }
 
-// makePrologue makes the budget check inserted at each loop head.
-func (rw *rewriter) makePrologue() []byte {
-	b := []byte{0x23}
-	b = wasmbin.AppendULEB(b, uint64(rw.budget))
-	b = append(b, 0x45, 0x04, 0x40, 0x10) // i32.eqz; if; call
-	b = wasmbin.AppendULEB(b, uint64(rw.check))
-	b = append(b, 0x24) // global.set
-	b = wasmbin.AppendULEB(b, uint64(rw.budget))
-	b = append(b, 0x0B, 0x23) // end; global.get
-	b = wasmbin.AppendULEB(b, uint64(rw.budget))
-	b = append(b, 0x41, 0x01, 0x6B, 0x24) // i32.const 1; i32.sub; global.set
-	return wasmbin.AppendULEB(b, uint64(rw.budget))
+// Opcodes of the inserted sequences.
+const (
+	opIf, opElse, opEnd, opBr, opBrIf, opCall          = 0x04, 0x05, 0x0B, 0x0C, 0x0D, 0x10
+	localGet, localSet, localTee, globalGet, globalSet = 0x20, 0x21, 0x22, 0x23, 0x24
+	i32Const, i32GtS, i32LeS, i32Sub, blockEmpty       = 0x41, 0x4A, 0x4C, 0x6B, 0x40
+)
+
+// makeSequences makes the sequences inserted in a function whose budget
+// local is local, reusing their memory from the function before.
+func (rw *rewriter) makeSequences(local uint32) {
+	var lb, gb, cb [5]byte
+	l := wasmbin.AppendULEB(lb[:0], uint64(local))
+	g := wasmbin.AppendULEB(gb[:0], uint64(rw.budget))
+	c := wasmbin.AppendULEB(cb[:0], uint64(rw.check))
+
+	rw.load = append(append(append(append(rw.load[:0], globalGet), g...), localSet), l...)
+	rw.store = append(append(append(append(rw.store[:0], localGet), l...), globalSet), g...)
+
+	// decrement: local.get $c  i32.const 1  i32.sub  local.tee $c  i32.const 0
+	dec := func(b []byte) []byte {
+		b = append(append(b, localGet), l...)
+		b = append(append(b, i32Const, 1, i32Sub, localTee), l...)
+		return append(b, i32Const, 0)
+	}
+	// call: if  call $check  local.set $c  end
+	call := func(b []byte) []byte {
+		b = append(append(b, opIf, blockEmpty, opCall), c...)
+		return append(append(b, localSet), l...)
+	}
+	// The call is made only where the count has run out: at a function's
+	// entry, or at the head of the loop wrapped around each loop of the
+	// module, which that loop's head branches to when the count runs out.
+	// The comparisons are signed, so that no count makes a loop run 2^32
+	// iterations unchecked.
+	rw.refill = append(append(rw.refill[:0], localGet), l...)
+	rw.refill = append(call(append(rw.refill, i32Const, 0, i32LeS)), opEnd)
+	rw.entry = append(call(append(dec(rw.entry[:0]), i32LeS)), opEnd)
+	// An if whose then is the way on: the compiler lays it out as the
+	// fall-through, so an iteration takes no more taken branches than as
+	// written. A loop with parameters has them on the stack, where the if
+	// cannot pass them to the branch; it takes br_if instead, which costs a
+	// little more.
+	rw.spend = append(dec(rw.spend[:0]), i32GtS, opIf, blockEmpty, opElse, opBr, 2, opEnd)
+	rw.spendParams = append(dec(rw.spendParams[:0]), i32LeS, opBrIf, 1)
 }
 
 // Instrument returns a copy of wasm with a budget check at every loop head,
@@ -118,11 +176,12 @@ func InstrumentModule(m *wasmbin.Module) ([]byte, error) {
 		var err error
 		switch s.ID {
 		case wasmbin.Type:
-			rw.types, err = count(s.Payload)
+			rw.params, err = readTypes(s.Payload)
+			rw.types = uint32(len(rw.params))
 		case wasmbin.Import:
 			rw.funcImports, importedGlobals, err = countImports(s.Payload, rw.types)
 		case wasmbin.Function:
-			err = checkFunctionTypes(s.Payload, rw.types)
+			rw.funcTypes, err = readFunctionTypes(s.Payload, rw.types)
 		case wasmbin.Global:
 			globals, err = count(s.Payload)
 		case wasmbin.Code:
@@ -137,7 +196,6 @@ func InstrumentModule(m *wasmbin.Module) ([]byte, error) {
 	}
 	rw.check = rw.funcImports
 	rw.budget = importedGlobals + globals
-	rw.prologue = rw.makePrologue()
 
 	// Loop heads grow the code by a few percent in real modules; an eighth
 	// more is room enough that the buffer is not grown and copied.
@@ -259,17 +317,46 @@ func count(payload []byte) (uint32, error) {
 	return n, r.Err()
 }
 
-// checkFunctionTypes refuses a function section that names a type the
-// module does not declare (once instrumented, it would name the check's).
-func checkFunctionTypes(payload []byte, types uint32) error {
-	r := newTypedReader(payload, types)
-	for n := r.U32(); n > 0 && r.Err() == nil; n-- {
-		r.typeIndex(r.ULEB())
+// readTypes reads the type section and returns the number of parameters
+// of each type.
+func readTypes(payload []byte) ([]uint32, error) {
+	r := newReader(payload)
+	n := r.Count("types", 1<<20, 3)
+	params := make([]uint32, 0, n)
+	for ; n > 0 && r.Err() == nil; n-- {
+		if form := r.Byte(); form != 0x60 && r.Err() == nil {
+			return nil, fmt.Errorf("%w: type form 0x%02x", ErrUnsupported, form)
+		}
+		np := r.U32()
+		for i := np; i > 0 && r.Err() == nil; i-- {
+			r.valtype()
+		}
+		for i := r.U32(); i > 0 && r.Err() == nil; i-- {
+			r.valtype()
+		}
+		params = append(params, np)
 	}
 	if err := r.Finish(); err != nil {
-		return fmt.Errorf("function section: %w", err)
+		return nil, fmt.Errorf("type section: %w", err)
 	}
-	return nil
+	return params, nil
+}
+
+// readFunctionTypes reads the function section, refusing a type the module
+// does not declare (once instrumented, it would name the check's).
+func readFunctionTypes(payload []byte, types uint32) ([]uint32, error) {
+	r := newTypedReader(payload, types)
+	n := r.Count("functions", 1<<24, 1)
+	funcs := make([]uint32, 0, n)
+	for ; n > 0 && r.Err() == nil; n-- {
+		t := r.ULEB()
+		r.typeIndex(t)
+		funcs = append(funcs, uint32(t))
+	}
+	if err := r.Finish(); err != nil {
+		return nil, fmt.Errorf("function section: %w", err)
+	}
+	return funcs, nil
 }
 
 func countImports(payload []byte, types uint32) (funcs, globals uint32, err error) {
@@ -327,6 +414,9 @@ func (rw *rewriter) rewriteBodies(out, payload []byte) (_ []byte, tail bool, err
 	if r.Err() != nil {
 		return nil, false, r.Err()
 	}
+	if n != uint32(len(rw.funcTypes)) {
+		return nil, false, fmt.Errorf("code section: %d bodies for %d functions", n, len(rw.funcTypes))
+	}
 	out = append(out, byte(wasmbin.Code))
 	out, size := wasmbin.BeginSize(out)
 	out = wasmbin.AppendULEB(out, uint64(n))
@@ -335,29 +425,11 @@ func (rw *rewriter) rewriteBodies(out, payload []byte) (_ []byte, tail bool, err
 		if r.Err() != nil {
 			break
 		}
-		lr := newReader(body)
-		for n := lr.U32(); n > 0 && lr.Err() == nil; n-- {
-			lr.U32()
-			lr.valtype()
-		}
-		if lr.Err() != nil {
-			return nil, false, fmt.Errorf("function %d: locals: %w", i, lr.Err())
-		}
-		var bodySize int
-		out, bodySize = wasmbin.BeginSize(out)
-		out = append(out, body[:lr.Offset()]...)
-		if rw.atEntry {
-			out = append(out, rw.prologue...)
-		}
 		var t bool
-		out, _, t, err = rw.walk(out, body[lr.Offset():], false, rw.prologue)
-		if err != nil {
+		if out, t, err = rw.rewriteBody(out, body, i); err != nil {
 			return nil, false, fmt.Errorf("function %d: %w", i, err)
 		}
 		tail = tail || t
-		if err := wasmbin.EndSize(out, bodySize); err != nil {
-			return nil, false, fmt.Errorf("function %d: %w", i, err)
-		}
 	}
 	if err := r.Finish(); err != nil {
 		return nil, false, fmt.Errorf("code section: %w", err)
@@ -365,11 +437,60 @@ func (rw *rewriter) rewriteBodies(out, payload []byte) (_ []byte, tail bool, err
 	return out, tail, wasmbin.EndSize(out, size)
 }
 
+// rewriteBody writes the body of defined function i, with its size, and
+// reports whether it holds a tail call. A function with a loop (or any
+// function, with atEntry) gets the budget local and its sequences; the
+// others are copied with their calls renumbered. Whether a function loops
+// is known once it is read, so a function is written first as if it did,
+// and written again without the local if it turns out not to.
+func (rw *rewriter) rewriteBody(out, body []byte, i uint32) (_ []byte, tail bool, err error) {
+	lr := newReader(body)
+	decls := lr.U32()
+	local := uint64(rw.params[rw.funcTypes[i]])
+	for n := decls; n > 0 && lr.Err() == nil; n-- {
+		local += uint64(lr.U32())
+		lr.valtype()
+	}
+	if lr.Err() != nil {
+		return nil, false, fmt.Errorf("locals: %w", lr.Err())
+	}
+	if local >= 1<<32-1 {
+		return nil, false, fmt.Errorf("%w: %d locals", ErrUnsupported, local)
+	}
+	code := body[lr.Offset():]
+	start := len(out)
+
+	// With the budget local, appended to the declarations as one i32.
+	rw.local = uint32(local)
+	rw.makeSequences(rw.local)
+	out, bodySize := wasmbin.BeginSize(out)
+	out = wasmbin.AppendULEB(out, uint64(decls)+1)
+	out = append(out, body[wasmbin.SkipLEB(body, 0):lr.Offset()]...)
+	out = append(out, 0x01, 0x7F)
+	out = append(out, rw.load...)
+	if rw.atEntry {
+		out = append(out, rw.entry...)
+	}
+	out, loops, tail, err := rw.walk(out, code, true)
+	if err != nil {
+		return nil, false, err
+	}
+	if !loops && !rw.atEntry {
+		// As written, but for the renumbered calls.
+		out, bodySize = wasmbin.BeginSize(out[:start])
+		out = append(out, body[:lr.Offset()]...)
+		if out, _, tail, err = rw.walk(out, code, false); err != nil {
+			return nil, false, err
+		}
+	}
+	return out, tail, wasmbin.EndSize(out, bodySize)
+}
+
 // constExpr copies the constant expression at r's position to out,
 // renumbering ref.func, and moves r past it.
 func (rw *rewriter) constExpr(out []byte, r *wasmbin.Reader) ([]byte, error) {
 	rem := r.Bytes(r.Len())
-	out, n, _, err := rw.walk(out, rem, true, nil)
+	out, n, _, _, err := rw.walkCode(out, rem, constExpr)
 	if err != nil {
 		return nil, err
 	}
@@ -553,34 +674,135 @@ func (rw *rewriter) renameFunctions(out, sub []byte, id byte) ([]byte, error) {
 	return out, r.Finish()
 }
 
-// walk copies the instructions of code to out, renumbering function
-// indexes, and puts prologue (if any) after each loop instruction. For a
-// constant expression (constant set) it stops after the expression's end
-// and returns how many bytes of code that was. It reports whether code holds
-// a tail call. The common instructions are decoded inline: a Go module has
-// millions of them.
-func (rw *rewriter) walk(out, code []byte, constant bool, prologue []byte) (_ []byte, used int, tail bool, err error) {
+// What walkCode is copying: a constant expression, a function body as
+// written, or a function body with the budget local (see the package doc).
+const (
+	constExpr = iota
+	plain
+	counted
+)
+
+// walk copies a function body's instructions to out, renumbering function
+// indexes, with the budget local's sequences if counted. It reports whether
+// the code holds a loop and whether it holds a tail call.
+func (rw *rewriter) walk(out, code []byte, count bool) (_ []byte, loops, tail bool, err error) {
+	mode := plain
+	if count {
+		mode = counted
+	}
+	out, _, loops, tail, err = rw.walkCode(out, code, mode)
+	return out, loops, tail, err
+}
+
+// walkCode copies the instructions of code to out, renumbering function
+// indexes, and in counted mode puts the budget's sequences where the
+// package doc says. For a constant expression it stops after the
+// expression's end and returns how many bytes of code that was. It reports
+// whether code holds a loop and whether it holds a tail call. The common
+// instructions are decoded inline: a Go module has millions of them.
+func (rw *rewriter) walkCode(out, code []byte, mode int) (_ []byte, used int, loops, tail bool, err error) {
 	i, last := 0, 0
+	count := mode == counted
+	rw.blocks = rw.blocks[:0] // the blocks open inside the function's own
+	wrapped := uint32(0)      // loops wrapped in the open blocks
+	eh := false               // an exception-handling instruction, whose labels are not renumbered
+	// label returns the label l at this point once the wrapping loops are
+	// inserted: one more for each wrapped loop the branch leaves.
+	label := func(l uint64) uint64 {
+		depth := uint64(len(rw.blocks))
+		switch {
+		case l > depth:
+			return l // invalid; the compiler refuses it
+		case l == depth:
+			return l + uint64(wrapped)
+		}
+		return l + uint64(wrapped-rw.blocks[depth-1-l])
+	}
+	// before puts the budget's store before the instruction at start.
+	before := func(start int) {
+		if count {
+			out = append(out, code[last:start]...)
+			out = append(out, rw.store...)
+			last = start
+		}
+	}
 	for i < len(code) {
 		start := i
 		op := code[i]
 		i++
 		switch {
-		case op >= 0x45 && op <= 0xC4, op == 0x1A, op == 0x1B, op == 0x0F, op == 0x00, op == 0x01, op == 0x05:
+		case op >= 0x45 && op <= 0xC4, op == 0x1A, op == 0x1B, op == 0x00, op == 0x01, op == 0x05:
 			// no immediates
+		case op == 0x0F: // return
+			before(start)
 		case op == 0x0B: // end
-			if constant {
-				return append(out, code[last:i]...), i, tail, nil
+			if mode == constExpr {
+				return append(out, code[last:i]...), i, loops, tail, nil
 			}
+			n := len(rw.blocks)
+			if n == 0 { // the function's: it returns
+				before(start)
+				break
+			}
+			if count && (n == 1 && wrapped > 0 || n > 1 && rw.blocks[n-1] > rw.blocks[n-2]) {
+				// A wrapped loop's end: the wrapping loop's too.
+				out = append(out, code[last:i]...)
+				out = append(out, opEnd)
+				last = i
+				wrapped--
+			}
+			rw.blocks = rw.blocks[:n-1]
 		case op == 0x23 || op == 0x24: // global.get, global.set
 			var g uint64
 			if g, i = wasmbin.ReadULEB(code, i); i >= 0 && g >= uint64(rw.budget) {
 				// Out of range as written; the budget's index once
 				// instrumented. Let the compiler refuse the module as it is.
-				return nil, 0, false, fmt.Errorf("offset %d: global index %d out of range", start, g)
+				return nil, 0, false, false, fmt.Errorf("offset %d: global index %d out of range", start, g)
 			}
-		case op >= 0x20 && op <= 0x22, op == 0x0C, op == 0x0D, op == 0x41, op == 0x42:
+		case op >= 0x20 && op <= 0x22 && count: // local.get, local.set, local.tee
+			var l uint64
+			if l, i = wasmbin.ReadULEB(code, i); i >= 0 && l >= uint64(rw.local) {
+				// Out of range as written; the budget's local once
+				// instrumented.
+				return nil, 0, false, false, fmt.Errorf("offset %d: local index %d out of range", start, l)
+			}
+		case op >= 0x20 && op <= 0x22, op == 0x41, op == 0x42:
 			i = wasmbin.SkipLEB(code, i)
+		case op == 0x0C || op == 0x0D: // br, br_if
+			var l uint64
+			if l, i = wasmbin.ReadULEB(code, i); i < 0 || !count {
+				break
+			}
+			if l == uint64(len(rw.blocks)) { // out of the function
+				before(start)
+			}
+			if nl := label(l); nl != l {
+				out = append(out, code[last:start]...)
+				out = wasmbin.AppendULEB(append(out, op), nl)
+				last = i
+			}
+		case op == 0x0E && count: // br_table, with its labels renumbered
+			r := newReader(code)
+			r.Seek(i)
+			n := r.Count("br_table labels", 1<<32-1, 1)
+			labels := r.Offset()
+			exit := false
+			for k := n; k >= 0 && r.Err() == nil; k-- { // the n labels and the default
+				exit = r.ULEB() == uint64(len(rw.blocks)) || exit
+			}
+			if r.Err() != nil {
+				return nil, 0, false, false, fmt.Errorf("offset %d: %w", start, r.Err())
+			}
+			if exit {
+				before(start)
+			}
+			out = append(out, code[last:start]...)
+			out = wasmbin.AppendULEB(append(out, op), uint64(n))
+			r.Seek(labels)
+			for ; n >= 0; n-- {
+				out = wasmbin.AppendULEB(out, label(r.ULEB()))
+			}
+			i, last = r.Offset(), r.Offset()
 		case op >= 0x28 && op <= 0x3E: // loads and stores: align, offset
 			var align uint64
 			if align, i = wasmbin.ReadULEB(code, i); i >= 0 && align&0x40 != 0 { // multi-memory index
@@ -592,65 +814,126 @@ func (rw *rewriter) walk(out, code []byte, constant bool, prologue []byte) (_ []
 		case op == 0x10, op == 0x12, op == 0xD2: // call, return_call, ref.func
 			f, next := wasmbin.ReadULEB(code, i)
 			if next < 0 || f > 1<<32-1 {
-				return nil, 0, false, fmt.Errorf("offset %d: %w", start, wasmbin.ErrUnexpectedEnd)
+				return nil, 0, false, false, fmt.Errorf("offset %d: %w", start, wasmbin.ErrUnexpectedEnd)
 			}
 			out = append(out, code[last:start]...)
+			if op != 0xD2 && count {
+				out = append(out, rw.store...)
+			}
 			out = append(out, op)
 			out = wasmbin.AppendULEB(out, uint64(rw.remap(uint32(f))))
+			if op == 0x10 && count {
+				out = append(out, rw.load...)
+			}
 			i, last = next, next
 			tail = tail || op == 0x12
-		case op == 0x03 && prologue != nil: // loop: spend budget first thing in each iteration
+		case op == 0x03: // loop
 			r := newTypedReader(code, rw.types)
 			r.Seek(i)
-			r.blocktype()
+			params := r.loopParams(rw.params)
 			if r.Err() != nil {
-				return nil, 0, false, fmt.Errorf("offset %d: %w", start, r.Err())
+				return nil, 0, false, false, fmt.Errorf("offset %d: %w", start, r.Err())
 			}
 			i = r.Offset()
+			loops = true
+			if !count {
+				rw.blocks = append(rw.blocks, wrapped)
+				break
+			}
+			// loop bt (refill) loop bt (spend) ... end end: the outer
+			// loop is where the count is refilled, out of the way of the
+			// loop's own iterations.
 			out = append(out, code[last:i]...)
-			out = append(out, prologue...)
+			out = append(out, rw.refill...)
+			out = append(out, code[start:i]...)
+			if params > 0 {
+				out = append(out, rw.spendParams...)
+			} else {
+				out = append(out, rw.spend...)
+			}
 			last = i
+			wrapped++
+			rw.blocks = append(rw.blocks, wrapped)
 		default:
 			r := newTypedReader(code, rw.types)
 			r.Seek(i)
-			if err := r.immediates(op); err != nil {
-				return nil, 0, false, fmt.Errorf("offset %d: %w", start, err)
+			exit, err := r.immediates(op, len(rw.blocks))
+			if err == nil {
+				err = r.Err()
 			}
-			if r.Err() != nil {
-				return nil, 0, false, fmt.Errorf("offset %d: %w", start, r.Err())
+			if err != nil {
+				return nil, 0, false, false, fmt.Errorf("offset %d: %w", start, err)
 			}
 			i = r.Offset()
 			tail = tail || op == 0x13
+			switch op {
+			case 0x02, 0x04, 0x06, 0x1F: // block, if, try, try_table
+				rw.blocks = append(rw.blocks, wrapped)
+			case 0x18: // delegate ends a try
+				if n := len(rw.blocks); n > 0 {
+					rw.blocks = rw.blocks[:n-1]
+				}
+			case 0x11: // call_indirect
+				if count {
+					out = append(out, code[last:start]...)
+					out = append(out, rw.store...)
+					out = append(out, code[start:i]...)
+					out = append(out, rw.load...)
+					last = i
+				}
+			}
+			switch op {
+			case 0x06, 0x07, 0x08, 0x09, 0x0A, 0x18, 0x19, 0x1F:
+				eh = true
+			}
+			if exit {
+				before(start)
+			}
 		}
 		if i < 0 {
-			return nil, 0, false, fmt.Errorf("offset %d: %w", start, wasmbin.ErrUnexpectedEnd)
+			return nil, 0, false, false, fmt.Errorf("offset %d: %w", start, wasmbin.ErrUnexpectedEnd)
 		}
 	}
-	if constant {
-		return nil, 0, false, wasmbin.ErrUnexpectedEnd
+	if mode == constExpr {
+		return nil, 0, false, false, wasmbin.ErrUnexpectedEnd
 	}
-	return append(out, code[last:]...), i, tail, nil
+	if count && eh && loops {
+		// Their labels (delegate, rethrow, try_table's catches) would
+		// need renumbering around the wrapped loops.
+		return nil, 0, false, false, fmt.Errorf("%w: exception handling in a function with a loop", ErrUnsupported)
+	}
+	return append(out, code[last:]...), i, loops, tail, nil
 }
 
-// immediates skips the immediates of the instruction whose opcode was just read.
-func (r *reader) immediates(op byte) error {
+// immediates skips the immediates of the instruction whose opcode was just
+// read, depth blocks deep in a function's body, and reports whether the
+// instruction may leave the function other than by a call that returns: a
+// tail call, a throw, or a branch that names the function's own label.
+func (r *reader) immediates(op byte, depth int) (exit bool, err error) {
 	switch {
 	case op == 0x02 || op == 0x03 || op == 0x04 || op == 0x06: // block, loop, if, try
 		r.blocktype()
-	case op == 0x07 || op == 0x08 || op == 0x09 || op == 0x18: // catch, throw, rethrow, delegate
+	case op == 0x07 || op == 0x18: // catch, delegate
 		r.U32()
+	case op == 0x08 || op == 0x09: // throw, rethrow
+		r.U32()
+		exit = true
+	case op == 0x0A: // throw_ref
+		exit = true
 	case op == 0x0C || op == 0x0D: // br, br_if
-		r.U32()
+		exit = r.U32() == uint32(depth)
 	case op == 0x0E: // br_table
 		for n := r.U32(); n > 0 && r.Err() == nil; n-- {
-			r.U32()
+			exit = r.U32() == uint32(depth) || exit
 		}
-		r.U32()
+		exit = r.U32() == uint32(depth) || exit
 	case op == 0x10 || op == 0x12: // call, return_call
 		r.U32()
+		exit = op == 0x12
 	case op == 0x11 || op == 0x13: // call_indirect, return_call_indirect
 		r.typeIndex(r.ULEB())
 		r.U32()
+		exit = op == 0x13
 	case op == 0x1C: // select t*
 		for n := r.U32(); n > 0 && r.Err() == nil; n-- {
 			r.valtype()
@@ -665,7 +948,7 @@ func (r *reader) immediates(op byte) error {
 			case 0x02, 0x03: // catch_all, catch_all_ref: label
 				r.U32()
 			default:
-				return fmt.Errorf("%w: catch kind 0x%02x", ErrUnsupported, kind)
+				return false, fmt.Errorf("%w: catch kind 0x%02x", ErrUnsupported, kind)
 			}
 		}
 	case op >= 0x20 && op <= 0x26: // local.*, global.*, table.get/set
@@ -685,18 +968,18 @@ func (r *reader) immediates(op byte) error {
 	case op == 0xD2: // ref.func
 		r.U32()
 	case op == 0xFC:
-		return r.prefixedFC()
+		return false, r.prefixedFC()
 	case op == 0xFD:
-		return r.prefixedSIMD()
+		return false, r.prefixedSIMD()
 	case op == 0xFE:
-		return r.prefixedAtomic()
-	case op <= 0x01, op == 0x05, op == 0x0A, op == 0x0B, op == 0x0F, op == 0x19, op == 0x1A, op == 0x1B,
+		return false, r.prefixedAtomic()
+	case op <= 0x01, op == 0x05, op == 0x0B, op == 0x0F, op == 0x19, op == 0x1A, op == 0x1B,
 		op >= 0x45 && op <= 0xC4, op == 0xD1:
 		// no immediates
 	default:
-		return fmt.Errorf("%w: opcode 0x%02x", ErrUnsupported, op)
+		return false, fmt.Errorf("%w: opcode 0x%02x", ErrUnsupported, op)
 	}
-	return nil
+	return exit, nil
 }
 
 func (r *reader) prefixedFC() error {
@@ -778,6 +1061,21 @@ func (r *reader) valtype() {
 	if t := r.Byte(); t == 0x63 || t == 0x64 { // (ref null ht), (ref ht)
 		r.ULEB()
 	}
+}
+
+// loopParams reads a loop's block type and returns its number of
+// parameters; params holds each type's.
+func (r *reader) loopParams(params []uint32) uint32 {
+	if c, ok := r.Peek(); ok && (c == 0x40 || c >= 0x6F && c <= 0x7F) {
+		r.valtype()
+		return 0
+	}
+	t := r.ULEB() // a type index, as a signed 33-bit number
+	r.typeIndex(t)
+	if r.Err() != nil || t >= uint64(len(params)) {
+		return 0
+	}
+	return params[t]
 }
 
 func (r *reader) blocktype() {

@@ -343,7 +343,10 @@ func runtimeGC() { runtime.GC() }
 
 // BenchmarkTightLoop is the cost of making a loop stoppable: sum(1..1e6) in
 // a tight loop, as written (no way to stop it), with the interrupt checks,
-// and with wazero's own WithCloseOnContextDone and a deadline.
+// and with wazero's own WithCloseOnContextDone and a deadline. Sub-benchmark
+// "interleaved" calls the loop as written and instrumented in turn, b.N
+// times each, and reports both and their ratio: on a shared machine whose
+// speed drifts, that ratio is steadier than one of two separate runs.
 func BenchmarkTightLoop(b *testing.B) {
 	orig := wat(b, "loops")
 	inst, err := interrupt.Instrument(orig)
@@ -361,42 +364,67 @@ func BenchmarkTightLoop(b *testing.B) {
 		{"wazero-close-on-done", orig, true},
 	} {
 		b.Run(c.name, func(b *testing.B) {
-			ctx := context.Background()
-			rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfig().
-				WithCoreFeatures(api.CoreFeaturesV2|experimental.CoreFeaturesTailCall).
-				WithCloseOnContextDone(c.closeOnCtx))
-			defer rt.Close(ctx)
-			_, err := rt.NewHostModuleBuilder(interrupt.ImportModule).NewFunctionBuilder().
-				WithGoModuleFunction(api.GoModuleFunc(func(ctx context.Context, _ api.Module, stack []uint64) {
-					if err := ctx.Err(); err != nil {
-						panic(err)
-					}
-					stack[0] = interrupt.Interval
-				}), nil, []api.ValueType{api.ValueTypeI32}).
-				Export(interrupt.ImportName).Instantiate(ctx)
-			if err != nil {
-				b.Fatal(err)
-			}
-			if _, err := rt.InstantiateWithConfig(ctx, wat(b, "env"), wazero.NewModuleConfig().WithName("env")); err != nil {
-				b.Fatal(err)
-			}
-			mod, err := rt.InstantiateWithConfig(ctx, c.wasm, wazero.NewModuleConfig().WithName(""))
-			if err != nil {
-				b.Fatal(err)
-			}
-			callCtx, cancel := context.WithTimeout(ctx, time.Hour)
-			defer cancel()
-			fn := mod.ExportedFunction("sum")
-			stack := []uint64{n}
+			sum := loopFunc(b, c.wasm, c.closeOnCtx)
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
-				stack[0] = n
-				if err := fn.CallWithStack(callCtx, stack); err != nil {
-					b.Fatal(err)
-				}
+				sum(n)
 			}
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/n, "ns/iteration")
 		})
+	}
+	b.Run("interleaved", func(b *testing.B) {
+		plain, checked := loopFunc(b, orig, false), loopFunc(b, inst, false)
+		var tp, tc time.Duration
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			start := time.Now()
+			plain(n)
+			mid := time.Now()
+			checked(n)
+			tp, tc = tp+mid.Sub(start), tc+time.Since(mid)
+		}
+		b.ReportMetric(float64(tp.Nanoseconds())/float64(b.N)/n, "as-written-ns/iteration")
+		b.ReportMetric(float64(tc.Nanoseconds())/float64(b.N)/n, "checked-ns/iteration")
+		b.ReportMetric(float64(tc)/float64(tp), "ratio")
+	})
+}
+
+// loopFunc instantiates the loops fixture wasm (as written or instrumented)
+// in a runtime of its own and returns its sum function, called with a
+// deadline an hour away.
+func loopFunc(b *testing.B, wasm []byte, closeOnCtx bool) func(n uint64) {
+	ctx := context.Background()
+	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfig().
+		WithCoreFeatures(api.CoreFeaturesV2|experimental.CoreFeaturesTailCall).
+		WithCloseOnContextDone(closeOnCtx))
+	b.Cleanup(func() { rt.Close(ctx) })
+	_, err := rt.NewHostModuleBuilder(interrupt.ImportModule).NewFunctionBuilder().
+		WithGoModuleFunction(api.GoModuleFunc(func(ctx context.Context, _ api.Module, stack []uint64) {
+			if err := ctx.Err(); err != nil {
+				panic(err)
+			}
+			stack[0] = interrupt.Interval
+		}), nil, []api.ValueType{api.ValueTypeI32}).
+		Export(interrupt.ImportName).Instantiate(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := rt.InstantiateWithConfig(ctx, wat(b, "env"), wazero.NewModuleConfig().WithName("env")); err != nil {
+		b.Fatal(err)
+	}
+	mod, err := rt.InstantiateWithConfig(ctx, wasm, wazero.NewModuleConfig().WithName(""))
+	if err != nil {
+		b.Fatal(err)
+	}
+	callCtx, cancel := context.WithTimeout(ctx, time.Hour)
+	b.Cleanup(cancel)
+	fn := mod.ExportedFunction("sum")
+	stack := []uint64{0}
+	return func(n uint64) {
+		stack[0] = n
+		if err := fn.CallWithStack(callCtx, stack); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
 

@@ -1,0 +1,83 @@
+package host
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/nats-io/nats.go"
+
+	"github.com/trellis-mesh/trellis/host/bus"
+	"github.com/trellis-mesh/trellis/host/internal/deadline"
+)
+
+// BenchmarkServePath measures the host's own part of a message's path,
+// from the subscription's callback's hand-off to the reply published:
+// binding.serve with a message taken from NATS, a WAT echo, deadlines on.
+// NATS's own work (parsing, the client's request) is outside it.
+//
+//	go test -run '^$' -bench ServePath -benchmem ./host/
+func BenchmarkServePath(b *testing.B) {
+	wasm, err := watEcho()
+	if err != nil {
+		b.Skip(err)
+	}
+	h, err := New(context.Background(), Options{Bus: bus.Options{Listen: "127.0.0.1:0", DisableJetStream: true}, Logger: hclog.NewNullLogger()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer h.Close(context.Background())
+	for _, tc := range []struct {
+		name     string
+		policies []PolicyRef
+		reply    bool
+	}{
+		{"event", nil, false},
+		{"request", nil, true},
+		{"request+policy", []PolicyRef{{Name: "allow"}}, true},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			if tc.policies != nil {
+				allow, err := watAllow()
+				if err != nil {
+					b.Skip(err)
+				}
+				if err := h.Load(context.Background(), Spec{Name: "allow", Wasm: allow, Policy: true}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if err := h.Load(context.Background(), Spec{Name: "echo", Wasm: wasm, Subjects: []string{"bench.serve"}, Policies: tc.policies}); err != nil {
+				b.Fatal(err)
+			}
+			h.mu.Lock()
+			bd := h.bindings["echo"]
+			h.mu.Unlock()
+			m := &nats.Msg{Subject: "bench.serve", Data: bytes.Repeat([]byte("x"), 100)}
+			if tc.reply {
+				m.Reply = "_INBOX.nobody"
+			}
+			w := new(worker)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for range b.N {
+				bd.serve(arrival{m: m, at: deadline.Now()}, w)
+			}
+		})
+	}
+}
+
+func watEcho() ([]byte, error) { return os.ReadFile("testdata/echo.wasm") }
+
+// watAllow builds testdata/allow.wat, a policy that lets everything pass.
+func watAllow() ([]byte, error) {
+	out := filepath.Join(os.TempDir(), "trellis-bench-allow.wasm")
+	if err := exec.Command("wat2wasm", "testdata/allow.wat", "-o", out).Run(); err != nil {
+		return nil, fmt.Errorf("wat2wasm: %w", err)
+	}
+	return os.ReadFile(out)
+}
