@@ -275,6 +275,9 @@ func TestManifestsAgree(t *testing.T) {
 	if port := portOf(t, cfg.HTTP.Listen); port != containerPort(ctr, "http") {
 		t.Errorf("http listens on %d, the container's http port is %d", port, containerPort(ctr, "http"))
 	}
+	if port := portOf(t, cfg.Admin.Listen); port != containerPort(ctr, "admin") {
+		t.Errorf("the admin endpoint (the probes) listens on %d, the container's admin port is %d", port, containerPort(ctr, "admin"))
+	}
 	if port := portOf(t, cfg.NATS.Cluster.Listen); port != containerPort(ctr, "cluster") {
 		t.Errorf("cluster listens on %d, the container's cluster port is %d", port, containerPort(ctr, "cluster"))
 	}
