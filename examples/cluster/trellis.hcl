@@ -55,10 +55,16 @@ policy "canary" {
   request = ["orders.get.v1", "orders.get.v2"]
 }
 
+# The order events are durable, as in examples/mesh: stored in the stream
+# ORDERS, replicated like the KV bucket, before POST /orders answers 202,
+# and delivered until handled, by whichever host is up.
 plugin "orders-enrich" {
   path     = "../../.trellis/cluster/plugins/orders-enrich.wasm"
   subjects = ["orders.created"]
   publish  = ["orders.enriched", "orders.rejected"]
+  durable {
+    stream = "ORDERS"
+  }
 }
 
 plugin "orders-store" {
@@ -66,6 +72,9 @@ plugin "orders-store" {
   subjects     = ["orders.enriched"]
   kv_namespace = "orders"
   shared       = true
+  durable {
+    stream = "ORDERS"
+  }
 }
 
 plugin "orders-notify" {
@@ -74,6 +83,9 @@ plugin "orders-notify" {
   publish  = ["notifications.email"]
   config   = { default_recipient = "orders@example.com" }
   shared   = true
+  durable {
+    stream = "ORDERS"
+  }
 }
 
 plugin "orders-get-v1" {
