@@ -157,6 +157,7 @@ type httpSchema struct {
 	Listen       *string        `hcl:"listen,optional"`
 	TLSCert      *string        `hcl:"tls_cert,optional"`
 	TLSKey       *string        `hcl:"tls_key,optional"`
+	ClientCA     *string        `hcl:"client_ca,optional"`
 	MaxBody      hcl.Expression `hcl:"max_body,optional"`
 	MaxHeader    hcl.Expression `hcl:"max_header,optional"`
 	ReadTimeout  hcl.Expression `hcl:"read_timeout,optional"`
@@ -365,6 +366,12 @@ func Parse(src []byte, filename string) (*Config, error) {
 		}
 		if (c.HTTP.TLSCert == "") != (c.HTTP.TLSKey == "") {
 			d.add(hs.DefRange, "Incomplete TLS settings", "set both tls_cert and tls_key, or neither")
+		}
+		if hs.ClientCA != nil {
+			c.HTTP.ClientCA = d.path(*hs.ClientCA)
+			if c.HTTP.TLSCert == "" {
+				d.add(hs.DefRange, "Incomplete TLS settings", "client_ca verifies client certificates, which needs tls_cert and tls_key")
+			}
 		}
 		if n, ok := d.size(hs.MaxBody, "max_body", 1, MaxHTTPBody); ok {
 			c.HTTP.MaxBody = int64(n)
