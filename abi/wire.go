@@ -28,6 +28,15 @@ const (
 	// answers with when a handler's retries are spent or its breaker is open.
 	HeaderFallback = "Trellis-Fallback"
 
+	// The claims the HTTP ingress sets, as HeaderClaimPrefix headers, for a
+	// client that presented a certificate the ingress verified (mutual
+	// TLS): the certificate's subject (RFC 2253), its common name, and its
+	// subject alternative names (DNS names, URIs and e-mail addresses,
+	// comma-separated). Like every claim, a client cannot forge them.
+	ClaimTLSSubject = "Tls-Subject"
+	ClaimTLSCN      = "Tls-Cn"
+	ClaimTLSSAN     = "Tls-San"
+
 	// HeaderDelivery is set by the host on an event a durable handler
 	// receives from its JetStream stream: which delivery of the event this
 	// is, "1" the first time, more when an earlier one failed or timed

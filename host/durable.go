@@ -1,6 +1,7 @@
 package host
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -54,7 +55,8 @@ type Durable struct {
 	MaxAge   time.Duration
 	MaxBytes int64
 	MaxMsgs  int64
-	// Replicas is how many servers of a cluster store the stream (default 1).
+	// Replicas is how many servers of a cluster store the stream (default:
+	// the bus's, bus.Bus.Replicas: three with a cluster block, else one).
 	Replicas int
 	// Duplicates is the window in which a second publish with the same
 	// Nats-Msg-Id is dropped (default 2m).
@@ -90,9 +92,6 @@ func (d Durable) withDefaults(name string, timeout time.Duration) Durable {
 			timeout = DefaultTimeout
 		}
 		d.AckWait = timeout + 30*time.Second
-	}
-	if d.Replicas <= 0 {
-		d.Replicas = 1
 	}
 	if d.Duplicates <= 0 {
 		d.Duplicates = DefaultDuplicates
@@ -156,7 +155,7 @@ func (b *binding) startConsumer(ctx context.Context, cfg Durable, subjects []str
 		MaxAge:     cfg.MaxAge,
 		MaxBytes:   orUnlimited(cfg.MaxBytes),
 		MaxMsgs:    orUnlimited(cfg.MaxMsgs),
-		Replicas:   cfg.Replicas,
+		Replicas:   cmp.Or(cfg.Replicas, b.h.bus.Replicas()),
 		Duplicates: cfg.Duplicates,
 	}
 	if _, err := js.CreateOrUpdateStream(ctx, scfg); err != nil {

@@ -315,7 +315,7 @@ func New(ctx context.Context, opts Options) (*Host, error) {
 		h.cache.Close(context.WithoutCancel(ctx))
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
-	h.kv = kv.New(b.Conn(), "")
+	h.kv = kv.New(b.Conn(), "", b.Replicas())
 	h.startMetrics()
 	h.startServices()
 	if err := h.startHTTP(opts.HTTP); err != nil {

@@ -49,6 +49,14 @@ type HTTPOptions struct {
 	Listen string
 	// TLSCert and TLSKey, when both set, serve HTTPS from these PEM files.
 	TLSCert, TLSKey string
+	// ClientCA, with TLSCert, is a PEM file of the CAs whose client
+	// certificates the ingress verifies (mutual TLS). A client presenting
+	// a certificate they signed is identified to policies and handlers by
+	// claims (abi.ClaimTLSSubject, ClaimTLSCN, ClaimTLSSAN); one presenting
+	// any other certificate is refused at the handshake; one presenting
+	// none is served unidentified, for a route's policy to refuse (the acl
+	// policy's require_client_cert).
+	ClientCA string
 	// MaxBody caps a request body in bytes (default DefaultMaxBody): more is 413.
 	MaxBody int64
 	// MaxHeaderBytes caps the request's headers (default DefaultMaxHeaderBytes).
@@ -113,6 +121,9 @@ func (h *Host) startHTTP(opts HTTPOptions) error {
 	orDefault(&opts.WriteTimeout, DefaultWriteTimeout)
 	orDefault(&opts.IdleTimeout, DefaultIdleTimeout)
 	orDefault(&opts.MaxConns, DefaultMaxConns)
+	if opts.ClientCA != "" && opts.TLSCert == "" {
+		return errors.New("http ingress: client_ca verifies client certificates, which needs TLS: set tls_cert and tls_key too")
+	}
 	h.httpOpts = opts
 	if err := h.SetHTTPRoutes(opts.Routes); err != nil {
 		return err
@@ -141,6 +152,10 @@ func (h *Host) startHTTP(opts HTTPOptions) error {
 			return fmt.Errorf("http ingress TLS: %w", err)
 		}
 		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		if err := withClientCA(srv.TLSConfig, opts.ClientCA); err != nil {
+			ln.Close()
+			return err
+		}
 		ln = tls.NewListener(ln, srv.TLSConfig)
 		scheme = "https"
 	}
@@ -363,6 +378,10 @@ func (h *Host) serveRoute(w http.ResponseWriter, r *http.Request, rt HTTPRoute, 
 	ctx, cancel := context.WithTimeout(r.Context(), rt.Timeout)
 	defer cancel()
 	msg := requestMessage(r, subject, body)
+	if err := clientClaims(r, msg.Header); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
 	for _, name := range patternParams(rt.Pattern) {
 		v := r.PathValue(name)
 		if len(v) > abi.MaxHeaderValueLen {

@@ -15,7 +15,7 @@ import (
 )
 
 // runFlags are the flags dev passes on to run when it serves a config file.
-var runFlags = map[string]bool{"nats-listen": true, "nats-url": true, "nats-config": true, "log-level": true, "config": true, "admin-listen": true}
+var runFlags = map[string]bool{"nats-listen": true, "nats-url": true, "nats-config": true, "log-level": true, "config": true, "admin-listen": true, "nats-name": true, "cluster-listen": true}
 
 // devConfig serves a config file for `trellis dev --config FILE`, as
 // `trellis run --config FILE` does with the NATS and log flags given; done is

@@ -120,13 +120,15 @@ func parse(fs *flag.FlagSet, args []string) ([]string, error) {
 
 // busFlags are the NATS flags dev and run share.
 type busFlags struct {
-	listen, url, natsConfig string
+	listen, url, natsConfig, name, clusterListen string
 }
 
 func (b *busFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&b.listen, "nats-listen", "", "embedded NATS client address HOST:PORT; port 0 picks a free one (default "+bus.DefaultListen+")")
 	fs.StringVar(&b.url, "nats-url", "", "connect to this NATS instead of embedding one (nats://host:4222)")
 	fs.StringVar(&b.natsConfig, "nats-config", "", "nats-server config file for the embedded server (cluster, leaf nodes, TLS, authorization, accounts)")
+	fs.StringVar(&b.name, "nats-name", "", "the embedded server's name, unique in a cluster (default: the config's, else the hostname when clustered)")
+	fs.StringVar(&b.clusterListen, "cluster-listen", "", "override the cluster block's listen address HOST:PORT (several members on one machine)")
 }
 
 func (b *busFlags) apply(o *bus.Options) error {
@@ -141,6 +143,15 @@ func (b *busFlags) apply(o *bus.Options) error {
 	}
 	if b.natsConfig != "" {
 		o.ConfigFile = b.natsConfig
+	}
+	if b.name != "" {
+		o.Name = b.name
+	}
+	if b.clusterListen != "" {
+		if o.Cluster.Listen == "" {
+			return errors.New("--cluster-listen: the config has no cluster block to listen for")
+		}
+		o.Cluster.Listen = b.clusterListen
 	}
 	return nil
 }
@@ -257,6 +268,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	check := fs.Bool("check", false, "validate the config and exit: every plugin file is compiled and checked against the ABI, without starting a bus")
 	checkBuild := fs.Bool("check-build", false, "with --check, also build plugin sources (in a temporary directory) and check the modules they make")
 	httpListen := fs.String("http-listen", "", "override the http block's listen address (port 0 picks a free one)")
+	dataDir := fs.String("data-dir", "", "override data_dir: the compilation cache and JetStream's files (one per cluster member)")
 	adminListen := fs.String("admin-listen", "", "serve the admin endpoint (metrics, dashboard, probes) on HOST:PORT, overriding the admin block's listen; \"off\" for none")
 	if _, err := parse(fs, args); err != nil {
 		return flagExit(err)
@@ -292,6 +304,10 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		ExclusiveSubjects: true, TrustedKeys: cfg.TrustedKeys, RequireSigned: cfg.RequireSigned, HoldTraffic: true}
 	if *httpListen != "" {
 		opts.HTTP.Listen = *httpListen
+	}
+	if *dataDir != "" {
+		// The host's options only: plugin paths stay what the file says.
+		opts.DataDir = *dataDir
 	}
 	ctx, stop := signalContext()
 	defer stop()

@@ -30,6 +30,9 @@
 // bearer token or a user name and password: the profiler and the metrics
 // say much about the host. The token suits Prometheus (bearer_token) and
 // the CLI; a browser asks for the user name and password (basic auth).
+// /healthz and /readyz answer without credentials: they say only "ok",
+// "ready" or "not ready", and an orchestrator's probes (Kubernetes'
+// httpGet) cannot carry a secret.
 package admin
 
 import (
@@ -163,7 +166,7 @@ func (s *Server) routes() {
 // ServeHTTP serves the admin endpoint, after checking credentials when
 // Options sets any.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if !s.authorized(r) {
+	if !s.authorized(r) && !probe(r) {
 		if s.opts.Username != "" {
 			w.Header().Set("WWW-Authenticate", `Basic realm="trellis admin"`)
 		}
@@ -171,6 +174,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.mux.ServeHTTP(w, r)
+}
+
+// probe reports whether r asks for liveness or readiness, which need no
+// credentials.
+func probe(r *http.Request) bool {
+	return (r.Method == http.MethodGet || r.Method == http.MethodHead) && (r.URL.Path == "/healthz" || r.URL.Path == "/readyz")
 }
 
 func (s *Server) authorized(r *http.Request) bool {

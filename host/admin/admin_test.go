@@ -83,8 +83,17 @@ func TestAdminAuth(t *testing.T) {
 	if resp, _ := trellistest.HTTP(t, nil, "GET", base+"/metrics", "", "Authorization", "Bearer wrong"); resp.StatusCode != 401 {
 		t.Errorf("wrong token: %d", resp.StatusCode)
 	}
-	if resp, _ := trellistest.HTTP(t, nil, "GET", base+"/healthz", "", "Authorization", "Bearer s3cret"); resp.StatusCode != 200 {
+	if resp, _ := trellistest.HTTP(t, nil, "GET", base+"/metrics", "", "Authorization", "Bearer s3cret"); resp.StatusCode != 200 {
 		t.Errorf("token: %d", resp.StatusCode)
+	}
+	// Probes need none: Kubernetes' httpGet probes cannot carry a secret.
+	for _, path := range []string{"/healthz", "/readyz"} {
+		if resp, _ := trellistest.HTTP(t, nil, "GET", base+path, ""); resp.StatusCode != 200 {
+			t.Errorf("%s without credentials: %d", path, resp.StatusCode)
+		}
+	}
+	if resp, _ := trellistest.HTTP(t, nil, "GET", base+"/healthz/../metrics", ""); resp.StatusCode == 200 {
+		t.Errorf("a path past the probes served without credentials: %d", resp.StatusCode)
 	}
 	req, _ := http.NewRequest("GET", base+"/readyz", nil)
 	req.SetBasicAuth("ops", "pw")

@@ -100,6 +100,24 @@ type Options struct {
 	// user of its own. Otherwise the host makes its own credential.
 	Auth Credentials
 
+	// Cluster, with Listen set, makes the embedded server a member of a
+	// NATS cluster (see Cluster). Name must then be unique in the cluster
+	// and stable; left empty, it is the machine's hostname.
+	Cluster Cluster
+	// LeafRemotes attach the embedded server as a leaf node to other NATS
+	// servers (see LeafRemote).
+	LeafRemotes []LeafRemote
+	// JetStreamDomain names the embedded server's JetStream domain, which
+	// a leaf node needs to keep its streams apart from the hub's.
+	JetStreamDomain string
+	// Replicas is how many copies JetStream keeps of the streams the host
+	// creates (the KV bucket): 1 to MaxReplicas. Zero means
+	// DefaultClusterReplicas for a clustered embedded server and 1
+	// otherwise, an external NATS included (set it for a cluster there).
+	// A stream with more replicas than the cluster has members cannot be
+	// created: plugins' KV calls fail, saying so, until enough join.
+	Replicas int
+
 	// Conn, if set, is the caller's own connection, used as it is: the bus
 	// starts no server, does not reconnect it or close it (the caller
 	// does, after the host's Close). Every other field must be zero but
@@ -123,6 +141,7 @@ type Bus struct {
 	log                          hclog.Logger
 	closing                      atomic.Bool
 	auth                         bool
+	replicas                     int
 }
 
 // connOptions are the options every host connection has: reconnect
@@ -177,6 +196,14 @@ func Start(ctx context.Context, opts Options) (*Bus, error) {
 		if len(opts.Users)+len(opts.Export)+len(opts.ExportStream) > 0 {
 			return nil, fmt.Errorf("NATS at %s: users and exports configure the embedded server; an external server's are its own", opts.URL)
 		}
+		if opts.Cluster.Listen != "" || len(opts.LeafRemotes) > 0 || opts.JetStreamDomain != "" {
+			return nil, fmt.Errorf("NATS at %s: cluster, leaf nodes and the JetStream domain configure the embedded server; an external server's are its own", opts.URL)
+		}
+		r, err := replicas(opts.Replicas, false)
+		if err != nil {
+			return nil, fmt.Errorf("NATS at %s: %w", opts.URL, err)
+		}
+		b.replicas = r
 		creds := opts.Auth
 		if creds.TLS.empty() {
 			creds.TLS = opts.TLS
@@ -199,6 +226,8 @@ func Start(ctx context.Context, opts Options) (*Bus, error) {
 	if err != nil {
 		return nil, err
 	}
+	// serverOptions checked it already.
+	b.replicas, _ = replicas(opts.Replicas, clustered(sopts))
 	sopts.JetStream = !opts.DisableJetStream
 	if sopts.JetStream {
 		dir := opts.StoreDir
@@ -304,6 +333,12 @@ func serverOptions(opts Options, name string) (*server.Options, hostAuth, error)
 	if err := checkExposure(sopts, auth, opts); err != nil {
 		return nil, hostAuth{}, err
 	}
+	if err := configureCluster(sopts, opts, auth.on); err != nil {
+		return nil, hostAuth{}, fmt.Errorf("embedded NATS: %w", err)
+	}
+	if err := checkClusterExposure(sopts, opts); err != nil {
+		return nil, hostAuth{}, err
+	}
 	return sopts, auth, nil
 }
 
@@ -382,6 +417,15 @@ func (b *Bus) Connected() bool { return b.nc.IsConnected() }
 // Authenticated reports whether the embedded server requires clients to
 // authenticate (always false with URL: that server's settings are its own).
 func (b *Bus) Authenticated() bool { return b.auth }
+
+// Replicas is how many copies JetStream should keep of each stream the
+// host creates: Options.Replicas, or its default (see there).
+func (b *Bus) Replicas() int {
+	if b.replicas == 0 {
+		return 1
+	}
+	return b.replicas
+}
 
 // Embedded reports whether the bus runs a server in this process.
 func (b *Bus) Embedded() bool { return b.srv != nil }

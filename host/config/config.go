@@ -43,7 +43,8 @@
 // The nats block's authentication settings (user blocks, export,
 // export_stream, allow_unauthenticated, tls_cert, tls_key, tls_ca,
 // credentials, username, password, token, nkey_seed_file) are described
-// in nats.go beside their schema and map onto bus.Options.
+// in nats.go beside their schema and map onto bus.Options; its cluster,
+// leafnodes and jetstream blocks in cluster.go.
 package config
 
 import (
@@ -156,6 +157,7 @@ type httpSchema struct {
 	Listen       *string        `hcl:"listen,optional"`
 	TLSCert      *string        `hcl:"tls_cert,optional"`
 	TLSKey       *string        `hcl:"tls_key,optional"`
+	ClientCA     *string        `hcl:"client_ca,optional"`
 	MaxBody      hcl.Expression `hcl:"max_body,optional"`
 	MaxHeader    hcl.Expression `hcl:"max_header,optional"`
 	ReadTimeout  hcl.Expression `hcl:"read_timeout,optional"`
@@ -183,7 +185,6 @@ type natsSchema struct {
 	URL        *string        `hcl:"url,optional"`
 	Listen     *string        `hcl:"listen,optional"`
 	StoreDir   *string        `hcl:"store_dir,optional"`
-	JetStream  *bool          `hcl:"jetstream,optional"`
 	MaxPayload hcl.Expression `hcl:"max_payload,optional"`
 	ConfigFile *string        `hcl:"config_file,optional"`
 	Name       *string        `hcl:"name,optional"`
@@ -200,7 +201,12 @@ type natsSchema struct {
 	Password             *string          `hcl:"password,optional"`
 	Token                *string          `hcl:"token,optional"`
 	NKeySeedFile         *string          `hcl:"nkey_seed_file,optional"`
-	DefRange             hcl.Range        `hcl:",def_range"`
+	// Clustering, leaf nodes and jetstream (an attribute or a block, read
+	// from Rest); see cluster.go in this package.
+	Cluster   *clusterSchema   `hcl:"cluster,block"`
+	LeafNodes *leafNodesSchema `hcl:"leafnodes,block"`
+	Rest      hcl.Body         `hcl:",remain"`
+	DefRange  hcl.Range        `hcl:",def_range"`
 }
 
 type pluginSchema struct {
@@ -304,7 +310,6 @@ func Parse(src []byte, filename string) (*Config, error) {
 			c.NATS.ConfigFile = d.path(*n.ConfigFile)
 		}
 		c.NATS.Name = deref(n.Name)
-		c.NATS.DisableJetStream = n.JetStream != nil && !*n.JetStream
 		if sz, ok := d.size(n.MaxPayload, "max_payload", 1, MaxNATSPayload); ok {
 			c.NATS.MaxPayload = int32(sz)
 		}
@@ -313,6 +318,7 @@ func Parse(src []byte, filename string) (*Config, error) {
 				"url connects to an external NATS; listen configures the embedded one; set one of them")
 		}
 		d.natsAuth(n, &c.NATS)
+		d.natsCluster(n, &c.NATS)
 	}
 	for _, k := range fs.TrustedKeys {
 		pub, err := sign.ParsePublicKey(k)
@@ -360,6 +366,12 @@ func Parse(src []byte, filename string) (*Config, error) {
 		}
 		if (c.HTTP.TLSCert == "") != (c.HTTP.TLSKey == "") {
 			d.add(hs.DefRange, "Incomplete TLS settings", "set both tls_cert and tls_key, or neither")
+		}
+		if hs.ClientCA != nil {
+			c.HTTP.ClientCA = d.path(*hs.ClientCA)
+			if c.HTTP.TLSCert == "" {
+				d.add(hs.DefRange, "Incomplete TLS settings", "client_ca verifies client certificates, which needs tls_cert and tls_key")
+			}
 		}
 		if n, ok := d.size(hs.MaxBody, "max_body", 1, MaxHTTPBody); ok {
 			c.HTTP.MaxBody = int64(n)

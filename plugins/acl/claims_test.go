@@ -68,3 +68,21 @@ func TestParseClaimRulesRefusesBadRules(t *testing.T) {
 		t.Error("require_principal maybe accepted")
 	}
 }
+
+func TestRequireClientCert(t *testing.T) {
+	s, err := parseSettings(policyconf.Map{"require_client_cert": "true"}.Get)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if why := s.refuses(Request{Path: "/x"}, trellis.Header{}); why != "client_cert" {
+		t.Fatalf("no certificate: %q", why)
+	}
+	h := trellis.Header{}
+	h.Set("X-Claim-Tls-Subject", "CN=billing")
+	if why := s.refuses(Request{Path: "/x"}, h); why != "" {
+		t.Fatalf("with a certificate: %q", why)
+	}
+	if _, err := parseSettings(policyconf.Map{"require_client_cert": "yes please"}.Get); err == nil {
+		t.Fatal("a bad require_client_cert was accepted")
+	}
+}

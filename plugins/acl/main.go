@@ -24,6 +24,7 @@ type settings struct {
 	hasACL           bool
 	claims           []ClaimRule
 	requirePrincipal bool
+	requireCert      bool
 }
 
 var cfg *settings
@@ -66,14 +67,17 @@ func parseSettings(get policyconf.Getter) (*settings, error) {
 	if s.requirePrincipal, err = strconv.ParseBool(get.Or("require_principal", "false")); err != nil {
 		return nil, errors.New("require_principal: want true or false")
 	}
-	if !s.hasACL && len(s.claims) == 0 && !s.requirePrincipal {
-		return nil, errors.New("no rules: set allow, deny, require_claims or require_principal")
+	if s.requireCert, err = strconv.ParseBool(get.Or("require_client_cert", "false")); err != nil {
+		return nil, errors.New("require_client_cert: want true or false")
+	}
+	if !s.hasACL && len(s.claims) == 0 && !s.requirePrincipal && !s.requireCert {
+		return nil, errors.New("no rules: set allow, deny, require_claims, require_principal or require_client_cert")
 	}
 	return s, nil
 }
 
 // refuses returns why req with headers h is refused ("path", "principal",
-// "claim:<name>"), or "" when it may go on.
+// "client_cert", "claim:<name>"), or "" when it may go on.
 func (s *settings) refuses(req Request, h trellis.Header) string {
 	if s.hasACL && !s.acl.Allows(req) {
 		return "path"
@@ -81,6 +85,12 @@ func (s *settings) refuses(req Request, h trellis.Header) string {
 	if s.requirePrincipal {
 		if p, ok := policyconf.HeaderValue(h, abi.HeaderPrincipal); !ok || p == "" {
 			return "principal"
+		}
+	}
+	if s.requireCert {
+		// The ingress sets this claim only for a certificate it verified.
+		if v, ok := policyconf.HeaderValue(h, abi.HeaderClaimPrefix+abi.ClaimTLSSubject); !ok || v == "" {
+			return "client_cert"
 		}
 	}
 	for _, r := range s.claims {

@@ -39,8 +39,9 @@ const maxAttempts = 64
 
 // Store opens the bucket on first use and hands out namespaced views.
 type Store struct {
-	nc     *nats.Conn
-	bucket string
+	nc       *nats.Conn
+	bucket   string
+	replicas int
 
 	mu sync.Mutex
 	h  *handle
@@ -52,13 +53,18 @@ type handle struct {
 	stream jetstream.Stream
 }
 
-// New returns a store on nc's JetStream. Nothing is created until a plugin
-// uses it.
-func New(nc *nats.Conn, bucket string) *Store {
+// New returns a store on nc's JetStream whose bucket JetStream keeps
+// replicas copies of (0 or 1: one; in a cluster, three survive the loss of
+// a member). Nothing is created until a plugin uses it; a bucket that
+// exists with another number of replicas is changed to this one when
+// opened, so a host that joins a cluster brings its state along. Until the
+// cluster has that many members with JetStream, opening the bucket fails
+// and each call says why.
+func New(nc *nats.Conn, bucket string, replicas int) *Store {
 	if bucket == "" {
 		bucket = DefaultBucket
 	}
-	return &Store{nc: nc, bucket: bucket}
+	return &Store{nc: nc, bucket: bucket, replicas: max(replicas, 1)}
 }
 
 func (s *Store) open(ctx context.Context) (*handle, error) {
@@ -77,6 +83,7 @@ func (s *Store) open(ctx context.Context) (*handle, error) {
 		History:        1,
 		Storage:        jetstream.FileStorage,
 		LimitMarkerTTL: time.Second, // enables per-key TTL
+		Replicas:       s.replicas,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("kv bucket %s (is JetStream enabled?): %w", s.bucket, err)

@@ -28,7 +28,7 @@ func storeOnBus(t *testing.T) (*kv.Store, *bus.Bus) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { b.Close() })
-	return kv.New(b.Conn(), ""), b
+	return kv.New(b.Conn(), "", 1), b
 }
 
 // TestBucketDeletedByAClientIsCreatedAgain deletes the bucket's stream
