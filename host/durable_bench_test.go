@@ -3,6 +3,10 @@ package host_test
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -102,4 +106,65 @@ func BenchmarkDurableThroughput(b *testing.B) {
 	b.ReportMetric(float64(b.N)/native.Seconds(), "native-msgs/s")
 	b.ReportMetric(float64(b.N)/wasm.Seconds(), "durable-msgs/s")
 	b.ReportMetric(100*native.Seconds()/wasm.Seconds(), "%-of-native")
+}
+
+// BenchmarkHTTPEventStored posts events to an HTTP event route whose
+// subject a durable handler's stream holds, so that each 202 waits for
+// JetStream's acknowledgement, against a plain net/http handler doing the
+// same JetStream publish and answering 202, on the same server, with 16
+// concurrent clients.
+//
+//	go test -run '^$' -bench HTTPEventStored -count 5 ./host/
+func BenchmarkHTTPEventStored(b *testing.B) {
+	h := trellistest.NewHost(b, func(o *host.Options) {
+		o.HTTP = host.HTTPOptions{Listen: "127.0.0.1:0", Routes: []host.HTTPRoute{{Pattern: "POST /stored", Subject: "bench.stored.ingress", Event: true}}}
+	})
+	// The durable handler's stream holds both sides' subjects, and the
+	// handler consumes what both store, so both pay for it alike.
+	echo := trellistest.Wasm(b, "../abi/echo.wat")
+	h.Load("stored", echo, func(s *host.Spec) {
+		s.Subjects = []string{"bench.stored.>"}
+		s.Durable = &host.Durable{Stream: "BENCH_STORED"}
+	})
+	js, err := jetstream.New(h.Conn())
+	if err != nil {
+		b.Fatal(err)
+	}
+	plain := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		if _, err := js.Publish(r.Context(), "bench.stored.plain", body); err != nil {
+			http.Error(w, err.Error(), 503)
+			return
+		}
+		w.WriteHeader(202)
+		w.Write([]byte(`{"status":"accepted"}`))
+	}))
+	defer plain.Close()
+	payload := strings.Repeat("x", 100)
+	for _, target := range []struct{ name, url string }{
+		{"plain-nethttp", plain.URL + "/stored"},
+		{"ingress", "http://" + h.HTTPAddr() + "/stored"},
+	} {
+		b.Run(target.name+"/par16", func(b *testing.B) {
+			client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+			b.SetParallelism(max(1, 16/nprocs()))
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					resp, err := client.Post(target.url, "text/plain", strings.NewReader(payload))
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode != 202 {
+						b.Errorf("status %d", resp.StatusCode)
+						return
+					}
+				}
+			})
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "req/s")
+		})
+	}
 }
