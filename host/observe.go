@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -153,7 +154,12 @@ type countingOutbox struct {
 }
 
 func (o countingOutbox) Publish(ctx context.Context, subject string, hdr map[string][]string, data []byte) error {
-	o.m.Sent(subject, false)
+	label := subject
+	if strings.HasPrefix(subject, "_INBOX.") {
+		// Only a reply reaches an inbox: a plugin may not publish to one.
+		label = metrics.ReplySubject
+	}
+	o.m.Sent(label, false)
 	return o.natsOutbox.Publish(ctx, subject, hdr, data)
 }
 

@@ -14,6 +14,7 @@ import (
 
 	"github.com/trellis-mesh/trellis/abi"
 	"github.com/trellis-mesh/trellis/host"
+	"github.com/trellis-mesh/trellis/host/internal/metrics"
 )
 
 // freshness is how old the last sample may be when the API answers.
@@ -432,8 +433,8 @@ func (s *Server) Graph() Graph {
 		return keys[i].subject < keys[j].subject
 	})
 	for _, k := range keys {
-		if !seen["handler:"+k.plugin] {
-			continue // a policy's publishes (mirror) have no handler node
+		if !seen["handler:"+k.plugin] || k.subject == metrics.ReplySubject {
+			continue // a policy's publishes (mirror) have no handler node; replies go back, not on
 		}
 		f, l := counts{Total: first.sent[k]}, counts{Total: last.sent[k]}
 		sid := node("subject:"+k.subject, "subject", k.subject)

@@ -98,3 +98,36 @@ func TestGrafanaDashboardUsesExportedMetrics(t *testing.T) {
 		t.Fatalf("/metrics: %d", resp.StatusCode)
 	}
 }
+
+// A plugin's replies are counted under one label, not one per requester's
+// inbox, and the traffic graph shows no edge to an inbox.
+func TestRepliesAreOneLabelAndNoGraphEdge(t *testing.T) {
+	h := meshHost(t)
+	_, base := startAdmin(t, h, admin.Options{})
+	for range 3 {
+		h.Request("published.x", []byte("hi"), 5*time.Second)
+	}
+	trellistest.WaitFor(t, 10*time.Second, "the replies counted", func() bool {
+		fams, _ := h.Metrics().Gather()
+		for _, f := range fams {
+			if f.GetName() != "trellis_publishes_total" {
+				continue
+			}
+			for _, m := range f.GetMetric() {
+				for _, l := range m.GetLabel() {
+					if l.GetName() == "subject" && strings.HasPrefix(l.GetValue(), "_INBOX.") {
+						t.Fatalf("a reply counted under its inbox %q", l.GetValue())
+					}
+					if l.GetName() == "subject" && l.GetValue() == "_reply" && m.GetCounter().GetValue() >= 3 {
+						return true
+					}
+				}
+			}
+		}
+		return false
+	})
+	_, body := trellistest.HTTP(t, nil, "GET", base+"/api/graph", "")
+	if strings.Contains(body, "_INBOX") || strings.Contains(body, "_reply") {
+		t.Fatalf("the graph shows replies as traffic: %s", body)
+	}
+}

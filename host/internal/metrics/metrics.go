@@ -103,6 +103,10 @@ const maxPublishSubjects = 64
 // OtherSubject labels publishes past maxPublishSubjects.
 const OtherSubject = "_other"
 
+// ReplySubject labels a plugin's replies: each goes to its requester's own
+// inbox subject, which would make a label per request.
+const ReplySubject = "_reply"
+
 // Set is one host's metrics, registered in its own registry.
 type Set struct {
 	// Registry holds every metric of the host; the admin endpoint serves it.
