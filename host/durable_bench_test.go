@@ -140,31 +140,6 @@ func BenchmarkHTTPEventStored(b *testing.B) {
 		w.Write([]byte(`{"status":"accepted"}`))
 	}))
 	defer plain.Close()
-	payload := strings.Repeat("x", 100)
-	for _, target := range []struct{ name, url string }{
-		{"plain-nethttp", plain.URL + "/stored"},
-		{"ingress", "http://" + h.HTTPAddr() + "/stored"},
-	} {
-		b.Run(target.name+"/par16", func(b *testing.B) {
-			client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
-			b.SetParallelism(max(1, 16/nprocs()))
-			b.ResetTimer()
-			b.RunParallel(func(pb *testing.PB) {
-				for pb.Next() {
-					resp, err := client.Post(target.url, "text/plain", strings.NewReader(payload))
-					if err != nil {
-						b.Error(err)
-						return
-					}
-					io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-					if resp.StatusCode != 202 {
-						b.Errorf("status %d", resp.StatusCode)
-						return
-					}
-				}
-			})
-			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "req/s")
-		})
-	}
+	postParallel(b, plain.URL+"/stored", "http://"+h.HTTPAddr()+"/stored", strings.Repeat("x", 100),
+		func(status int, _ []byte) bool { return status == 202 })
 }
