@@ -91,25 +91,8 @@ func BenchmarkRequestReplyInterleaved(b *testing.B) {
 
 	const requesters, burst = 16, 1600
 	var failed atomic.Int64
-	// run sends n requests to subject from 16 goroutines and returns how
-	// long that took.
 	run := func(subject string, n int) time.Duration {
-		var wg sync.WaitGroup
-		start := time.Now()
-		for g := 0; g < requesters; g++ {
-			wg.Add(1)
-			go func(k int) {
-				defer wg.Done()
-				for ; k > 0; k-- {
-					m, err := nc.Request(subject, payload, 5*time.Second)
-					if err != nil || len(m.Data) != len(payload) {
-						failed.Add(1)
-					}
-				}
-			}((n + g) / requesters)
-		}
-		wg.Wait()
-		return time.Since(start)
+		return requestBurst(nc, subject, payload, n, requesters, &failed)
 	}
 	for _, target := range []string{"wat", "go"} {
 		b.Run(target, func(b *testing.B) {
@@ -130,4 +113,26 @@ func BenchmarkRequestReplyInterleaved(b *testing.B) {
 			}
 		})
 	}
+}
+
+// requestBurst sends n requests of payload to subject over nc from g
+// goroutines, counting in failed each that fails or comes back with
+// another length, and returns how long that took.
+func requestBurst(nc *nats.Conn, subject string, payload []byte, n, g int, failed *atomic.Int64) time.Duration {
+	var wg sync.WaitGroup
+	start := time.Now()
+	for i := 0; i < g; i++ {
+		wg.Add(1)
+		go func(k int) {
+			defer wg.Done()
+			for ; k > 0; k-- {
+				m, err := nc.Request(subject, payload, 5*time.Second)
+				if err != nil || len(m.Data) != len(payload) {
+					failed.Add(1)
+				}
+			}
+		}((n + i) / g)
+	}
+	wg.Wait()
+	return time.Since(start)
 }

@@ -3,7 +3,6 @@ package host_test
 import (
 	"bytes"
 	"runtime"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -46,22 +45,7 @@ func BenchmarkMetricsOverhead(b *testing.B) {
 		var ms runtime.MemStats
 		runtime.ReadMemStats(&ms)
 		mallocs := ms.Mallocs
-		var wg sync.WaitGroup
-		start := time.Now()
-		for i := 0; i < g; i++ {
-			wg.Add(1)
-			go func(k int) {
-				defer wg.Done()
-				for ; k > 0; k-- {
-					m, err := nc.Request(subject, payload, 5*time.Second)
-					if err != nil || len(m.Data) != len(payload) {
-						failed.Add(1)
-					}
-				}
-			}((n + i) / g)
-		}
-		wg.Wait()
-		took := time.Since(start)
+		took := requestBurst(nc, subject, payload, n, g, &failed)
 		runtime.ReadMemStats(&ms)
 		return took, ms.Mallocs - mallocs
 	}
