@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"reflect"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -141,6 +142,15 @@ func (l *Loop) apply(ctx context.Context, c *Config, fingerprint string) Result 
 		for _, p := range prev.Plugins {
 			if !keep[p.Name] && loaded[p.Name] {
 				change.Unload = append(change.Unload, p.Name)
+			}
+		}
+	}
+	// A plugin a refused config named and this one does not: unloading it
+	// takes it off the host's list of plugins not ready.
+	if rh, ok := l.host.(interface{ Readiness() host.Readiness }); ok {
+		for _, p := range rh.Readiness().Plugins {
+			if p.State == host.StateRefused && !keep[p.Plugin] && !slices.Contains(change.Unload, p.Plugin) {
+				change.Unload = append(change.Unload, p.Plugin)
 			}
 		}
 	}
