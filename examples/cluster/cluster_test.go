@@ -1,14 +1,17 @@
 // Three `trellis run` processes on loopback form one NATS cluster, with
-// JetStream replicating the KV bucket on all three. Under request load, the
-// member leading the KV bucket is killed with SIGKILL; the test measures
-// how long requests take to fail over, checks that the KV state survived,
-// and restarts the member to see it rejoin and serve.
+// JetStream replicating the KV bucket and a durable handler's stream on
+// all three. Under request load and a stream of durable events, the member
+// leading the KV bucket is killed with SIGKILL; the test measures how long
+// requests take to fail over, checks that the KV state survived and that
+// every event JetStream acknowledged was applied once, and restarts the
+// member to see it rejoin and serve.
 package cluster_test
 
 import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -261,6 +264,54 @@ plugin "counter" {
   timeout   = %[8]q
 }
 `
+
+// durableConfig is the part of a member's config added once the three
+// serve: a durable handler whose stream is replicated on all three, which
+// a lone member could not create.
+const durableConfig = `
+plugin "tally" {
+  path      = %[1]q
+  subjects  = ["tally.events"]
+  config    = { node = %[2]q }
+  pool_size = 2
+  timeout   = %[3]q
+  durable {
+    stream   = "TALLY"
+    backoff  = ["100ms", "500ms"]
+    ack_wait = "5s"
+  }
+}
+`
+
+// addDurable adds the durable handler to every member's config, as an
+// operator's edit, and waits until each member serves it.
+func (c *testCluster) addDurable(t *testing.T) {
+	t.Helper()
+	tally := trellistest.Wasm(t, "./tally")
+	for _, m := range c.members {
+		old, err := os.ReadFile(m.config)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tmp := m.config + ".new"
+		if err := os.WriteFile(tmp, append(old, fmt.Sprintf(durableConfig, tally, m.name, pluginTimeout)...), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, m.config); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, m := range c.members {
+		waitFor(t, recoverTimeout, m.name+" serves tally", func() error {
+			for _, line := range strings.Split(m.logs(), "\n") {
+				if strings.Contains(line, "plugin loaded") && strings.Contains(line, "plugin=tally") {
+					return nil
+				}
+			}
+			return errors.New("not loaded yet")
+		})
+	}
+}
 
 func startCluster(t *testing.T) *testCluster {
 	t.Helper()
@@ -609,6 +660,194 @@ func (r *requests) check(t *testing.T, c *testCluster, victim int, killed time.T
 	}
 }
 
+// events publishes durable events from a client pinned to each member,
+// each with its own Nats-Msg-Id, one every pace, and keeps which ids
+// JetStream acknowledged (stored on a majority of the stream's replicas).
+type events struct {
+	mu   sync.Mutex
+	pubs []*publisher
+}
+
+type publisher struct {
+	client int
+	js     jetstream.JetStream
+	log    []published // under events.mu
+}
+
+type published struct {
+	id string
+	outcome
+}
+
+func newEvents(c *testCluster) *events {
+	e := &events{}
+	for i := range c.members {
+		js, err := jetstream.New(c.client(i))
+		if err != nil {
+			c.t.Fatal(err)
+		}
+		e.pubs = append(e.pubs, &publisher{client: i, js: js})
+	}
+	return e
+}
+
+func (e *events) run(c *testCluster, stop <-chan struct{}) {
+	var wg sync.WaitGroup
+	for _, p := range e.pubs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			tick := time.NewTicker(pace)
+			defer tick.Stop()
+			slots := make(chan struct{}, maxInFlight)
+			for n := 0; ; n++ {
+				select {
+				case <-stop:
+					return
+				case <-tick.C:
+				}
+				select {
+				case slots <- struct{}{}:
+				case <-stop:
+					return
+				}
+				id := fmt.Sprintf("%s-%d", c.members[p.client].name, n)
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					defer func() { <-slots }()
+					o := published{id: id, outcome: outcome{start: time.Now()}}
+					ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
+					_, o.err = p.js.Publish(ctx, "tally.events", []byte("order "+id), jetstream.WithMsgID(id))
+					cancel()
+					o.end = time.Now()
+					e.mu.Lock()
+					p.log = append(p.log, o)
+					e.mu.Unlock()
+				}()
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+func (e *events) flowing(since time.Time, n int) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, p := range e.pubs {
+		var after []outcome
+		for _, o := range p.log {
+			if o.start.After(since) {
+				after = append(after, o.outcome)
+			}
+		}
+		if len(after) < n {
+			return false
+		}
+		sort.Slice(after, func(i, j int) bool { return after[i].start.Before(after[j].start) })
+		for _, o := range after[len(after)-n:] {
+			if o.err != nil {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// check waits until the handler has applied every acknowledged event, each
+// once: its key in the replicated KV store, written by the one delivery
+// that created it.
+func (e *events) check(t *testing.T, c *testCluster, victim int, killed time.Time) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	survivor := c.members[(victim+1)%len(c.members)]
+	nc, err := nats.Connect(survivor.url())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), recoverTimeout)
+	defer cancel()
+	attempted := map[string]bool{}
+	var acked []string
+	failed := 0
+	for _, p := range e.pubs {
+		for _, o := range p.log {
+			attempted[o.id] = true
+			if o.err == nil {
+				acked = append(acked, o.id)
+			} else {
+				failed++
+			}
+		}
+	}
+	// Every acknowledged event is handled, by whichever host: the durable
+	// consumer, shared by the three, has none left to deliver.
+	cons, err := js.Consumer(ctx, "TALLY", "tally")
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, recoverTimeout, "the durable consumer to deliver every event", func() error {
+		info, err := cons.Info(ctx)
+		if err != nil {
+			return err
+		}
+		if info.NumPending != 0 || info.NumAckPending != 0 {
+			return fmt.Errorf("%d not yet delivered, %d delivered and not acknowledged", info.NumPending, info.NumAckPending)
+		}
+		return nil
+	})
+	kv, err := js.KeyValue(ctx, host.KVBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lost := 0
+	appliedBy := map[string]int{}
+	for _, id := range acked {
+		entry, err := kv.Get(ctx, "tally.applied."+id)
+		if err != nil {
+			if lost < 5 {
+				t.Errorf("event %s: acknowledged by JetStream, never applied: %v", id, err)
+			}
+			lost++
+			continue
+		}
+		appliedBy[string(entry.Value())]++
+	}
+	// Applied keys are made by events alone: none for an id never sent.
+	keys, err := kv.ListKeys(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	applied := 0
+	for k := range keys.Keys() {
+		id, ok := strings.CutPrefix(k, "tally.applied.")
+		if !ok {
+			continue
+		}
+		applied++
+		if !attempted[id] {
+			t.Errorf("applied %s, an event never published", id)
+		}
+	}
+	dups := int64(0)
+	if entry, err := kv.Get(ctx, "tally.duplicates"); err == nil {
+		fmt.Sscan(string(entry.Value()), &dups)
+	}
+	t.Logf("durable events across the SIGKILL of %s: %d published, %d acknowledged by JetStream, %d refused or timed out (not acknowledged); %d applied (handled by %v), %d acknowledged and lost; %d deliveries found already applied and skipped by the handler's id check",
+		c.members[victim].name, len(attempted), len(acked), failed, applied, appliedBy, lost, dups)
+	if lost > 0 {
+		t.Errorf("%d acknowledged events were never applied", lost)
+	}
+	if applied > len(attempted) {
+		t.Errorf("%d events applied, more than the %d published", applied, len(attempted))
+	}
+}
+
 func TestClusterSurvivesTheKillOfAMember(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts three trellis processes")
@@ -639,7 +878,8 @@ func TestClusterSurvivesTheKillOfAMember(t *testing.T) {
 		t.Fatalf("KV leader %q is none of the members", leader)
 	}
 
-	workloads := []workload{newRequests(c)}
+	c.addDurable(t)
+	workloads := []workload{newRequests(c), newEvents(c)}
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	for _, w := range workloads {
