@@ -444,7 +444,7 @@ func (h *Host) commit(c Change, todo []*prepared, done *Applied) ([]chan error, 
 			}
 			cons, err := b.startConsumer(h.life, *snap.durable, pr.subjects, pr.queue, poolSize)
 			if err != nil {
-				subErr = fmt.Errorf("plugin %q: %w", b.name, err)
+				subErr = &refusal{name: b.name, version: pr.version, path: pr.spec.Path, err: fmt.Errorf("plugin %q: %w", b.name, err)}
 				break
 			}
 			consumers[b.name] = cons
@@ -453,7 +453,7 @@ func (h *Host) commit(c Change, todo []*prepared, done *Applied) ([]chan error, 
 		subs, err := b.subscribeNew(pr.subjects, pr.queue)
 		made[b.name] = subs
 		if err != nil {
-			subErr = fmt.Errorf("plugin %q: %w", b.name, err)
+			subErr = &refusal{name: b.name, version: pr.version, path: pr.spec.Path, err: fmt.Errorf("plugin %q: %w", b.name, err)}
 			break
 		}
 	}

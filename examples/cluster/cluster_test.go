@@ -263,18 +263,15 @@ plugin "counter" {
   pool_size = 2
   timeout   = %[8]q
 }
-`
 
-// durableConfig is the part of a member's config added once the three
-// serve: a durable handler whose stream is replicated on all three, which
-// a lone member could not create.
-const durableConfig = `
+# A durable handler: its stream has three replicas, so a member alone
+# cannot make it and waits for the others, not ready.
 plugin "tally" {
-  path      = %[1]q
+  path      = %[10]q
   subjects  = ["tally.events"]
   config    = { node = %[2]q }
   pool_size = 2
-  timeout   = %[3]q
+  timeout   = %[8]q
   durable {
     stream   = "TALLY"
     backoff  = ["100ms", "500ms"]
@@ -283,41 +280,12 @@ plugin "tally" {
 }
 `
 
-// addDurable adds the durable handler to every member's config, as an
-// operator's edit, and waits until each member serves it.
-func (c *testCluster) addDurable(t *testing.T) {
-	t.Helper()
-	tally := trellistest.Wasm(t, "./tally")
-	for _, m := range c.members {
-		old, err := os.ReadFile(m.config)
-		if err != nil {
-			t.Fatal(err)
-		}
-		tmp := m.config + ".new"
-		if err := os.WriteFile(tmp, append(old, fmt.Sprintf(durableConfig, tally, m.name, pluginTimeout)...), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Rename(tmp, m.config); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for _, m := range c.members {
-		waitFor(t, recoverTimeout, m.name+" serves tally", func() error {
-			for _, line := range strings.Split(m.logs(), "\n") {
-				if strings.Contains(line, "plugin loaded") && strings.Contains(line, "plugin=tally") {
-					return nil
-				}
-			}
-			return errors.New("not loaded yet")
-		})
-	}
-}
-
 func startCluster(t *testing.T) *testCluster {
 	t.Helper()
 	bin := trellisBinary(t)
 	enrich := trellistest.Wasm(t, "../orders-enrich")
 	counter := trellistest.Wasm(t, "./counter")
+	tally := trellistest.Wasm(t, "./tally")
 	ports := freePorts(t, 6)
 	var routes []string
 	for i := range 3 {
@@ -333,7 +301,7 @@ func startCluster(t *testing.T) *testCluster {
 		}
 		m.config = filepath.Join(dir, "trellis.hcl")
 		src := fmt.Sprintf(memberConfig, filepath.Join(root, "data"), m.name, m.clientPort, m.clusterPort,
-			strings.Join(routes, ", "), enrich, counter, pluginTimeout, filepath.Join(dir, "jetstream"))
+			strings.Join(routes, ", "), enrich, counter, pluginTimeout, filepath.Join(dir, "jetstream"), tally)
 		if err := os.WriteFile(m.config, []byte(src), 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -353,20 +321,35 @@ func startCluster(t *testing.T) *testCluster {
 		}
 	})
 	// The first member compiles the plugins alone (three compiling at once
-	// on two cores take three times as long each); the others start once
-	// it serves, their plugins compiled. JetStream's meta group forms when
-	// the second member joins the first.
+	// on two cores take three times as long each), and then, alone, cannot
+	// place tally's stream: it waits for the others instead of exiting.
+	// They start then, their plugins compiled; JetStream's meta group forms
+	// when the second joins the first, and the stream is placed when the
+	// third does.
 	t0 := time.Now()
-	c.members[0].start(t, bin)
-	c.members[0].waitServing(t)
+	n1 := c.members[0]
+	n1.start(t, bin)
+	waitFor(t, startTimeout, n1.name+" to wait for the others", func() error {
+		select {
+		case <-n1.serving:
+			t.Fatalf("%s serves alone a durable handler whose stream needs three members:\n%s", n1.name, n1.logs())
+		case <-n1.exited:
+			t.Fatalf("%s exited instead of waiting for the cluster:\n%s", n1.name, n1.logs())
+		default:
+		}
+		if !strings.Contains(n1.logs(), "waiting for JetStream to place the durable streams") {
+			return errors.New("no such log line yet")
+		}
+		return nil
+	})
 	first := time.Since(t0)
 	for _, m := range c.members[1:] {
 		m.start(t, bin)
 	}
-	for _, m := range c.members[1:] {
+	for _, m := range c.members {
 		m.waitServing(t)
 	}
-	t.Logf("%s serving %s after its start (compiling the plugins), all three %s after it", c.members[0].name,
+	t.Logf("%s compiled the plugins and waited for the cluster %s after its start; all three serving %s after it", n1.name,
 		first.Round(time.Millisecond), time.Since(t0).Round(time.Millisecond))
 	return c
 }
@@ -878,7 +861,6 @@ func TestClusterSurvivesTheKillOfAMember(t *testing.T) {
 		t.Fatalf("KV leader %q is none of the members", leader)
 	}
 
-	c.addDurable(t)
 	workloads := []workload{newRequests(c), newEvents(c)}
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
