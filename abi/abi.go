@@ -13,6 +13,16 @@ package abi
 // ExportVersionPrefix followed by the number ("trellis_abi_v1").
 const Version = 1
 
+// SectionLanguage names the optional custom section in which a toolchain
+// records the language a module was written in, as its whole payload
+// after the name: "go", "rust", "c", "assemblyscript", "wat" or another
+// lower-case name of at most MaxLanguage bytes. `trellis build` adds it;
+// hosts only show it (trellis ls, the admin API, metrics).
+const SectionLanguage = "trellis.language"
+
+// MaxLanguage bounds the language a SectionLanguage section names.
+const MaxLanguage = 32
+
 // ImportModule is the Wasm import module name of every host function.
 const ImportModule = "trellis"
 

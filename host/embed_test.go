@@ -24,7 +24,7 @@ func TestExampleModuleIsTheBuildOfEchoWAT(t *testing.T) {
 		t.Fatal(err)
 	}
 	if built := trellistest.WasmBytes(t, "../abi/echo.wat"); !bytes.Equal(committed, built) {
-		t.Fatal("testdata/echo.wasm is not abi/echo.wat built: run wat2wasm ../abi/echo.wat -o testdata/echo.wasm")
+		t.Fatal("testdata/echo.wasm is not abi/echo.wat built: run go run ./cmd/trellis build abi/echo.wat -o host/testdata/echo.wasm from the repository root")
 	}
 }
 

@@ -30,7 +30,7 @@ func Example() {
 	}
 	defer h.Close(ctx)
 
-	// testdata/echo.wasm is abi/echo.wat built with wat2wasm.
+	// testdata/echo.wasm is abi/echo.wat built with trellis build.
 	err = h.Load(ctx, host.Spec{Name: "echo", Path: "testdata/echo.wasm", Subjects: []string{"echo"}})
 	if err != nil {
 		log.Fatal(err)

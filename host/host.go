@@ -358,6 +358,9 @@ type Info struct {
 	InUse, Idle, PoolSize int
 	// Policy reports a plugin loaded as a policy.
 	Policy bool
+	// Language is the language the plugin was written in, as its module
+	// says (abi.SectionLanguage), or "unknown".
+	Language string
 	// Denied counts calls refused for want of a grant.
 	Denied int64
 	// Policies are a handler's policies, in order.
@@ -373,7 +376,7 @@ func (h *Host) Plugins() []Info {
 		s := b.snap.Load()
 		inUse, idle, max := s.plugin.PoolStats()
 		out = append(out, Info{Name: b.name, Version: s.version, Subjects: append([]string(nil), s.subjects...),
-			Queue: s.queue, InUse: inUse, Idle: idle, PoolSize: max, Policy: b.policy, Denied: s.plugin.Denied(),
+			Queue: s.queue, InUse: inUse, Idle: idle, PoolSize: max, Policy: b.policy, Denied: s.plugin.Denied(), Language: s.plugin.Language(),
 			Policies: append([]PolicyRef(nil), s.spec.Policies...)})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })

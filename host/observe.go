@@ -307,7 +307,7 @@ var (
 	descCreated  = prometheus.NewDesc("trellis_instances_created_total", "Instances the version of a plugin serving has made (a fault discards one; the next call makes another).", []string{"plugin"}, nil)
 	descDiscard  = prometheus.NewDesc("trellis_instances_discarded_total", "Instances the version of a plugin serving has discarded after a fault.", []string{"plugin"}, nil)
 	descMemory   = prometheus.NewDesc("trellis_instance_memory_bytes", "Linear memory of a plugin's live instances, in all; divide by trellis_pool_instances for one's.", []string{"plugin"}, nil)
-	descPlugin   = prometheus.NewDesc("trellis_plugin_info", "One series per loaded plugin, labelled with the version serving and its role.", []string{"plugin", "version", "role"}, nil)
+	descPlugin   = prometheus.NewDesc("trellis_plugin_info", "One series per loaded plugin, labelled with the version serving, its role and the language it was written in.", []string{"plugin", "version", "role", "language"}, nil)
 	descCounters = map[string]*prometheus.Desc{
 		"policy_failures": prometheus.NewDesc("trellis_policy_failures_total", "Policy calls that faulted, or named a policy not loaded.", nil, nil),
 		"policy_rejects":  prometheus.NewDesc("trellis_policy_rejections_total", "Messages a policy rejected.", nil, nil),
@@ -343,7 +343,7 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 		if b.policy {
 			role = "policy"
 		}
-		ch <- prometheus.MustNewConstMetric(descPlugin, prometheus.GaugeValue, 1, b.name, s.version, role)
+		ch <- prometheus.MustNewConstMetric(descPlugin, prometheus.GaugeValue, 1, b.name, s.version, role, s.plugin.Language())
 		inUse, idle, size := s.plugin.PoolStats()
 		ch <- prometheus.MustNewConstMetric(descPoolSize, prometheus.GaugeValue, float64(size), b.name)
 		ch <- prometheus.MustNewConstMetric(descPoolUsed, prometheus.GaugeValue, float64(inUse), b.name, "in_use")

@@ -122,7 +122,7 @@ func (h *Host) serveService(m *nats.Msg) {
 			continue
 		}
 		ident := micro.ServiceIdentity{Name: b.name, ID: sid.id, Version: ServiceVersion(s.version),
-			Metadata: map[string]string{"trellis.version": s.version, "trellis.queue": s.queue}}
+			Metadata: map[string]string{"trellis.version": s.version, "trellis.queue": s.queue, "trellis.language": s.plugin.Language()}}
 		var resp any
 		switch verb {
 		case "PING":

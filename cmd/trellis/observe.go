@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -69,11 +70,11 @@ func (a *adminFlags) register(fs *flag.FlagSet) {
 
 // row is one plugin as ls and top print it.
 type row struct {
-	name, version, role, subjects, pool string
-	hosts                               int
-	rate, errRatio, p50, p99            float64
-	total                               float64
-	reload                              string
+	name, version, role, lang, subjects, pool string
+	hosts                                     int
+	rate, errRatio, p50, p99                  float64
+	total                                     float64
+	reload                                    string
 }
 
 // fetch reads the plugins from the admin endpoint or the bus.
@@ -103,7 +104,7 @@ func (a *adminFlags) fetch(ctx context.Context) ([]row, error) {
 	}
 	var rows []row
 	for _, p := range st.Plugins {
-		r := row{name: p.Name, version: p.Version, role: p.Role, subjects: strings.Join(p.Subjects, " "),
+		r := row{name: p.Name, version: p.Version, role: p.Role, lang: p.Language, subjects: strings.Join(p.Subjects, " "),
 			pool: fmt.Sprintf("%d/%d", p.Pool.InUse, p.Pool.Size), hosts: 1, rate: p.PerSecond,
 			errRatio: p.ErrorRatio, p50: p.P50, p99: p.P99, total: p.Messages, reload: "-"}
 		if e := p.LastReload; e != nil {
@@ -117,7 +118,7 @@ func (a *adminFlags) fetch(ctx context.Context) ([]row, error) {
 	// Plugins not serving yet: being prepared, or refused with no version
 	// serving; the reload column says which and why.
 	for _, p := range st.NotServing {
-		r := row{name: p.Plugin, version: "-", role: "-", subjects: "-", pool: "-", reload: string(p.State)}
+		r := row{name: p.Plugin, version: "-", role: "-", lang: "-", subjects: "-", pool: "-", reload: string(p.State)}
 		if p.Reason != "" {
 			r.reload += ": " + p.Reason
 		}
@@ -148,7 +149,8 @@ func (a *adminFlags) fetchNATS(ctx context.Context) ([]row, error) {
 	for _, in := range infos {
 		r := byName[in.Name]
 		if r == nil {
-			r = &row{name: in.Name, version: strings.TrimPrefix(in.Version, "0.0.0+"), role: "service", pool: "-", reload: "-"}
+			r = &row{name: in.Name, version: strings.TrimPrefix(in.Version, "0.0.0+"), role: "service", pool: "-", reload: "-",
+				lang: cmp.Or(in.Metadata["trellis.language"], "-")}
 			var subjects []string
 			for _, e := range in.Endpoints {
 				subjects = append(subjects, e.Subject)
@@ -225,14 +227,14 @@ func fmtSeconds(s float64) string {
 func printRows(w io.Writer, rows []row, viaNATS bool) {
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 	if viaNATS {
-		fmt.Fprintln(tw, "NAME\tVERSION\tHOSTS\tSUBJECTS\tTOTAL\tERRORS\tAVG")
+		fmt.Fprintln(tw, "NAME\tVERSION\tLANG\tHOSTS\tSUBJECTS\tTOTAL\tERRORS\tAVG")
 		for _, r := range rows {
-			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%.0f\t%.1f%%\t%s\n", r.name, r.version, r.hosts, r.subjects, r.total, 100*r.errRatio, fmtSeconds(r.p50))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%.0f\t%.1f%%\t%s\n", r.name, r.version, r.lang, r.hosts, r.subjects, r.total, 100*r.errRatio, fmtSeconds(r.p50))
 		}
 	} else {
-		fmt.Fprintln(tw, "NAME\tVERSION\tROLE\tSUBJECTS\tPOOL\tRATE/S\tERRORS\tP50\tP99\tTOTAL\tLAST RELOAD")
+		fmt.Fprintln(tw, "NAME\tVERSION\tLANG\tROLE\tSUBJECTS\tPOOL\tRATE/S\tERRORS\tP50\tP99\tTOTAL\tLAST RELOAD")
 		for _, r := range rows {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%.2f\t%.1f%%\t%s\t%s\t%.0f\t%s\n", r.name, r.version, r.role, r.subjects, r.pool,
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%.2f\t%.1f%%\t%s\t%s\t%.0f\t%s\n", r.name, r.version, r.lang, r.role, r.subjects, r.pool,
 				r.rate, 100*r.errRatio, fmtSeconds(r.p50), fmtSeconds(r.p99), r.total, r.reload)
 		}
 	}

@@ -29,7 +29,7 @@ func checkAdmin(t *testing.T, logs, natsURL string) {
 
 	// The API answers from a sample of the metrics up to 250 ms old, so
 	// the request may reach ls's totals a moment after /metrics.
-	lsLine := regexp.MustCompile(`(?m)^echo\s+[0-9a-f]{12}\s+handler\s+echo\s+\d+/\d+\s+[\d.]+\s+0\.0%.*\s1\s+loaded `)
+	lsLine := regexp.MustCompile(`(?m)^echo\s+[0-9a-f]{12}\s+go\s+handler\s+echo\s+\d+/\d+\s+[\d.]+\s+0\.0%.*\s1\s+loaded `)
 	var code int
 	var out, errOut string
 	trellistest.WaitFor(t, 10*time.Second, "ls to count the request", func() bool {
@@ -40,7 +40,7 @@ func checkAdmin(t *testing.T, logs, natsURL string) {
 		t.Fatalf("ls: %d %s", code, errOut)
 	}
 	code, out, errOut = runCLI("ls", "--nats", "-s", natsURL)
-	if code != 0 || !regexp.MustCompile(`(?m)^echo\s+[0-9a-f]{12}\s+1\s+echo\s+1\s+0\.0%`).MatchString(out) {
+	if code != 0 || !regexp.MustCompile(`(?m)^echo\s+[0-9a-f]{12}\s+go\s+1\s+echo\s+1\s+0\.0%`).MatchString(out) {
 		t.Errorf("ls --nats: %d\n%s%s", code, out, errOut)
 	}
 	code, out, errOut = runCLI("top", "--admin", base, "--count", "1")

@@ -221,6 +221,7 @@ type PluginStatus struct {
 	Name     string   `json:"name"`
 	Version  string   `json:"version"`
 	Role     string   `json:"role"` // handler or policy
+	Language string   `json:"language"`
 	Subjects []string `json:"subjects,omitempty"`
 	Queue    string   `json:"queue,omitempty"`
 	Policies []string `json:"policies,omitempty"`
@@ -260,7 +261,7 @@ func (s *Server) Status() Status {
 	rd := s.h.Readiness()
 	st := Status{Time: time.Now(), Window: round(secs), Ready: rd.Ready, Plugins: []PluginStatus{}, NotServing: rd.Plugins}
 	for _, info := range s.h.Plugins() {
-		p := PluginStatus{Name: info.Name, Version: info.Version, Role: "handler", Subjects: info.Subjects,
+		p := PluginStatus{Name: info.Name, Version: info.Version, Role: "handler", Language: info.Language, Subjects: info.Subjects,
 			Queue: info.Queue, Denied: info.Denied, Health: "ok"}
 		if info.Policy {
 			p.Role = "policy"

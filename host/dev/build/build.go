@@ -16,6 +16,7 @@ package build
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -23,6 +24,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/trellis-mesh/trellis/abi"
 	"github.com/trellis-mesh/trellis/host/internal/regfile"
 )
 
@@ -259,7 +261,33 @@ func Build(ctx context.Context, src, out string) error {
 	if _, err := os.Stat(tmp); err != nil {
 		return fmt.Errorf("%s build of %s wrote no module: %w", s.lang, src, err)
 	}
+	if err := tagLanguage(tmp, s.lang); err != nil {
+		return fmt.Errorf("%s build of %s: %w", s.lang, src, err)
+	}
 	return os.Rename(tmp, out)
+}
+
+// tagLanguage appends to the module at path the custom section that names
+// its language (abi.SectionLanguage), for `trellis ls` and the metrics.
+// AssemblyScript is spelled out there.
+func tagLanguage(path string, lang Lang) error {
+	name := string(lang)
+	if lang == AssemblyScript {
+		name = "assemblyscript"
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		return err
+	}
+	payload := binary.AppendUvarint(nil, uint64(len(abi.SectionLanguage)))
+	payload = append(payload, abi.SectionLanguage...)
+	payload = append(payload, name...)
+	section := append([]byte{0}, binary.AppendUvarint(nil, uint64(len(payload)))...)
+	if _, err := f.Write(append(section, payload...)); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 // run runs cmd and returns its combined output in the error if it fails.

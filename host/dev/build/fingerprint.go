@@ -121,11 +121,19 @@ func (in *inputSet) sum() string {
 	}
 	sort.Strings(keys)
 	h := sha256.New()
+	// What Build itself adds to a module: a module built before it did
+	// is built again.
+	fmt.Fprintf(h, "build\x00%s\n", buildFormat)
 	for _, k := range keys {
 		fmt.Fprintf(h, "%s\x00%s\n", k, in.entries[k])
 	}
 	return hex.EncodeToString(h.Sum(nil)[:16])
 }
+
+// buildFormat changes when what Build does to a toolchain's output
+// changes (2: the language section), so that builds of unchanged sources
+// made the old way are made again.
+const buildFormat = "2"
 
 // toolchainWrites are the files and entries a build itself may add or
 // change in its source without that being a change to build again for.

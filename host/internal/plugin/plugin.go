@@ -98,13 +98,14 @@ type Options struct {
 // Plugin is one loaded, checked and primed version of a plugin. It is safe
 // for concurrent use.
 type Plugin struct {
-	name    string
-	version string
-	timeout time.Duration
-	config  map[string]string
-	grants  Grants
-	log     hclog.Logger
-	outbox  Outbox
+	name     string
+	version  string
+	language string
+	timeout  time.Duration
+	config   map[string]string
+	grants   Grants
+	log      hclog.Logger
+	outbox   Outbox
 
 	rt            wazero.Runtime
 	compiled      wazero.CompiledModule
@@ -194,14 +195,15 @@ func load(ctx context.Context, wasm []byte, opts Options) (*Plugin, error) {
 		return nil, err
 	}
 	p := &Plugin{
-		name:    opts.Name,
-		version: Version(wasm),
-		timeout: opts.Timeout,
-		config:  opts.Config,
-		grants:  opts.Grants,
-		log:     opts.Logger,
-		outbox:  opts.Outbox,
-		kv:      opts.KV,
+		name:     opts.Name,
+		version:  Version(wasm),
+		language: Language(wasm),
+		timeout:  opts.Timeout,
+		config:   opts.Config,
+		grants:   opts.Grants,
+		log:      opts.Logger,
+		outbox:   opts.Outbox,
+		kv:       opts.KV,
 	}
 	if p.timeout == 0 {
 		p.timeout = DefaultTimeout
@@ -353,6 +355,10 @@ func (p *Plugin) compile(ctx context.Context, cfg wazero.RuntimeConfig, code []b
 
 // Name returns the plugin's name.
 func (p *Plugin) Name() string { return p.name }
+
+// Language names the language the plugin was written in, as Language
+// reads it from its module: for people, never for behaviour.
+func (p *Plugin) Language() string { return p.language }
 
 // VersionHash returns the plugin's version: a short hash of its module.
 func (p *Plugin) VersionHash() string { return p.version }
