@@ -260,6 +260,7 @@ func (h *Host) LastReload(name string) (Event, bool) {
 func (h *Host) recordApplied(kind EventKind, name, version string, took time.Duration) {
 	h.metrics.Reload(name, string(kind), took)
 	h.events.add(Event{Kind: kind, Plugin: name, Version: version, LoadTime: took})
+	h.preparing.forget(name)
 }
 
 // recordRefused counts and records the refusals among errs.
@@ -270,7 +271,13 @@ func (h *Host) recordRefused(errs []error) {
 			continue
 		}
 		h.metrics.Reload(r.name, string(EventRefused), 0)
-		h.events.add(Event{Kind: EventRefused, Plugin: r.name, Version: r.version, Detail: r.err.Error()})
+		e := Event{Kind: EventRefused, Plugin: r.name, Version: r.version, Detail: r.err.Error()}
+		h.events.add(e)
+		if r.path != "" && !strings.Contains(e.Detail, r.path) {
+			e.Detail = r.path + ": " + e.Detail
+		}
+		e.Time = time.Now()
+		h.preparing.refuse(e)
 	}
 }
 
