@@ -31,6 +31,9 @@ type binding struct {
 	name   string
 	policy bool
 	snap   atomic.Pointer[snapshot]
+	// cands are the handler's candidate versions, nil when it has none
+	// (see candidate.go).
+	cands atomic.Pointer[candidateSet]
 
 	subs    map[string]*nats.Subscription // under h.applyMu
 	queue   string                        // under h.applyMu
@@ -201,12 +204,17 @@ func (b *binding) onMsg(m *nats.Msg) {
 type worker struct {
 	msg plugin.Message
 	dl  deadline.Context
+	tap *tap // while the stable's handling is copied to shadows (shadow.go)
 }
 
 func (b *binding) serve(a arrival, w *worker) {
 	snap := b.snap.Load()
 	if a.stored != nil {
 		b.serveStored(a, snap, w)
+		return
+	}
+	if cs := b.cands.Load(); cs != nil {
+		b.serveCandidates(a, snap, cs, w)
 		return
 	}
 	m := a.m
@@ -261,7 +269,13 @@ func (b *binding) handle(a arrival, snap *snapshot, m *nats.Msg, durable bool, w
 	}
 	msg := &w.msg
 	*msg = plugin.Message{Subject: m.Subject, Reply: reply, Header: m.Header, Data: m.Data}
+	if w.tap != nil {
+		w.tap.arm(msg)
+	}
 	out := h.process(ctx, snap.chain, msg, func(ctx context.Context, msg *plugin.Message) outcome {
+		if w.tap != nil {
+			w.tap.delivered(msg)
+		}
 		return b.invoke(ctx, snap, msg, durable)
 	})
 	return out, msg.RespHeader, out.status >= 500
@@ -473,8 +487,9 @@ func (b *binding) close(ctx context.Context) error {
 			return ctx.Err()
 		}
 	}
+	cerr := b.closeCandidates(ctx)
 	if s := b.snap.Load(); s != nil {
-		return s.plugin.Close(ctx)
+		return errors.Join(s.plugin.Close(ctx), cerr)
 	}
-	return nil
+	return cerr
 }

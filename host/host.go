@@ -216,6 +216,7 @@ type Host struct {
 	metrics        *metrics.Set // nil when Options.DisableMetrics; see observe.go
 	events         eventLog     // recent loads, reloads and faults; see observe.go
 	svc            services     // the plugins as NATS services; see services.go
+	deploy         deployments  // candidate versions and rollouts; see candidate.go
 
 	http     *http.Server
 	httpAddr string
@@ -365,6 +366,10 @@ type Info struct {
 	Denied int64
 	// Policies are a handler's policies, in order.
 	Policies []PolicyRef
+	// Candidates are a handler's candidate versions (see AddCandidate),
+	// and Rollout its rollout running or last ended (see StartRollout).
+	Candidates []CandidateInfo
+	Rollout    *RolloutStatus
 }
 
 // Plugins lists the loaded plugins, sorted by name.
@@ -377,7 +382,7 @@ func (h *Host) Plugins() []Info {
 		inUse, idle, max := s.plugin.PoolStats()
 		out = append(out, Info{Name: b.name, Version: s.version, Subjects: append([]string(nil), s.subjects...),
 			Queue: s.queue, InUse: inUse, Idle: idle, PoolSize: max, Policy: b.policy, Denied: s.plugin.Denied(), Language: s.plugin.Language(),
-			Policies: append([]PolicyRef(nil), s.spec.Policies...)})
+			Policies: append([]PolicyRef(nil), s.spec.Policies...), Candidates: b.candidateInfo(), Rollout: h.rolloutStatus(b.name)})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
@@ -421,6 +426,7 @@ func (h *Host) Close(ctx context.Context) error {
 	close(h.stopping)
 	h.mu.Unlock()
 	h.closeKeys()
+	h.stopDeployments()
 	// If ctx ends before the old versions have drained, they are closed
 	// without waiting any longer.
 	stop := context.AfterFunc(ctx, h.endLife)
@@ -461,6 +467,7 @@ func (h *Host) Close(ctx context.Context) error {
 	wg.Wait()
 	// Old versions share the compilation cache: it closes after them.
 	h.retiring.Wait()
+	h.deploy.wg.Wait()
 	if err := h.bus.Close(); err != nil {
 		errs = append(errs, err)
 	}

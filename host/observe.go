@@ -47,6 +47,7 @@ func (h *Host) startMetrics() {
 	h.metrics = metrics.New()
 	h.metrics.Registry.MustRegister(
 		stateCollector{h},
+		deployCollector{h}, // candidate versions and rollouts; see canary.go
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
@@ -227,7 +228,7 @@ func (l *eventLog) add(e Event) {
 		l.ring[l.next] = e
 		l.next = (l.next + 1) % maxEvents
 	}
-	if e.Kind != EventFault {
+	if e.Kind != EventFault && e.Kind != EventCandidate && e.Kind != EventCanary {
 		if l.lastReload == nil {
 			l.lastReload = map[string]Event{}
 		}

@@ -11,6 +11,7 @@
 //	trellis sub SUBJECT           print the messages on a subject
 //	trellis ls                    list a host's plugins with their figures
 //	trellis top                   the same, refreshed in place
+//	trellis deploy PLUGIN FILE    shadow a new version, or roll it out as a canary
 //	trellis version               print the versions of trellis, the ABI, wazero and nats-server
 //	trellis completion SHELL      print a shell completion script
 package main
@@ -53,6 +54,7 @@ Usage:
   trellis sub [flags] SUBJECT        print the messages on a subject (wildcards allowed)
   trellis ls [flags]                 list a host's plugins: version, subjects, pool, rate, errors, p50/p99
   trellis top [flags]                the same, refreshed in place
+  trellis deploy PLUGIN FILE.wasm    shadow or canary a new version (--shadow, --canary 5%,25%,100%)
   trellis version                    print the versions of trellis, the ABI, wazero and nats-server
   trellis completion bash|zsh|fish   print a shell completion script
 
@@ -87,7 +89,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 // verbs are the CLI's verbs by name.
 func verbs() map[string]func([]string, io.Writer, io.Writer) int {
 	return map[string]func([]string, io.Writer, io.Writer) int{
-		"dev": cmdDev, "run": cmdRun, "build": cmdBuild, "new": cmdNew, "keygen": cmdKeygen, "sign": cmdSign, "req": cmdReq, "pub": cmdPub, "sub": cmdSub, "ls": cmdLs, "top": cmdTop,
+		"dev": cmdDev, "run": cmdRun, "build": cmdBuild, "new": cmdNew, "keygen": cmdKeygen, "sign": cmdSign, "req": cmdReq, "pub": cmdPub, "sub": cmdSub, "ls": cmdLs, "top": cmdTop, "deploy": cmdDeploy,
 		"version": cmdVersion, "completion": cmdCompletion,
 	}
 }
@@ -231,7 +233,8 @@ func cmdDev(args []string, stdout, stderr io.Writer) int {
 	if h == nil {
 		return code
 	}
-	stopAdmin, err := startAdmin(h, admin.Options{Listen: *adminListen}, log)
+	// dev is open on loopback: the deploy API (trellis deploy) comes with it.
+	stopAdmin, err := startAdmin(h, admin.Options{Listen: *adminListen, Deploy: true}, log)
 	if err != nil {
 		log.Error("admin endpoint", "error", err)
 		h.Close(context.Background())

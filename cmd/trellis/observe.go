@@ -75,6 +75,8 @@ type row struct {
 	rate, errRatio, p50, p99                  float64
 	total                                     float64
 	reload                                    string
+	// candidates are a handler's candidate versions, printed under it.
+	candidates []row
 }
 
 // fetch reads the plugins from the admin endpoint or the bus.
@@ -109,9 +111,26 @@ func (a *adminFlags) fetch(ctx context.Context) ([]row, error) {
 			errRatio: p.ErrorRatio, p50: p.P50, p99: p.P99, total: p.Messages, reload: "-"}
 		if e := p.LastReload; e != nil {
 			r.reload = string(e.Kind) + " " + e.Time.Local().Format("15:04:05")
-			if e.Kind == host.EventRefused {
+			if e.Kind == host.EventRefused || e.Kind == host.EventRolledBack {
 				r.reload += ": " + e.Detail
 			}
+		}
+		for _, c := range p.Candidates {
+			cr := row{name: "  └ candidate", version: c.Version, lang: "-", role: string(c.Mode), pool: fmt.Sprintf("%d/%d", c.InUse, c.PoolSize),
+				p50: c.P50, p99: c.P99, total: float64(c.Messages), reload: "-", rate: -1}
+			if c.Messages > 0 {
+				cr.errRatio = float64(c.Errors) / float64(c.Messages)
+			}
+			if c.Mode == host.CandidateCanary {
+				cr.role += " " + pct(c.Share)
+			}
+			if ro := p.Rollout; ro != nil && ro.Version == c.Version && ro.State == host.RolloutRunning {
+				cr.reload = fmt.Sprintf("rollout step %d/%d", ro.Step, len(ro.Plan.Steps))
+			}
+			if s := c.Shadow; s != nil {
+				cr.reload = fmt.Sprintf("shadow: %d compared, %d differ", s.Compared, s.Differed)
+			}
+			r.candidates = append(r.candidates, cr)
 		}
 		rows = append(rows, r)
 	}
@@ -236,6 +255,11 @@ func printRows(w io.Writer, rows []row, viaNATS bool) {
 		for _, r := range rows {
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%.2f\t%.1f%%\t%s\t%s\t%.0f\t%s\n", r.name, r.version, r.lang, r.role, r.subjects, r.pool,
 				r.rate, 100*r.errRatio, fmtSeconds(r.p50), fmtSeconds(r.p99), r.total, r.reload)
+			for _, c := range r.candidates {
+				// A candidate's figures are since it was added: no rate.
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t\t%s\t-\t%.1f%%\t%s\t%s\t%.0f\t%s\n", c.name, c.version, c.lang, c.role, c.pool,
+					100*c.errRatio, fmtSeconds(c.p50), fmtSeconds(c.p99), c.total, c.reload)
+			}
 		}
 	}
 	tw.Flush()

@@ -21,6 +21,8 @@
 //	/api/graph   the traffic as a graph: routes, policies, subjects,
 //	             handlers, the subjects they send to; each edge's rate
 //	/api/events  recent loads, reloads, refusals and faults
+//	/api/deploy  candidate versions and rollouts, when Options.Deploy
+//	             is set (see deploy.go)
 //
 // Rates, error ratios and percentiles are over the last Window (10s by
 // default): a sampler reads the host's metrics every second while the
@@ -75,6 +77,12 @@ type Options struct {
 	Window time.Duration
 	// Logger (default: discard).
 	Logger hclog.Logger
+	// Deploy serves the deploy API (/api/deploy/..., see deploy.go), with
+	// which a client may add candidate versions of a plugin, shadow them,
+	// roll them out and promote them: code the host then runs. Off by
+	// default; `trellis dev` turns it on, and a config's admin block with
+	// deploy = true.
+	Deploy bool
 }
 
 // ErrUnprotected is New's refusal of an address beyond loopback with
@@ -157,6 +165,9 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("GET /api/plugins", s.apiPlugins)
 	s.mux.HandleFunc("GET /api/graph", s.apiGraph)
 	s.mux.HandleFunc("GET /api/events", s.apiEvents)
+	if s.opts.Deploy {
+		s.deployRoutes()
+	}
 	s.mux.Handle("GET /", dashboard())
 }
 

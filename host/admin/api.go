@@ -239,7 +239,11 @@ type PluginStatus struct {
 	P50        float64     `json:"p50_seconds"`
 	P99        float64     `json:"p99_seconds"`
 	LastReload *host.Event `json:"last_reload,omitempty"`
-	Health     string      `json:"health"` // ok, degraded (errors in the window) or failing (half or more)
+	// Candidates are a handler's candidate versions and Rollout its
+	// rollout running or last ended.
+	Candidates []host.CandidateInfo `json:"candidates,omitempty"`
+	Rollout    *host.RolloutStatus  `json:"rollout,omitempty"`
+	Health     string               `json:"health"` // ok, degraded (errors in the window) or failing (half or more)
 }
 
 // Status is /api/plugins.
@@ -262,7 +266,7 @@ func (s *Server) Status() Status {
 	st := Status{Time: time.Now(), Window: round(secs), Ready: rd.Ready, Plugins: []PluginStatus{}, NotServing: rd.Plugins}
 	for _, info := range s.h.Plugins() {
 		p := PluginStatus{Name: info.Name, Version: info.Version, Role: "handler", Language: info.Language, Subjects: info.Subjects,
-			Queue: info.Queue, Denied: info.Denied, Health: "ok"}
+			Queue: info.Queue, Denied: info.Denied, Health: "ok", Candidates: info.Candidates, Rollout: info.Rollout}
 		if info.Policy {
 			p.Role = "policy"
 		}

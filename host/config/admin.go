@@ -16,6 +16,7 @@ import (
 //	  token    = "..."             # accepted as Authorization: Bearer
 //	  username = "ops"             # HTTP basic auth, for a browser
 //	  password = "..."
+//	  deploy   = true              # serve the deploy API: candidates, shadows, canaries (trellis deploy)
 //	}
 //
 // Without the block, `trellis run` serves no admin endpoint unless
@@ -25,6 +26,7 @@ type adminSchema struct {
 	Token    *string   `hcl:"token,optional"`
 	Username *string   `hcl:"username,optional"`
 	Password *string   `hcl:"password,optional"`
+	Deploy   *bool     `hcl:"deploy,optional"`
 	DefRange hcl.Range `hcl:",def_range"`
 }
 
@@ -36,6 +38,9 @@ func (d *decoder) admin(a *adminSchema, c *Config) {
 	c.Admin = admin.Options{Listen: admin.DefaultListen, Token: deref(a.Token), Username: deref(a.Username), Password: deref(a.Password)}
 	if a.Listen != nil {
 		c.Admin.Listen = *a.Listen
+	}
+	if a.Deploy != nil {
+		c.Admin.Deploy = *a.Deploy
 	}
 	host, _, err := net.SplitHostPort(c.Admin.Listen)
 	if err != nil {

@@ -12,8 +12,11 @@ func TestParseAdmin(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Admin.Listen != admin.DefaultListen {
-		t.Errorf("default listen %q", c.Admin.Listen)
+	if c.Admin.Listen != admin.DefaultListen || c.Admin.Deploy {
+		t.Errorf("default listen %q, deploy API %v", c.Admin.Listen, c.Admin.Deploy)
+	}
+	if c, err := Parse([]byte("admin {\n  deploy = true\n}\n"), "t.hcl"); err != nil || !c.Admin.Deploy {
+		t.Errorf("deploy = true: %+v, %v", c.Admin, err)
 	}
 	c, err = Parse([]byte(`admin {
   listen = "0.0.0.0:9180"

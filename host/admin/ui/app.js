@@ -60,6 +60,7 @@ function renderStatus(st) {
     tr.appendChild(el("td", { title: lr && lr.detail ? lr.detail : "" },
       lr ? lr.kind + " " + new Date(lr.time).toLocaleTimeString() : "–"));
     rows.push(tr);
+    for (const c of p.candidates || []) rows.push(candidateRow(p, c));
   }
   body.replaceChildren(...rows);
   document.getElementById("total-rate").textContent = fmtRate(rate);
@@ -74,6 +75,33 @@ function renderStatus(st) {
     items.push(el("li", { class: e.kind }, text));
   }
   list.replaceChildren(...items);
+}
+
+// candidateRow is a candidate version under its plugin's row: its mode and
+// share, and a canary's rollout step or a shadow's comparisons.
+function candidateRow(p, c) {
+  const ro = p.rollout && p.rollout.version === c.version ? p.rollout : null;
+  const tr = el("tr", { class: "candidate " + c.mode, "data-candidate-of": p.name, "data-version": c.version });
+  tr.appendChild(el("td"));
+  tr.appendChild(el("td", { class: "name" }, "└ candidate"));
+  tr.appendChild(el("td", { class: "mode" }, c.mode + (c.mode === "canary" ? " " + fmtPct(c.share) + "%" : "")));
+  tr.appendChild(el("td", { class: "version" }, c.version));
+  let what = "";
+  if (ro && ro.state === "running") {
+    what = "rollout step " + ro.step + " of " + ro.plan.steps.length + (ro.reason ? ": " + ro.reason : "");
+  }
+  if (c.shadow) {
+    what = "shadow: " + c.shadow.compared + " compared, " + c.shadow.differed + " differ, " + c.shadow.skipped + " skipped";
+  }
+  tr.appendChild(el("td", { class: "progress" }, what));
+  tr.appendChild(el("td", { class: "num" }, c.in_use + "/" + c.pool_size));
+  tr.appendChild(el("td", { class: "num" }, "–"));
+  tr.appendChild(el("td", { class: "num" }, fmtPct(c.messages ? c.errors / c.messages : 0) + "%"));
+  tr.appendChild(el("td", { class: "num" }, fmtSecs(c.p50_seconds)));
+  tr.appendChild(el("td", { class: "num" }, fmtSecs(c.p99_seconds)));
+  tr.appendChild(el("td", { class: "num" }, String(c.messages)));
+  tr.appendChild(el("td", {}, ro ? ro.state : "–"));
+  return tr;
 }
 
 // layers places each node in a column: the longest path to it from a node
