@@ -2,6 +2,7 @@ package plugins_test
 
 import (
 	"context"
+	"fmt"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -9,6 +10,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,6 +20,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/trellis-mesh/trellis/abi"
 	"github.com/trellis-mesh/trellis/host"
 	"github.com/trellis-mesh/trellis/host/trellistest"
 	"github.com/trellis-mesh/trellis/plugins/internal/jwttest"
@@ -30,6 +33,8 @@ type idp struct {
 	mu     sync.Mutex
 	keys   []jwttest.JWK
 	status int
+	maxAge int         // the Cache-Control max-age it sends, in seconds
+	hits   []time.Time // when the key set was asked for
 }
 
 func newIDP(t *testing.T, keys ...jwttest.JWK) *idp {
@@ -41,13 +46,21 @@ func newIDP(t *testing.T, keys ...jwttest.JWK) *idp {
 	mux.HandleFunc("GET /certs", func(w http.ResponseWriter, r *http.Request) {
 		p.mu.Lock()
 		defer p.mu.Unlock()
-		w.Header().Set("Cache-Control", "max-age=0")
+		p.hits = append(p.hits, time.Now())
+		w.Header().Set("Cache-Control", "max-age="+strconv.Itoa(p.maxAge))
 		w.WriteHeader(p.status)
 		w.Write([]byte(jwttest.JWKS(p.keys...)))
 	})
 	p.srv = httptest.NewServer(mux)
 	t.Cleanup(p.srv.Close)
 	return p
+}
+
+// fetches returns when the key set was asked for, in order.
+func (p *idp) fetches() []time.Time {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.hits)
 }
 
 func (p *idp) serve(status int, keys ...jwttest.JWK) {
@@ -232,5 +245,103 @@ func TestACLOnVerifiedClaims(t *testing.T) {
 	}
 	if !h.WaitLog(5*time.Second, "acl: refused: reason=claim:scope") || !h.WaitLog(5*time.Second, "acl: refused: reason=principal") {
 		t.Error("acl's refusals are not in the log with their reasons")
+	}
+}
+
+// TestAuthRefetchesKeysOnUnknownKid: the provider rotates to a new key
+// while its key set says it is fresh for an hour. A token signed with the
+// new key is refused once, its unknown kid makes the host refetch the set
+// (one fetch), and the same token is accepted right after, long before
+// the scheduled refresh. Then a flood of tokens with random kids makes at
+// most one fetch per MinRefresh. Refusals name their reason in the log,
+// in the policy's KV counter and in the host's Prometheus counter, and
+// never in the answer.
+func TestAuthRefetchesKeysOnUnknownKid(t *testing.T) {
+	t.Parallel()
+	oldKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	newKey, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := newIDP(t, jwttest.PublicJWK(&oldKey.PublicKey, "2026-01", "ES256"))
+	p.maxAge = 3600
+	const minRefresh = time.Second
+
+	h := trellistest.NewHost(t)
+	h.Load("auth", trellistest.Wasm(t, "./auth"), asPolicy(map[string]string{
+		"jwt_issuers":          "corp",
+		"jwks.corp.algorithms": "ES256,RS256",
+	}, nil, nil), func(s *host.Spec) {
+		s.KeySources = []host.KeySource{{Name: "corp", Issuer: p.srv.URL, MinRefresh: minRefresh, MaxRefresh: time.Hour}}
+	})
+	h.Load("claims", trellistest.Wasm(t, "./testdata/claims"), behind(nil, "auth"))
+	if n := len(p.fetches()); n != 1 {
+		t.Fatalf("%d fetches at load, want 1", n)
+	}
+	claims := jwttest.Claims{"iss": p.srv.URL, "sub": "ada", "exp": time.Now().Add(time.Hour).Unix()}
+	bearer := func(tok string) []string { return []string{"Authorization", "Bearer " + tok} }
+	expect(t, "old key", request(t, h, "claims", "", bearer(jwttest.Sign(jwt.SigningMethodES256, oldKey, "2026-01", claims))...), "", "ada")
+
+	// The provider rotates; nothing tells the host but the next token.
+	p.serve(200, jwttest.PublicJWK(&newKey.PublicKey, "2026-02", "RS256"))
+	byNew := jwttest.Sign(jwt.SigningMethodRS256, newKey, "2026-02", claims)
+	rotated := time.Now()
+	m := request(t, h, "claims", "", bearer(byNew)...)
+	expect(t, "new key, first token", m, "401", "invalid credentials")
+	noLeak(t, "new key, first token", m, "unknown_key", abi.HeaderRefusal, "2026-02")
+	if !h.WaitLog(10*time.Second, "plugin reloaded with new keys", "plugin=auth") {
+		t.Fatal("the unknown kid did not bring the new key in")
+	}
+	expect(t, "new key, after the refetch", request(t, h, "claims", "", bearer(byNew)...), "", "ada")
+	if took := time.Since(rotated); took > 30*time.Second {
+		t.Errorf("the new key took %s to be accepted", took)
+	}
+	if n := len(p.fetches()); n != 2 {
+		t.Fatalf("%d fetches after the rotation, want 2: one at load, one for the unknown kid", n)
+	}
+	if !h.WaitLog(5*time.Second, "key set refetched: a token named a key it lacked", "changed=true") {
+		t.Error("the refetch is not in the log")
+	}
+
+	// A flood of forged kids: refused, and at most one fetch per
+	// MinRefresh, however many ask. It lasts until the flood has made
+	// two fetches, so that the test sees it refetch at all.
+	forged := 0
+	deadline := time.Now().Add(30 * time.Second)
+	for len(p.fetches()) < 4 && time.Now().Before(deadline) {
+		kid := fmt.Sprintf("forged-%d-%d", forged, time.Now().UnixNano())
+		m := request(t, h, "claims", "", bearer(jwttest.Sign(jwt.SigningMethodRS256, newKey, kid, claims))...)
+		expect(t, "forged kid", m, "401", "invalid credentials")
+		forged++
+	}
+	hits := p.fetches()
+	if len(hits) < 4 {
+		t.Fatalf("%d forged kids made %d fetches in 30s; want a refetch per MinRefresh", forged, len(hits)-2)
+	}
+	for i := 2; i < len(hits); i++ {
+		if gap := hits[i].Sub(hits[i-1]); gap < minRefresh-10*time.Millisecond {
+			t.Errorf("fetches %d and %d %s apart, less than MinRefresh %s", i, i+1, gap, minRefresh)
+		}
+	}
+	t.Logf("%d forged kids in %s made %d fetches", forged, hits[len(hits)-1].Sub(hits[2]), len(hits)-2)
+	if forged < 10 {
+		t.Errorf("only %d forged tokens were sent: the flood did not flood", forged)
+	}
+	expect(t, "new key after the flood", request(t, h, "claims", "", bearer(byNew)...), "", "ada")
+
+	// Each refusal is counted by reason: in the host's metric...
+	trellistest.WaitFor(t, 5*time.Second, "the refusal metric", func() bool {
+		v, _ := h.Scrape().Value("trellis_policy_refusals_total", "policy", "auth", "reason", "unknown_key")
+		return v == float64(forged+1)
+	})
+	// ...in the policy's log and its key-value counter.
+	if !h.WaitLog(5*time.Second, "auth: refused: reason=unknown_key") {
+		t.Error("the refusal's reason is not in the log")
+	}
+	if n := kvCounter(t, h, "auth.refused.unknown_key"); n < 1 {
+		t.Errorf("refused.unknown_key = %d, want at least 1", n)
 	}
 }

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/trellis-mesh/trellis/abi"
 )
 
 // Why a JWT was refused. Every one of them is a 401 "invalid credentials"
@@ -40,7 +42,7 @@ func Reason(err error) string {
 		name string
 	}{
 		{ErrMalformed, "malformed"}, {ErrAlgorithm, "algorithm"}, {ErrIssuer, "issuer"},
-		{ErrUnknownKey, "unknown_key"}, {ErrSignature, "signature"}, {ErrExpired, "expired"},
+		{ErrUnknownKey, abi.RefusalUnknownKey}, {ErrSignature, "signature"}, {ErrExpired, "expired"},
 		{ErrMissingExp, "missing_exp"}, {ErrNotYetValid, "not_yet_valid"}, {ErrAudience, "audience"},
 	} {
 		if errors.Is(err, r.err) {
