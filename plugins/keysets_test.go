@@ -345,3 +345,72 @@ func TestAuthRefetchesKeysOnUnknownKid(t *testing.T) {
 		t.Errorf("refused.unknown_key = %d, want at least 1", n)
 	}
 }
+
+// TestACLOnNestedClaims: a token shaped as Keycloak writes one (roles in
+// realm_access.roles and resource_access.<client>.roles, a
+// space-separated scope) passes acl rules on those paths over HTTP; a
+// token whose roles are elsewhere, or a string dressed as a role list, is
+// refused with 403, the reason counted by the host and never in the
+// answer.
+func TestACLOnNestedClaims(t *testing.T) {
+	t.Parallel()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const iss = "https://keycloak.example/realms/shop"
+	h, base := httpHost(t, host.HTTPRoute{Pattern: "POST /orders", Subject: "claims", Policies: policies("auth", "clerks")})
+	h.Load("auth", trellistest.Wasm(t, "./auth"), asPolicy(map[string]string{
+		"jwt_issuers": "kc", "jwks.kc": jwttest.JWKS(jwttest.PublicJWK(&key.PublicKey, "k1", "ES256")),
+		"jwks.kc.issuer": iss, "jwks.kc.algorithms": "ES256", "claims": "sub,scope,realm_access,resource_access,name",
+	}, nil, nil))
+	h.Load("clerks", trellistest.Wasm(t, "./acl"), asPolicy(map[string]string{
+		"require_claims": "scope=orders:write, realm_access.roles=clerk|admin, resource_access.orders-api.roles=writer",
+	}, nil, nil))
+	h.Load("claims", trellistest.Wasm(t, "./testdata/claims"))
+
+	tok := func(extra jwttest.Claims) string {
+		c := jwttest.Claims{"iss": iss, "sub": "ada", "scope": "openid orders:write", "exp": time.Now().Add(time.Minute).Unix(),
+			"realm_access":    map[string]any{"roles": []string{"offline_access", "clerk"}},
+			"resource_access": map[string]any{"orders-api": map[string]any{"roles": []string{"writer"}}, "account": map[string]any{"roles": []string{"view-profile"}}}}
+		for k, v := range extra {
+			c[k] = v
+		}
+		return "Bearer " + jwttest.Sign(jwt.SigningMethodES256, key, "k1", c)
+	}
+	for _, tc := range []struct {
+		name  string
+		extra jwttest.Claims
+		code  int
+	}{
+		{"Keycloak's roles", nil, 200},
+		{"no realm role", jwttest.Claims{"realm_access": map[string]any{"roles": []string{"viewer"}}}, 403},
+		{"the role at the top, not in realm_access", jwttest.Claims{"realm_access": map[string]any{}, "roles": []string{"clerk"}}, 403},
+		{"a flat key with a dot", jwttest.Claims{"realm_access": nil, "realm_access.roles": []string{"clerk"}}, 403},
+		{"realm_access as a string that looks like JSON", jwttest.Claims{"realm_access": `{"roles":["clerk"]}`}, 403},
+		{"a role of another client", jwttest.Claims{"resource_access": map[string]any{"account": map[string]any{"roles": []string{"writer"}}}}, 403},
+		{"roles as numbers", jwttest.Claims{"realm_access": map[string]any{"roles": []int{1, 2}}}, 403},
+		{"scope without orders:write", jwttest.Claims{"scope": "openid orders:read"}, 403},
+	} {
+		resp, body := httpDo(t, "POST", base+"/orders", "", "Authorization", tok(tc.extra))
+		if resp.StatusCode != tc.code {
+			t.Errorf("%s: %d %q, want %d", tc.name, resp.StatusCode, body, tc.code)
+		}
+		if resp.Header.Get(abi.HeaderRefusal) != "" || strings.Contains(body, "realm_access") || strings.Contains(body, "claim") {
+			t.Errorf("%s: the answer says why: %v %q", tc.name, resp.Header, body)
+		}
+	}
+	trellistest.WaitFor(t, 5*time.Second, "the refusals counted by reason", func() bool {
+		m := h.Scrape()
+		roles, _ := m.Value("trellis_policy_refusals_total", "policy", "clerks", "reason", "claim:realm_access.roles")
+		scope, _ := m.Value("trellis_policy_refusals_total", "policy", "clerks", "reason", "claim:scope")
+		client, _ := m.Value("trellis_policy_refusals_total", "policy", "clerks", "reason", "claim:resource_access.orders-api.roles")
+		return roles == 5 && scope == 1 && client == 1
+	})
+	if !h.WaitLog(5*time.Second, "acl: refused: reason=claim:realm_access.roles") {
+		t.Error("the refusal is not in the log with its path")
+	}
+	if n := kvCounter(t, h, "clerks.refused.claim.realm_access.roles"); n < 1 {
+		t.Errorf("the KV counter of claim:realm_access.roles is %d", n)
+	}
+}
