@@ -30,7 +30,9 @@ func startServe(t *testing.T, keyFile string) string {
 	ctx, cancel := context.WithCancel(context.Background())
 	out, w := io.Pipe()
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, []string{"serve", "--listen", "127.0.0.1:0", "--key", keyFile}, w, io.Discard) }()
+	go func() {
+		done <- run(ctx, []string{"serve", "--listen", "127.0.0.1:0", "--key", keyFile}, w, io.Discard)
+	}()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
