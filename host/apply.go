@@ -85,9 +85,12 @@ func (h *Host) Apply(ctx context.Context, c Change) (done Applied, err error) {
 		return done, err
 	}
 	done.Unchanged = unchanged
+	h.preparing.set(todo, StateQueued)
+	defer h.preparing.done(todo)
 	if err := h.prepare(ctx, todo); err != nil {
 		return done, err
 	}
+	h.preparing.set(todo, StateBinding)
 	if len(todo)+len(c.Unload) == 0 && !c.SetHTTPRoutes {
 		return done, nil
 	}
@@ -97,6 +100,7 @@ func (h *Host) Apply(ctx context.Context, c Change) (done Applied, err error) {
 	}
 	for _, name := range c.Unload {
 		h.forgetKeys(name, nil)
+		h.preparing.forget(name)
 	}
 	// Plugins unloaded drain and close on goroutines Close waits for; wait
 	// here as well, so that Unload returns with them gone.
@@ -274,6 +278,7 @@ func (h *Host) prepare(ctx context.Context, todo []*prepared) error {
 				return
 			}
 			defer func() { <-slots }()
+			h.preparing.set([]*prepared{pr}, StateLoading)
 			if err := h.make(ctx, pr); err != nil {
 				errs[i] = &refusal{name: pr.spec.Name, version: pr.version, path: pr.spec.Path, err: err}
 			}
@@ -439,7 +444,7 @@ func (h *Host) commit(c Change, todo []*prepared, done *Applied) ([]chan error, 
 			}
 			cons, err := b.startConsumer(h.life, *snap.durable, pr.subjects, pr.queue, poolSize)
 			if err != nil {
-				subErr = fmt.Errorf("plugin %q: %w", b.name, err)
+				subErr = &refusal{name: b.name, version: pr.version, path: pr.spec.Path, err: fmt.Errorf("plugin %q: %w", b.name, err)}
 				break
 			}
 			consumers[b.name] = cons
@@ -448,7 +453,7 @@ func (h *Host) commit(c Change, todo []*prepared, done *Applied) ([]chan error, 
 		subs, err := b.subscribeNew(pr.subjects, pr.queue)
 		made[b.name] = subs
 		if err != nil {
-			subErr = fmt.Errorf("plugin %q: %w", b.name, err)
+			subErr = &refusal{name: b.name, version: pr.version, path: pr.spec.Path, err: fmt.Errorf("plugin %q: %w", b.name, err)}
 			break
 		}
 	}
@@ -603,6 +608,11 @@ func (h *Host) plan(current map[string]*binding, c Change, todo []*prepared) (*g
 	}
 	for _, name := range c.Unload {
 		b := gen.bindings[name]
+		if b == nil && h.preparing.wasRefused(name) {
+			// Never served, only refused: unloading it forgets the
+			// refusal (Apply does, once committed).
+			continue
+		}
 		if b == nil {
 			return nil, fmt.Errorf("plugin %q is not loaded", name)
 		}

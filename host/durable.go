@@ -115,6 +115,39 @@ func (d Durable) check(name string) error {
 	return nil
 }
 
+// ErrJetStreamUnavailable is wrapped by Apply's error when a durable
+// handler's stream or consumer could not be made because JetStream cannot
+// place it now: a cluster whose members have not met yet (no meta leader),
+// or fewer peers up than the stream's replicas. Waiting for the other
+// members may cure it; `trellis run` waits and tries its first apply
+// again, not ready meanwhile.
+var ErrJetStreamUnavailable = errors.New("JetStream cannot place it now")
+
+// Transient JetStream API error codes (nats-server's errors.json):
+// no suitable peers, system temporarily unavailable, insufficient
+// resources.
+const (
+	jsErrNoPeers         = 10005
+	jsErrNotAvailable    = 10008
+	jsErrInsufficientRes = 10023
+)
+
+// placement marks err as ErrJetStreamUnavailable when waiting may cure it.
+func placement(err error) error {
+	var api *jetstream.APIError
+	if errors.As(err, &api) {
+		switch api.ErrorCode {
+		case jsErrNoPeers, jsErrNotAvailable, jsErrInsufficientRes:
+			return fmt.Errorf("%w: %w", ErrJetStreamUnavailable, err)
+		}
+		return err
+	}
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrNoResponders) || errors.Is(err, nats.ErrTimeout) {
+		return fmt.Errorf("%w: %w", ErrJetStreamUnavailable, err)
+	}
+	return err
+}
+
 // consumer is a durable binding's consumption: the consumer shared by
 // every host, and this host's part in it.
 type consumer struct {
@@ -159,7 +192,7 @@ func (b *binding) startConsumer(ctx context.Context, cfg Durable, subjects []str
 		Duplicates: cfg.Duplicates,
 	}
 	if _, err := js.CreateOrUpdateStream(ctx, scfg); err != nil {
-		return nil, fmt.Errorf("durable stream %s for %v: %w", cfg.Stream, subjects, err)
+		return nil, fmt.Errorf("durable stream %s for %v: %w", cfg.Stream, subjects, placement(err))
 	}
 	// Acknowledgements are asynchronous round trips: let a good number of
 	// events be in flight (JetStream's own default, across all hosts), and
@@ -182,7 +215,7 @@ func (b *binding) startConsumer(ctx context.Context, cfg Durable, subjects []str
 	}
 	cons, err := js.CreateOrUpdateConsumer(ctx, cfg.Stream, ccfg)
 	if err != nil {
-		return nil, fmt.Errorf("durable consumer %s on stream %s: %w", queue, cfg.Stream, err)
+		return nil, fmt.Errorf("durable consumer %s on stream %s: %w", queue, cfg.Stream, placement(err))
 	}
 	cc, err := cons.Consume(b.onStored, jetstream.PullMaxMessages(batch),
 		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {

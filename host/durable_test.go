@@ -2,6 +2,7 @@ package host_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -230,5 +231,36 @@ func TestDurableEventsSurviveARestart(t *testing.T) {
 		if d := l.deliveries(fmt.Sprintf("before-restart-%d", i)); len(d) != 1 {
 			t.Fatalf("before-restart-%d: deliveries %v, want one", i, d)
 		}
+	}
+}
+
+// A durable stream JetStream can never place (three replicas on a lone
+// server, not clustered) is refused at once, naming the plugin, the
+// stream and why: it is not the wait-for-the-cluster kind of failure
+// (ErrJetStreamUnavailable) that `trellis run` waits out. The plugin is
+// listed as not ready, with that reason.
+func TestDurableStreamThatCannotBePlacedIsRefusedAtOnce(t *testing.T) {
+	h := trellistest.NewHost(t)
+	wasm := trellistest.Wasm(t, ledgerSrc)
+	start := time.Now()
+	err := h.Host.Load(context.Background(), host.Spec{Name: "ledger", Path: wasm,
+		Subjects: []string{"ledger.in"}, Grants: host.Grants{Publish: []string{"ledger.seen"}},
+		Durable: &host.Durable{Stream: "THREE", Replicas: 3}})
+	if err == nil {
+		t.Fatal("a stream of three replicas was made on one server")
+	}
+	if errors.Is(err, host.ErrJetStreamUnavailable) {
+		t.Errorf("a placement that cannot ever succeed is marked as worth waiting for: %v", err)
+	}
+	if msg := err.Error(); !strings.Contains(msg, `plugin "ledger"`) || !strings.Contains(msg, "THREE") || !strings.Contains(msg, "replicas") {
+		t.Errorf("error does not name the plugin, stream and cause: %v", err)
+	}
+	if took := time.Since(start); took > 8*time.Second {
+		t.Errorf("refused after %s; want at once", took)
+	}
+	rd := h.Readiness()
+	if len(rd.Plugins) != 1 || rd.Plugins[0].Plugin != "ledger" || rd.Plugins[0].State != host.StateRefused ||
+		!strings.Contains(rd.Plugins[0].Reason, "THREE") {
+		t.Errorf("readiness: %+v", rd.Plugins)
 	}
 }

@@ -234,7 +234,8 @@ type Host struct {
 	// with the bindings' snapshots; see servingPolicy.
 	policies atomic.Pointer[map[string]*plugin.Plugin]
 
-	ready atomic.Bool // see Options.HoldTraffic
+	ready     atomic.Bool  // see Options.HoldTraffic
+	preparing preparations // plugins being prepared or refused; see Readiness
 
 	mu       sync.Mutex // guards bindings and closing; not on a message's path
 	bindings map[string]*binding

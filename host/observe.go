@@ -259,6 +259,7 @@ func (h *Host) LastReload(name string) (Event, bool) {
 func (h *Host) recordApplied(kind EventKind, name, version string, took time.Duration) {
 	h.metrics.Reload(name, string(kind), took)
 	h.events.add(Event{Kind: kind, Plugin: name, Version: version, LoadTime: took})
+	h.preparing.forget(name)
 }
 
 // recordRefused counts and records the refusals among errs.
@@ -269,7 +270,13 @@ func (h *Host) recordRefused(errs []error) {
 			continue
 		}
 		h.metrics.Reload(r.name, string(EventRefused), 0)
-		h.events.add(Event{Kind: EventRefused, Plugin: r.name, Version: r.version, Detail: r.err.Error()})
+		e := Event{Kind: EventRefused, Plugin: r.name, Version: r.version, Detail: r.err.Error()}
+		h.events.add(e)
+		if r.path != "" && !strings.Contains(e.Detail, r.path) {
+			e.Detail = r.path + ": " + e.Detail
+		}
+		e.Time = time.Now()
+		h.preparing.refuse(e)
 	}
 }
 
@@ -297,6 +304,9 @@ var (
 	descQueueCap = prometheus.NewDesc("trellis_queue_capacity", "How many messages a handler's inbox holds before its subscriptions wait.", []string{"plugin"}, nil)
 	descBreaker  = prometheus.NewDesc("trellis_breaker_state", "A handler's circuit breaker: 0 closed, 1 open, 2 half-open.", []string{"plugin"}, nil)
 	descDenied   = prometheus.NewDesc("trellis_grant_denials_total", "Host calls the plugin's version serving made and its grants refused.", []string{"plugin"}, nil)
+	descCreated  = prometheus.NewDesc("trellis_instances_created_total", "Instances the version of a plugin serving has made (a fault discards one; the next call makes another).", []string{"plugin"}, nil)
+	descDiscard  = prometheus.NewDesc("trellis_instances_discarded_total", "Instances the version of a plugin serving has discarded after a fault.", []string{"plugin"}, nil)
+	descMemory   = prometheus.NewDesc("trellis_instance_memory_bytes", "Linear memory of a plugin's live instances, in all; divide by trellis_pool_instances for one's.", []string{"plugin"}, nil)
 	descPlugin   = prometheus.NewDesc("trellis_plugin_info", "One series per loaded plugin, labelled with the version serving and its role.", []string{"plugin", "version", "role"}, nil)
 	descCounters = map[string]*prometheus.Desc{
 		"policy_failures": prometheus.NewDesc("trellis_policy_failures_total", "Policy calls that faulted, or named a policy not loaded.", nil, nil),
@@ -307,7 +317,8 @@ var (
 )
 
 func (c stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descPoolSize, descPoolUsed, descQueue, descQueueCap, descBreaker, descDenied, descPlugin} {
+	for _, d := range []*prometheus.Desc{descPoolSize, descPoolUsed, descQueue, descQueueCap, descBreaker, descDenied, descPlugin,
+		descCreated, descDiscard, descMemory} {
 		ch <- d
 	}
 	for _, d := range descCounters {
@@ -338,6 +349,10 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descPoolUsed, prometheus.GaugeValue, float64(inUse), b.name, "in_use")
 		ch <- prometheus.MustNewConstMetric(descPoolUsed, prometheus.GaugeValue, float64(idle), b.name, "idle")
 		ch <- prometheus.MustNewConstMetric(descDenied, prometheus.CounterValue, float64(s.plugin.Denied()), b.name)
+		created, discarded, memory := s.plugin.InstanceStats()
+		ch <- prometheus.MustNewConstMetric(descCreated, prometheus.CounterValue, float64(created), b.name)
+		ch <- prometheus.MustNewConstMetric(descDiscard, prometheus.CounterValue, float64(discarded), b.name)
+		ch <- prometheus.MustNewConstMetric(descMemory, prometheus.GaugeValue, float64(memory), b.name)
 		if b.policy {
 			continue
 		}

@@ -90,6 +90,17 @@ func TestMetricsCountMessagesByOutcome(t *testing.T) {
 			t.Errorf("%s = %v (found %v), want > 0", name, v, ok)
 		}
 	}
+	// One trap discarded one instance; the next call made another.
+	if v, _ := m.Value("trellis_instances_discarded_total", "plugin", "conformance"); v != 1 {
+		t.Errorf("instances discarded = %v, want 1 (one trap)", v)
+	}
+	if v, _ := m.Value("trellis_instances_created_total", "plugin", "conformance"); v < 2 {
+		t.Errorf("instances created = %v, want at least 2 (the first, and one after the trap)", v)
+	}
+	live, _ := m.Value("trellis_pool_instances", "plugin", "conformance")
+	if v, _ := m.Value("trellis_instance_memory_bytes", "plugin", "conformance"); v < live*65536 || int64(v)%65536 != 0 {
+		t.Errorf("instance memory = %v bytes for %v live instances: want whole 64 KiB pages, at least one each", v, live)
+	}
 	var fault bool
 	for _, e := range h.Events() {
 		fault = fault || (e.Kind == host.EventFault && e.Plugin == "conformance" && e.Subject == "conf.trap")

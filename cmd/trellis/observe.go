@@ -114,6 +114,15 @@ func (a *adminFlags) fetch(ctx context.Context) ([]row, error) {
 		}
 		rows = append(rows, r)
 	}
+	// Plugins not serving yet: being prepared, or refused with no version
+	// serving; the reload column says which and why.
+	for _, p := range st.NotServing {
+		r := row{name: p.Plugin, version: "-", role: "-", subjects: "-", pool: "-", reload: string(p.State)}
+		if p.Reason != "" {
+			r.reload += ": " + p.Reason
+		}
+		rows = append(rows, r)
+	}
 	return rows, nil
 }
 

@@ -1,14 +1,17 @@
 // Three `trellis run` processes on loopback form one NATS cluster, with
-// JetStream replicating the KV bucket on all three. Under request load, the
-// member leading the KV bucket is killed with SIGKILL; the test measures
-// how long requests take to fail over, checks that the KV state survived,
-// and restarts the member to see it rejoin and serve.
+// JetStream replicating the KV bucket and a durable handler's stream on
+// all three. Under request load and a stream of durable events, the member
+// leading the KV bucket is killed with SIGKILL; the test measures how long
+// requests take to fail over, checks that the KV state survived and that
+// every event JetStream acknowledged was applied once, and restarts the
+// member to see it rejoin and serve.
 package cluster_test
 
 import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -260,6 +263,21 @@ plugin "counter" {
   pool_size = 2
   timeout   = %[8]q
 }
+
+# A durable handler: its stream has three replicas, so a member alone
+# cannot make it and waits for the others, not ready.
+plugin "tally" {
+  path      = %[10]q
+  subjects  = ["tally.events"]
+  config    = { node = %[2]q }
+  pool_size = 2
+  timeout   = %[8]q
+  durable {
+    stream   = "TALLY"
+    backoff  = ["100ms", "500ms"]
+    ack_wait = "5s"
+  }
+}
 `
 
 func startCluster(t *testing.T) *testCluster {
@@ -267,6 +285,7 @@ func startCluster(t *testing.T) *testCluster {
 	bin := trellisBinary(t)
 	enrich := trellistest.Wasm(t, "../orders-enrich")
 	counter := trellistest.Wasm(t, "./counter")
+	tally := trellistest.Wasm(t, "./tally")
 	ports := freePorts(t, 6)
 	var routes []string
 	for i := range 3 {
@@ -282,7 +301,7 @@ func startCluster(t *testing.T) *testCluster {
 		}
 		m.config = filepath.Join(dir, "trellis.hcl")
 		src := fmt.Sprintf(memberConfig, filepath.Join(root, "data"), m.name, m.clientPort, m.clusterPort,
-			strings.Join(routes, ", "), enrich, counter, pluginTimeout, filepath.Join(dir, "jetstream"))
+			strings.Join(routes, ", "), enrich, counter, pluginTimeout, filepath.Join(dir, "jetstream"), tally)
 		if err := os.WriteFile(m.config, []byte(src), 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -302,20 +321,35 @@ func startCluster(t *testing.T) *testCluster {
 		}
 	})
 	// The first member compiles the plugins alone (three compiling at once
-	// on two cores take three times as long each); the others start once
-	// it serves, their plugins compiled. JetStream's meta group forms when
-	// the second member joins the first.
+	// on two cores take three times as long each), and then, alone, cannot
+	// place tally's stream: it waits for the others instead of exiting.
+	// They start then, their plugins compiled; JetStream's meta group forms
+	// when the second joins the first, and the stream is placed when the
+	// third does.
 	t0 := time.Now()
-	c.members[0].start(t, bin)
-	c.members[0].waitServing(t)
+	n1 := c.members[0]
+	n1.start(t, bin)
+	waitFor(t, startTimeout, n1.name+" to wait for the others", func() error {
+		select {
+		case <-n1.serving:
+			t.Fatalf("%s serves alone a durable handler whose stream needs three members:\n%s", n1.name, n1.logs())
+		case <-n1.exited:
+			t.Fatalf("%s exited instead of waiting for the cluster:\n%s", n1.name, n1.logs())
+		default:
+		}
+		if !strings.Contains(n1.logs(), "waiting for JetStream to place the durable streams") {
+			return errors.New("no such log line yet")
+		}
+		return nil
+	})
 	first := time.Since(t0)
 	for _, m := range c.members[1:] {
 		m.start(t, bin)
 	}
-	for _, m := range c.members[1:] {
+	for _, m := range c.members {
 		m.waitServing(t)
 	}
-	t.Logf("%s serving %s after its start (compiling the plugins), all three %s after it", c.members[0].name,
+	t.Logf("%s compiled the plugins and waited for the cluster %s after its start; all three serving %s after it", n1.name,
 		first.Round(time.Millisecond), time.Since(t0).Round(time.Millisecond))
 	return c
 }
@@ -609,6 +643,194 @@ func (r *requests) check(t *testing.T, c *testCluster, victim int, killed time.T
 	}
 }
 
+// events publishes durable events from a client pinned to each member,
+// each with its own Nats-Msg-Id, one every pace, and keeps which ids
+// JetStream acknowledged (stored on a majority of the stream's replicas).
+type events struct {
+	mu   sync.Mutex
+	pubs []*publisher
+}
+
+type publisher struct {
+	client int
+	js     jetstream.JetStream
+	log    []published // under events.mu
+}
+
+type published struct {
+	id string
+	outcome
+}
+
+func newEvents(c *testCluster) *events {
+	e := &events{}
+	for i := range c.members {
+		js, err := jetstream.New(c.client(i))
+		if err != nil {
+			c.t.Fatal(err)
+		}
+		e.pubs = append(e.pubs, &publisher{client: i, js: js})
+	}
+	return e
+}
+
+func (e *events) run(c *testCluster, stop <-chan struct{}) {
+	var wg sync.WaitGroup
+	for _, p := range e.pubs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			tick := time.NewTicker(pace)
+			defer tick.Stop()
+			slots := make(chan struct{}, maxInFlight)
+			for n := 0; ; n++ {
+				select {
+				case <-stop:
+					return
+				case <-tick.C:
+				}
+				select {
+				case slots <- struct{}{}:
+				case <-stop:
+					return
+				}
+				id := fmt.Sprintf("%s-%d", c.members[p.client].name, n)
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					defer func() { <-slots }()
+					o := published{id: id, outcome: outcome{start: time.Now()}}
+					ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
+					_, o.err = p.js.Publish(ctx, "tally.events", []byte("order "+id), jetstream.WithMsgID(id))
+					cancel()
+					o.end = time.Now()
+					e.mu.Lock()
+					p.log = append(p.log, o)
+					e.mu.Unlock()
+				}()
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+func (e *events) flowing(since time.Time, n int) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, p := range e.pubs {
+		var after []outcome
+		for _, o := range p.log {
+			if o.start.After(since) {
+				after = append(after, o.outcome)
+			}
+		}
+		if len(after) < n {
+			return false
+		}
+		sort.Slice(after, func(i, j int) bool { return after[i].start.Before(after[j].start) })
+		for _, o := range after[len(after)-n:] {
+			if o.err != nil {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// check waits until the handler has applied every acknowledged event, each
+// once: its key in the replicated KV store, written by the one delivery
+// that created it.
+func (e *events) check(t *testing.T, c *testCluster, victim int, killed time.Time) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	survivor := c.members[(victim+1)%len(c.members)]
+	nc, err := nats.Connect(survivor.url())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), recoverTimeout)
+	defer cancel()
+	attempted := map[string]bool{}
+	var acked []string
+	failed := 0
+	for _, p := range e.pubs {
+		for _, o := range p.log {
+			attempted[o.id] = true
+			if o.err == nil {
+				acked = append(acked, o.id)
+			} else {
+				failed++
+			}
+		}
+	}
+	// Every acknowledged event is handled, by whichever host: the durable
+	// consumer, shared by the three, has none left to deliver.
+	cons, err := js.Consumer(ctx, "TALLY", "tally")
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, recoverTimeout, "the durable consumer to deliver every event", func() error {
+		info, err := cons.Info(ctx)
+		if err != nil {
+			return err
+		}
+		if info.NumPending != 0 || info.NumAckPending != 0 {
+			return fmt.Errorf("%d not yet delivered, %d delivered and not acknowledged", info.NumPending, info.NumAckPending)
+		}
+		return nil
+	})
+	kv, err := js.KeyValue(ctx, host.KVBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lost := 0
+	appliedBy := map[string]int{}
+	for _, id := range acked {
+		entry, err := kv.Get(ctx, "tally.applied."+id)
+		if err != nil {
+			if lost < 5 {
+				t.Errorf("event %s: acknowledged by JetStream, never applied: %v", id, err)
+			}
+			lost++
+			continue
+		}
+		appliedBy[string(entry.Value())]++
+	}
+	// Applied keys are made by events alone: none for an id never sent.
+	keys, err := kv.ListKeys(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	applied := 0
+	for k := range keys.Keys() {
+		id, ok := strings.CutPrefix(k, "tally.applied.")
+		if !ok {
+			continue
+		}
+		applied++
+		if !attempted[id] {
+			t.Errorf("applied %s, an event never published", id)
+		}
+	}
+	dups := int64(0)
+	if entry, err := kv.Get(ctx, "tally.duplicates"); err == nil {
+		fmt.Sscan(string(entry.Value()), &dups)
+	}
+	t.Logf("durable events across the SIGKILL of %s: %d published, %d acknowledged by JetStream, %d refused or timed out (not acknowledged); %d applied (handled by %v), %d acknowledged and lost; %d deliveries found already applied and skipped by the handler's id check",
+		c.members[victim].name, len(attempted), len(acked), failed, applied, appliedBy, lost, dups)
+	if lost > 0 {
+		t.Errorf("%d acknowledged events were never applied", lost)
+	}
+	if applied > len(attempted) {
+		t.Errorf("%d events applied, more than the %d published", applied, len(attempted))
+	}
+}
+
 func TestClusterSurvivesTheKillOfAMember(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts three trellis processes")
@@ -639,7 +861,7 @@ func TestClusterSurvivesTheKillOfAMember(t *testing.T) {
 		t.Fatalf("KV leader %q is none of the members", leader)
 	}
 
-	workloads := []workload{newRequests(c)}
+	workloads := []workload{newRequests(c), newEvents(c)}
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	for _, w := range workloads {

@@ -12,7 +12,9 @@
 //	/            the dashboard (everything it loads is embedded; no CDN)
 //	/metrics     Prometheus text format (Host.Metrics)
 //	/healthz     200 while the process serves HTTP at all (liveness)
-//	/readyz      200 when Host.Ready and the bus is connected, else 503
+//	/readyz      200 when Host.Ready and the bus is connected, else 503;
+//	             the body names each plugin not serving and why
+//	             (JSON with ?format=json or Accept: application/json)
 //	/debug/pprof the Go profiler
 //	/api/plugins each plugin: version, subjects, pool, rate, error ratio,
 //	             p50 and p99, last reload; and the recent events
@@ -30,9 +32,10 @@
 // bearer token or a user name and password: the profiler and the metrics
 // say much about the host. The token suits Prometheus (bearer_token) and
 // the CLI; a browser asks for the user name and password (basic auth).
-// /healthz and /readyz answer without credentials: they say only "ok",
-// "ready" or "not ready", and an orchestrator's probes (Kubernetes'
-// httpGet) cannot carry a secret.
+// /healthz and /readyz answer without credentials, since an orchestrator's
+// probes (Kubernetes' httpGet) cannot carry a secret: without them,
+// /readyz names the plugins not serving and their state but not the
+// reasons, whose text (file paths, what is wrong) is for the operator.
 package admin
 
 import (
@@ -144,13 +147,7 @@ func (s *Server) routes() {
 		})
 	}
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
-	s.mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		if !s.h.Ready() || !s.h.Bus().Connected() {
-			http.Error(w, "not ready", http.StatusServiceUnavailable)
-			return
-		}
-		fmt.Fprintln(w, "ready")
-	})
+	s.mux.HandleFunc("GET /readyz", s.readyz)
 	s.mux.HandleFunc("GET /debug/pprof/", pprof.Index)
 	s.mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
 	s.mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)

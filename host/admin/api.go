@@ -247,14 +247,18 @@ type Status struct {
 	Window  float64        `json:"window_seconds"`
 	Ready   bool           `json:"ready"`
 	Plugins []PluginStatus `json:"plugins"`
-	Events  []host.Event   `json:"events"`
+	// NotServing are the plugins being prepared, or refused with no
+	// version serving, with why (Host.Readiness).
+	NotServing []host.PluginReadiness `json:"not_serving,omitempty"`
+	Events     []host.Event           `json:"events"`
 }
 
 // Status returns what /api/plugins serves.
 func (s *Server) Status() Status {
 	s.samp.fresh(freshness)
 	first, last, secs := s.samp.span()
-	st := Status{Time: time.Now(), Window: round(secs), Ready: s.h.Ready(), Plugins: []PluginStatus{}}
+	rd := s.h.Readiness()
+	st := Status{Time: time.Now(), Window: round(secs), Ready: rd.Ready, Plugins: []PluginStatus{}, NotServing: rd.Plugins}
 	for _, info := range s.h.Plugins() {
 		p := PluginStatus{Name: info.Name, Version: info.Version, Role: "handler", Subjects: info.Subjects,
 			Queue: info.Queue, Denied: info.Denied, Health: "ok"}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"reflect"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -104,8 +105,31 @@ type httpHost interface{ HTTPAddr() string }
 
 // apply builds c's sources, then applies c to the host in one Apply.
 // fingerprint, if not empty, identifies what c is made of: a config
-// refused with the same fingerprint is not tried again.
+// refused with the same fingerprint is not tried again. A config refused
+// only because JetStream cannot place its durable streams yet (a member
+// of a cluster whose other members are not up) is tried again, with a
+// backoff of up to maxPlacementWait, until it applies or ctx ends.
 func (l *Loop) apply(ctx context.Context, c *Config, fingerprint string) Result {
+	for wait := time.Second; ; wait = min(2*wait, maxPlacementWait) {
+		res := l.applyOnce(ctx, c, fingerprint)
+		if res.Err == nil || !errors.Is(res.Err, host.ErrJetStreamUnavailable) || ctx.Err() != nil {
+			return res
+		}
+		l.log.Warn("waiting for JetStream to place the durable streams; are the cluster's other members up?",
+			"file", l.file, "retry_in", wait, "error", res.Err)
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return res
+		}
+	}
+}
+
+// maxPlacementWait is the longest wait between tries of a config whose
+// durable streams JetStream could not place.
+const maxPlacementWait = 10 * time.Second
+
+func (l *Loop) applyOnce(ctx context.Context, c *Config, fingerprint string) Result {
 	l.stateMu.Lock()
 	refused := l.refused
 	l.stateMu.Unlock()
@@ -117,6 +141,9 @@ func (l *Loop) apply(ctx context.Context, c *Config, fingerprint string) Result 
 		if ctx.Err() != nil { // a config cut short is no verdict on it
 			l.log.Info("config abandoned for a newer one", "file", l.file)
 			return Result{Err: err}
+		}
+		if errors.Is(err, host.ErrJetStreamUnavailable) {
+			return Result{Err: err} // no verdict either: apply tries again
 		}
 		l.stateMu.Lock()
 		l.refused = fingerprint
@@ -141,6 +168,15 @@ func (l *Loop) apply(ctx context.Context, c *Config, fingerprint string) Result 
 		for _, p := range prev.Plugins {
 			if !keep[p.Name] && loaded[p.Name] {
 				change.Unload = append(change.Unload, p.Name)
+			}
+		}
+	}
+	// A plugin a refused config named and this one does not: unloading it
+	// takes it off the host's list of plugins not ready.
+	if rh, ok := l.host.(interface{ Readiness() host.Readiness }); ok {
+		for _, p := range rh.Readiness().Plugins {
+			if p.State == host.StateRefused && !keep[p.Plugin] && !slices.Contains(change.Unload, p.Plugin) {
+				change.Unload = append(change.Unload, p.Plugin)
 			}
 		}
 	}

@@ -78,6 +78,7 @@ type instance struct {
 	cctx    callContext
 	dl      deadline.Context // the deadline of a call that found this instance idle
 	first   bool
+	memSize uint32 // linear memory as last counted in Plugin.memBytes
 
 	// State of the current call, reset by endCall.
 	phase   phase
@@ -163,7 +164,21 @@ func (p *Plugin) newInstance(ctx context.Context) (*instance, error) {
 		p.declared = true
 		p.subsMu.Unlock()
 	}
+	p.ncreated.Add(1)
+	in.countMemory()
 	return in, nil
+}
+
+// countMemory brings the plugin's count of its instances' memory up to
+// date with in's, which only in's calls grow: called after each.
+func (in *instance) countMemory() {
+	if in.mem == nil {
+		return
+	}
+	if s := in.mem.Size(); s != in.memSize {
+		in.p.memBytes.Add(int64(s) - int64(in.memSize))
+		in.memSize = s
+	}
 }
 
 // initDeadlineKey marks the context of the first instance's init; its
@@ -204,6 +219,8 @@ func (in *instance) takeError() string {
 }
 
 func (in *instance) close() {
+	in.p.memBytes.Add(-int64(in.memSize))
+	in.memSize = 0
 	in.mod.Close(context.Background())
 }
 
@@ -289,12 +306,14 @@ func (p *Plugin) call(ctx context.Context, msg *Message, ph phase, prepare func(
 		own.Release()
 	}
 	if callErr != nil || in.mod.IsClosed() {
+		p.ndiscarded.Add(1)
 		p.pool.Discard(in)
 		if callErr == nil {
 			callErr = errors.New("instance closed itself")
 		}
 		return p.fault(callErr, msg.Subject, ph.String())
 	}
+	in.countMemory()
 	p.pool.Release(in)
 	return nil
 }

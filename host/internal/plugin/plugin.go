@@ -127,6 +127,11 @@ type Plugin struct {
 	// named in Load's error: a plugin's init usually fails over it.
 	deniedSub string
 
+	// Instances made and discarded (after a fault), and the linear memory
+	// of those alive; see InstanceStats.
+	ncreated, ndiscarded atomic.Int64
+	memBytes             atomic.Int64
+
 	deniedMu sync.Mutex
 	denied   map[string]struct{} // "call subject", logged once; at most maxDenialRecords
 	ndenied  atomic.Int64
@@ -366,6 +371,13 @@ func (p *Plugin) Denied() int64 { return p.ndenied.Load() }
 // PoolStats reports the instances in use and idle.
 func (p *Plugin) PoolStats() (inUse, idle, max int) {
 	return p.pool.InUse(), p.pool.Idle(), p.pool.Max()
+}
+
+// InstanceStats reports how many instances this version has made and
+// discarded (each fault discards one), and the linear memory, in bytes,
+// of the instances alive, as their last calls left it.
+func (p *Plugin) InstanceStats() (created, discarded, memory int64) {
+	return p.ncreated.Load(), p.ndiscarded.Load(), p.memBytes.Load()
 }
 
 // Close waits until calls in flight finish (or ctx ends), then releases

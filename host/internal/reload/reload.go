@@ -223,8 +223,13 @@ func (r *Reconciler) work(ctx context.Context, e *entry) {
 
 // unload stops serving e's plugin, if it is loaded, and forgets it.
 func (r *Reconciler) unload(ctx context.Context, e *entry) (string, error) {
-	loaded := e.st.version != ""
+	loaded, refused := e.st.version != "", e.st.refused != ""
 	e.st = state{}
+	if refused && !loaded {
+		// The host lists a plugin refused and never served as not ready
+		// until it is unloaded.
+		return "", r.h.Unload(ctx, e.name)
+	}
 	if !loaded {
 		return "", nil
 	}

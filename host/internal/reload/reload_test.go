@@ -458,6 +458,30 @@ plugin "b" {
 	loop.Trigger()
 	waitFor("a", "v1:x")
 	trellistest.WaitFor(t, 10*time.Second, "b to be unloaded", func() bool { return len(h.Plugins()) == 1 })
+
+	// A new plugin whose module is not Wasm: the config is refused and
+	// the host names c as not ready, with why, until a config drops it.
+	os.WriteFile(filepath.Join(dir, "bad.wasm"), []byte("not wasm"), 0o644)
+	write(`plugin "a" {
+  path = "v1.wasm"
+  subjects = ["a"]
+}
+plugin "c" {
+  path = "bad.wasm"
+  subjects = ["c"]
+}
+`)
+	trellistest.WaitFor(t, 10*time.Second, "c listed as refused", func() bool {
+		p := h.Readiness().Plugins
+		return len(p) == 1 && p[0].Plugin == "c" && p[0].State == host.StateRefused && strings.Contains(p[0].Reason, "bad.wasm")
+	})
+	write(`plugin "a" {
+  path = "v1.wasm"
+  subjects = ["a"]
+}
+`)
+	trellistest.WaitFor(t, 10*time.Second, "c off the not-ready list", func() bool { return len(h.Readiness().Plugins) == 0 })
+	waitFor("a", "v1:x")
 }
 
 func TestSymlinkSwapAsKubernetesConfigMapsDo(t *testing.T) {
@@ -531,6 +555,17 @@ func TestDeletedFileUnloadsThePlugin(t *testing.T) {
 	if _, err := h.Client().Request("versioned", nil, 300*time.Millisecond); err == nil {
 		t.Fatal("still answering after the file was deleted")
 	}
+
+	// A file that is not Wasm, never served: the host lists it as not
+	// ready until it is deleted.
+	bad := filepath.Join(dir, "broken.wasm")
+	writeByRename(t, bad, []byte("not wasm"))
+	trellistest.WaitFor(t, 10*time.Second, "broken listed as refused", func() bool {
+		p := h.Readiness().Plugins
+		return len(p) == 1 && p[0].Plugin == "broken" && p[0].State == host.StateRefused
+	})
+	os.Remove(bad)
+	trellistest.WaitFor(t, 10*time.Second, "broken off the not-ready list", func() bool { return len(h.Readiness().Plugins) == 0 })
 }
 
 // stuckHost reports when an Apply that loads one plugin begins and how
