@@ -195,3 +195,37 @@ const (
 	// the bus; a handler never sees it.
 	HeaderIdentitySeal = "Trellis-Identity-Seal"
 )
+
+// A policy names why it refused a message in one header of its rejection,
+// added with response_header: a short word the host logs and counts
+// (trellis_policy_refusals_total{policy,reason}) and then removes, so that
+// the caller never sees it; the caller's answer says only the rejection's
+// own text ("invalid credentials"). See "Refusal reasons" in ABI.md.
+const (
+	// HeaderRefusal carries the reason of a policy's rejection, such as
+	// "expired" or "unknown_key": 1 to MaxRefusalLen bytes that
+	// ValidRefusal accepts.
+	HeaderRefusal = "Trellis-Refusal"
+	// RefusalUnknownKey is the reason of a token signed with a key that
+	// none of the policy's key sets holds (a kid it does not know): the
+	// host then refetches the policy's key sets (Spec.KeySources), at most
+	// once per each set's minimum refresh interval, so that a key the
+	// provider has just rotated in is taken without waiting for the next
+	// scheduled refresh.
+	RefusalUnknownKey = "unknown_key"
+)
+
+// ValidRefusal reports whether s may be a refusal reason: 1 to
+// MaxRefusalLen bytes of printable ASCII other than space, '"' and '\'.
+// The host counts any other value as "_invalid".
+func ValidRefusal(s string) bool {
+	if s == "" || len(s) > MaxRefusalLen {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c <= ' ' || c > '~' || c == '"' || c == '\\' {
+			return false
+		}
+	}
+	return true
+}

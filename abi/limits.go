@@ -45,4 +45,10 @@ const (
 	MaxOutboundBytesPerCall = 64 << 20
 	// MaxSubscriptions caps the subscribe calls of one plugin.
 	MaxSubscriptions = 64
+	// MaxRefusalLen is the longest refusal reason (HeaderRefusal), in bytes.
+	MaxRefusalLen = 64
+	// MaxRefusalReasons caps the distinct refusal reasons the host counts
+	// per policy; more are counted together as "_other", so that a policy
+	// cannot grow the metric's series without bound.
+	MaxRefusalReasons = 64
 )

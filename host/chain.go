@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"strconv"
+	"strings"
 
 	"github.com/nats-io/nats.go"
 
@@ -74,6 +75,7 @@ func (h *Host) process(ctx context.Context, chain []boundPolicy, msg *plugin.Mes
 			}
 		}
 		pm.Decided(policyDecision(res, err, msg.Subject), deadline.Now()-start)
+		reason := takeRefusal(msg)
 		if err != nil {
 			h.counters.PolicyFailures.Add(1)
 			summary := err.Error()
@@ -96,7 +98,8 @@ func (h *Host) process(ctx context.Context, chain []boundPolicy, msg *plugin.Mes
 		}
 		if res.Status != 0 {
 			h.counters.PolicyRejects.Add(1)
-			h.log.Debug("policy rejected", "policy", ref.Name, "subject", msg.Subject, "status", res.Status, "reason", res.Error)
+			h.refused(ref.Name, pm, reason)
+			h.log.Debug("policy rejected", "policy", ref.Name, "subject", msg.Subject, "status", res.Status, "reason", res.Error, "refusal", reason)
 			code := int(res.Status)
 			if code < 100 || code > 599 {
 				code = 403
@@ -130,17 +133,54 @@ func (h *Host) process(ctx context.Context, chain []boundPolicy, msg *plugin.Mes
 	for i := len(responders) - 1; i >= 0; i-- {
 		p := responders[i]
 		res, err := p.PolicyResponse(ctx, msg, resp)
+		reason := takeRefusal(msg)
 		if err != nil {
 			h.counters.PolicyFailures.Add(1)
 			h.log.Error("policy response phase failed", "policy", p.Name(), "subject", msg.Subject, "error", err)
 			return failure(503, "policy "+p.Name()+" failed")
 		}
 		if res.Status != 0 {
+			h.refused(p.Name(), h.metrics.Policy(p.Name()), reason)
 			return failure(int(res.Status), res.Error)
 		}
 	}
 	out.data, out.header = resp.Data, resp.Header
 	return out
+}
+
+// takeRefusal removes the refusal reason a policy added to msg's response
+// headers (abi.HeaderRefusal, in any case) and returns it: it is for the
+// host, never for the caller. A message no policy gave response headers
+// costs a nil check.
+func takeRefusal(msg *plugin.Message) string {
+	if len(msg.RespHeader) == 0 {
+		return ""
+	}
+	reason := ""
+	for name, vs := range msg.RespHeader {
+		if len(name) == len(abi.HeaderRefusal) && strings.EqualFold(name, abi.HeaderRefusal) {
+			if reason == "" && len(vs) > 0 {
+				reason = vs[0]
+			}
+			delete(msg.RespHeader, name)
+		}
+	}
+	return reason
+}
+
+// refused counts a policy's rejection by the reason it named, if any, and
+// for abi.RefusalUnknownKey asks for the policy's key sets again.
+func (h *Host) refused(policy string, pm *metrics.Policy, reason string) {
+	if reason == "" {
+		return
+	}
+	if !abi.ValidRefusal(reason) {
+		reason = metrics.InvalidReason
+	}
+	pm.Refused(reason)
+	if reason == abi.RefusalUnknownKey {
+		h.refreshKeys(policy)
+	}
 }
 
 // forward sends msg to subject on the bus: as a request, returning the

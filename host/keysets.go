@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/trellis-mesh/trellis/host/internal/jwks"
@@ -34,6 +35,10 @@ type KeySource struct {
 	// MinRefresh and MaxRefresh bound the time between two fetches
 	// (defaults 1m and 1h); within them a set is refetched when its
 	// Cache-Control max-age runs out, and after a failure with backoff.
+	// A policy's rejection for abi.RefusalUnknownKey (a token signed with
+	// a key the set lacks) asks for a fetch too: at once when the last one
+	// is MinRefresh old, else when it will be, one fetch however many
+	// tokens ask.
 	MinRefresh, MaxRefresh time.Duration
 }
 
@@ -53,6 +58,31 @@ type keySets struct {
 	byName  map[string]*keyWatch
 	wg      sync.WaitGroup
 	stopped bool
+	// serving is a copy of byName, replaced whole under mu whenever byName
+	// changes: a message's path (refreshKeys) reads it with no lock.
+	serving atomic.Pointer[map[string]*keyWatch]
+}
+
+// publish makes serving a copy of byName; the caller holds mu.
+func (ks *keySets) publish() {
+	m := maps.Clone(ks.byName)
+	ks.serving.Store(&m)
+}
+
+// refreshKeys asks every key set of policy name to be fetched again, at
+// most once per its MinRefresh (jwks.Watcher.Refresh): a policy refused a
+// token whose key none of them holds (abi.RefusalUnknownKey). It never
+// blocks, and does nothing for a plugin without key sets.
+func (h *Host) refreshKeys(name string) {
+	m := h.keys.serving.Load()
+	if m == nil {
+		return
+	}
+	if w := (*m)[name]; w != nil {
+		for _, jw := range w.watchers {
+			jw.Refresh()
+		}
+	}
 }
 
 // keyWatch is one plugin's key sets.
@@ -235,6 +265,7 @@ func (h *Host) watchKeys(ctx context.Context, spec Spec) (*keyWatch, error) {
 		ks.byName = map[string]*keyWatch{}
 	}
 	ks.byName[spec.Name] = w
+	ks.publish()
 	for _, jw := range w.watchers {
 		ks.wg.Add(1)
 		go func() { defer ks.wg.Done(); jw.Run(wctx) }()
@@ -272,6 +303,7 @@ func (h *Host) forgetKeys(name string, w *keyWatch) {
 	}
 	if w != nil && ks.byName[name] == w {
 		delete(ks.byName, name)
+		ks.publish()
 	}
 	if w != nil {
 		w.stop()
@@ -287,6 +319,7 @@ func (h *Host) closeKeys() {
 		w.stop()
 		delete(ks.byName, name)
 	}
+	ks.publish()
 	ks.mu.Unlock()
 	ks.wg.Wait()
 }

@@ -1,8 +1,10 @@
 # The order flow as an event-driven service mesh: an HTTP ingress in front of
-# the bus, an auth policy and a rate limit on the way in, a 90/10 canary
-# between two versions of the order reader, and a deliberately flaky mailer
-# protected by retries, a circuit breaker and a dead-letter subject.
+# the bus, authentication by JWTs from an identity provider, a scope check
+# and a rate limit on the way in, a 90/10 canary between two versions of the
+# order reader, and a deliberately flaky mailer protected by retries, a
+# circuit breaker and a dead-letter subject.
 #
+#   go run ./examples/mesh/issuer serve &          # the demo identity provider
 #   go run ./cmd/trellis run --config examples/mesh/trellis.hcl
 #
 # See README.md beside this file for the walk-through.
@@ -20,17 +22,37 @@ http {
 
 # Policies: built-in plugins, built from source like any plugin.
 
+# Access tokens (JWTs) from an OpenID provider. Here it is the demo issuer
+# of examples/mesh/issuer on loopback; README.md shows the same block for
+# Keycloak, Auth0, Okta, Entra ID and Google. The host finds the provider's
+# keys by OpenID discovery, fetches them (the plugin has no network access),
+# keeps them fresh, and fetches them again when a token names a key it does
+# not have: a key the provider rotates in is accepted at once.
 policy "auth" {
   source = "../../plugins/auth"
-  # Demo tokens, for this example only. Use your own secrets (or JWTs, see
-  # plugins/auth/README.md) for anything real.
-  config = { tokens = "dev:dev-token,ops:ops-token" }
+  jwks "demo" {
+    issuer      = "http://127.0.0.1:8090"
+    min_refresh = "5s" # never fetched more often; 5s for the demo, 1m by default
+  }
+  config = {
+    jwt_issuers            = "demo"
+    "jwks.demo.algorithms" = "ES256"  # pinned: what the provider signs with, nothing else
+    jwt_audience           = "orders" # tokens minted for another service are refused
+    jwt_require_exp        = "true"
+    claims                 = "sub,scope,realm_access" # passed on to the policies after this one
+  }
+}
+
+# Placing an order needs the orders:write scope.
+policy "writers" {
+  source = "../../plugins/acl"
+  config = { require_claims = "scope=orders:write" }
 }
 
 policy "ratelimit" {
   source = "../../plugins/ratelimit"
   # A token bucket per client the auth policy authenticated (its principal,
-  # token:dev or token:ops): 8 requests at once, 2 a second after that.
+  # jwt:http://127.0.0.1:8090#alice): 8 requests at once, 2 a second after.
   config = { rate = "2", burst = "8" }
 }
 
@@ -111,7 +133,7 @@ plugin "mailer" {
 http_route "POST /orders" {
   subject  = "orders.created"
   event    = true
-  policies = ["auth", "ratelimit"]
+  policies = ["auth", "writers", "ratelimit"]
 }
 
 http_route "GET /orders/{id}" {

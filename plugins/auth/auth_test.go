@@ -144,6 +144,27 @@ func TestVerifyReturnsClaimsAsJSONNumbers(t *testing.T) {
 	}
 }
 
+// TestClaimHeaderValueKeepsStringsApartFromJSON: a string claim that
+// looks like an array or an object is passed on quoted, so a policy that
+// reads claims as JSON (acl) cannot take it for one.
+func TestClaimHeaderValueKeepsStringsApartFromJSON(t *testing.T) {
+	for in, want := range map[string]string{
+		`["admin"]`:          `"[\"admin\"]"`,
+		` {"roles":"admin"}`: `" {\"roles\":\"admin\"}"`,
+		`"admin"`:            `"\"admin\""`,
+		"orders.read [x]":    "orders.read [x]",
+		"ada":                "ada",
+	} {
+		if got, ok := ClaimHeaderValue(in); !ok || got != want {
+			t.Errorf("ClaimHeaderValue(%q) = %q %v, want %q", in, got, ok, want)
+		}
+	}
+	nested := map[string]any{"roles": []any{"admin"}}
+	if got, _ := ClaimHeaderValue(nested); got != `{"roles":["admin"]}` {
+		t.Errorf("an object claim: %q", got)
+	}
+}
+
 func TestLooksLikeJWT(t *testing.T) {
 	for tok, want := range map[string]bool{
 		"a.b.c": true, "eyJ.eyJ.sig-_": true,

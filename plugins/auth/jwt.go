@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/trellis-mesh/trellis/abi"
 )
 
 // Why a JWT was refused. Every one of them is a 401 "invalid credentials"
@@ -40,7 +42,7 @@ func Reason(err error) string {
 		name string
 	}{
 		{ErrMalformed, "malformed"}, {ErrAlgorithm, "algorithm"}, {ErrIssuer, "issuer"},
-		{ErrUnknownKey, "unknown_key"}, {ErrSignature, "signature"}, {ErrExpired, "expired"},
+		{ErrUnknownKey, abi.RefusalUnknownKey}, {ErrSignature, "signature"}, {ErrExpired, "expired"},
 		{ErrMissingExp, "missing_exp"}, {ErrNotYetValid, "not_yet_valid"}, {ErrAudience, "audience"},
 	} {
 		if errors.Is(err, r.err) {
@@ -335,8 +337,12 @@ func ParseEd25519Key(s string) (ed25519.PublicKey, error) {
 
 // ClaimHeaderValue renders a claim as a header value: a string as it is,
 // a number or a boolean as JSON writes it, an array or an object as compact
-// JSON. It reports false for a null claim and for a string a header cannot
-// carry (one with control characters such as CR or LF).
+// JSON. A string that would read as JSON (its first non-blank character is
+// '[', '{' or '"') is written as a JSON string, quoted, so that a string
+// claim never passes for an array or an object: a user's display name
+// `["admin"]` must not read as a list of roles. It reports false for a
+// null claim and for a string a header cannot carry (one with control
+// characters such as CR or LF).
 func ClaimHeaderValue(v any) (string, bool) {
 	switch c := v.(type) {
 	case nil:
@@ -344,6 +350,13 @@ func ClaimHeaderValue(v any) (string, bool) {
 	case string:
 		if c == "" || strings.IndexFunc(c, isControl) >= 0 {
 			return "", false
+		}
+		if t := strings.TrimLeft(c, " \t"); t != "" && strings.IndexByte(`[{"`, t[0]) >= 0 {
+			b, err := json.Marshal(c)
+			if err != nil {
+				return "", false
+			}
+			return string(b), true
 		}
 		return c, true
 	case json.Number:

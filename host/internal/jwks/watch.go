@@ -111,12 +111,12 @@ func (w *Watcher) earliest() time.Time {
 // ends, calling onChange with each new set.
 func (w *Watcher) Run(ctx context.Context) {
 	for {
-		due := w.next()
+		due, asked := w.next(), false
 		select {
 		case <-ctx.Done():
 			return
 		case <-w.refresh:
-			due = w.earliest()
+			due, asked = w.earliest(), true
 		case <-time.After(time.Until(due)):
 		}
 		if wait := time.Until(due); wait > 0 {
@@ -127,6 +127,11 @@ func (w *Watcher) Run(ctx context.Context) {
 			}
 		}
 		set, changed, err := w.Fetch(ctx)
+		if asked && err == nil {
+			// At most once per MinRefresh: a flood of forged kids makes
+			// one line per interval.
+			w.log.Info("key set refetched: a token named a key it lacked", "uri", w.src.URI, "issuer", w.src.Issuer, "changed", changed)
+		}
 		if err == nil && changed && w.onChange != nil {
 			w.onChange(set)
 		}

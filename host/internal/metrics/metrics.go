@@ -22,6 +22,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+
+	"github.com/trellis-mesh/trellis/abi"
 )
 
 // Outcome is how a message's handling ended, as trellis_messages_total
@@ -122,6 +124,7 @@ type Set struct {
 	fallbacks      *prometheus.CounterVec
 	policySeconds  *prometheus.HistogramVec
 	policyDecided  *prometheus.CounterVec
+	policyRefused  *prometheus.CounterVec
 	reloads        *prometheus.CounterVec
 	loadSeconds    *prometheus.HistogramVec
 	publishes      *prometheus.CounterVec
@@ -166,6 +169,9 @@ func New() *Set {
 	s.policySeconds = histogram("trellis_policy_duration_seconds", "Time of one policy call.", latencyBuckets, "policy")
 	s.policyDecided = counter("trellis_policy_decisions_total",
 		"Policy calls by what the policy decided (allow, reject, answer, route) or fault and missing.", "policy", "decision")
+	s.policyRefused = counter("trellis_policy_refusals_total",
+		"Policy rejections by the reason the policy named (its Trellis-Refusal header): at most 64 reasons per policy, then _other; _invalid for a malformed one.",
+		"policy", "reason")
 	s.reloads = counter("trellis_reloads_total",
 		"Plugin versions applied, by result: loaded, reloaded, unloaded, refused.", "plugin", "result")
 	s.loadSeconds = histogram("trellis_load_duration_seconds",
@@ -420,7 +426,8 @@ func (s *Set) Policy(name string) *Policy {
 	if p := old[name]; p != nil {
 		return p
 	}
-	p := &Policy{seconds: s.policySeconds.WithLabelValues(name)}
+	p := &Policy{set: s, name: name, seconds: s.policySeconds.WithLabelValues(name)}
+	p.refused.Store(&map[string]prometheus.Counter{})
 	for i, d := range decisions {
 		p.decided[i] = s.policyDecided.WithLabelValues(name, d)
 	}
@@ -435,8 +442,61 @@ func (s *Set) Policy(name string) *Policy {
 
 // Policy is one policy's handles; its methods do nothing on a nil Policy.
 type Policy struct {
+	set     *Set
+	name    string
 	seconds prometheus.Observer
 	decided [numDecis]prometheus.Counter
+
+	mu      sync.Mutex // guards the copy-on-write of refused, and other
+	refused atomic.Pointer[map[string]prometheus.Counter]
+	other   prometheus.Counter // made on first use
+}
+
+// Refusal reasons that stand for others in trellis_policy_refusals_total.
+const (
+	// OtherReason counts a policy's reasons past abi.MaxRefusalReasons.
+	OtherReason = "_other"
+	// InvalidReason counts reasons that abi.ValidRefusal refuses.
+	InvalidReason = "_invalid"
+)
+
+// Refused counts a rejection the policy gave reason for. The caller
+// checks reason (abi.ValidRefusal); the first abi.MaxRefusalReasons
+// reasons get a series each, later ones share OtherReason. A reason seen
+// before costs a map read and an atomic add.
+func (p *Policy) Refused(reason string) {
+	if p == nil {
+		return
+	}
+	if c := (*p.refused.Load())[reason]; c != nil {
+		c.Inc()
+		return
+	}
+	p.refusedSlow(reason).Inc()
+}
+
+func (p *Policy) refusedSlow(reason string) prometheus.Counter {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	old := *p.refused.Load()
+	if c := old[reason]; c != nil {
+		return c
+	}
+	if len(old) >= abi.MaxRefusalReasons {
+		// Not kept per reason, or the map would grow without bound.
+		if p.other == nil {
+			p.other = p.set.policyRefused.WithLabelValues(p.name, OtherReason)
+		}
+		return p.other
+	}
+	c := p.set.policyRefused.WithLabelValues(p.name, reason)
+	next := make(map[string]prometheus.Counter, len(old)+1)
+	for k, v := range old {
+		next[k] = v
+	}
+	next[reason] = c
+	p.refused.Store(&next)
+	return c
 }
 
 // Decided counts a call that decided decision (Allow, Reject, ...) and

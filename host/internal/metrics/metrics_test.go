@@ -1,8 +1,11 @@
 package metrics
 
 import (
+	"strconv"
 	"testing"
 	"time"
+
+	"github.com/trellis-mesh/trellis/abi"
 )
 
 // TestHooksAllocateNothing checks the promise of the package: once a
@@ -62,4 +65,44 @@ func BenchmarkHooks(b *testing.B) {
 		p.Handled(time.Microsecond)
 		p.End(sj, OK, 0, time.Millisecond)
 	}
+}
+
+// TestRefusalsAreBoundedPerPolicy: a policy that names a new reason for
+// every rejection gets abi.MaxRefusalReasons series, the rest counted
+// under OtherReason; a known reason costs no allocation.
+func TestRefusalsAreBoundedPerPolicy(t *testing.T) {
+	s := New()
+	p := s.Policy("auth")
+	for i := range 3 * abi.MaxRefusalReasons {
+		p.Refused("r" + strconv.Itoa(i))
+	}
+	p.Refused("r0")
+	series := map[string]float64{}
+	mfs, err := s.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "trellis_policy_refusals_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "reason" {
+					series[l.GetValue()] = m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	if len(series) != abi.MaxRefusalReasons+1 {
+		t.Fatalf("%d series, want %d", len(series), abi.MaxRefusalReasons+1)
+	}
+	if series["r0"] != 2 || series[OtherReason] != 2*abi.MaxRefusalReasons {
+		t.Fatalf("r0 %v, %s %v", series["r0"], OtherReason, series[OtherReason])
+	}
+	if allocs := testing.AllocsPerRun(1000, func() { p.Refused("r1") }); allocs != 0 {
+		t.Fatalf("%v allocations per known reason", allocs)
+	}
+	var none *Policy
+	none.Refused("x")
 }
