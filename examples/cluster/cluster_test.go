@@ -501,6 +501,56 @@ type requests struct {
 // maxInFlight bounds each stream's unanswered requests.
 const maxInFlight = 4
 
+// paced calls send(n) for n = 0, 1, ... every pace, each on a goroutine
+// of its own, up to maxInFlight at once, as independent callers would,
+// until stop is closed; it returns once every call has.
+func paced(stop <-chan struct{}, send func(n int)) {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	tick := time.NewTicker(pace)
+	defer tick.Stop()
+	slots := make(chan struct{}, maxInFlight)
+	for n := 0; ; n++ {
+		select {
+		case <-stop:
+			return
+		case <-tick.C:
+		}
+		select {
+		case slots <- struct{}{}:
+		case <-stop:
+			return
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-slots }()
+			send(n)
+		}()
+	}
+}
+
+// lastSucceeded reports whether, of the outcomes of calls started after
+// since, there are at least n and the last n started all succeeded.
+func lastSucceeded(log []outcome, since time.Time, n int) bool {
+	var after []outcome
+	for _, o := range log {
+		if o.start.After(since) {
+			after = append(after, o)
+		}
+	}
+	if len(after) < n {
+		return false
+	}
+	sort.Slice(after, func(i, j int) bool { return after[i].start.Before(after[j].start) })
+	for _, o := range after[len(after)-n:] {
+		if o.err != nil {
+			return false
+		}
+	}
+	return true
+}
+
 // newRequests connects the clients, one per member.
 func newRequests(c *testCluster) *requests {
 	r := &requests{}
@@ -519,36 +569,18 @@ func (r *requests) run(c *testCluster, stop <-chan struct{}) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			tick := time.NewTicker(pace)
-			defer tick.Stop()
-			slots := make(chan struct{}, maxInFlight)
-			for n := 0; ; n++ {
-				select {
-				case <-stop:
-					return
-				case <-tick.C:
-				}
-				select {
-				case slots <- struct{}{}:
-				case <-stop:
-					return
-				}
+			paced(stop, func(n int) {
 				data := []byte(c.members[s.client].name)
 				if s.subject == "orders.created" {
 					data = []byte(fmt.Sprintf(`{"id":"c%d-%d","item":"book"}`, s.client, n))
 				}
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					defer func() { <-slots }()
-					o := outcome{start: time.Now()}
-					_, o.err = request(s.nc, s.subject, data)
-					o.end = time.Now()
-					r.mu.Lock()
-					s.log = append(s.log, o)
-					r.mu.Unlock()
-				}()
-			}
+				o := outcome{start: time.Now()}
+				_, o.err = request(s.nc, s.subject, data)
+				o.end = time.Now()
+				r.mu.Lock()
+				s.log = append(s.log, o)
+				r.mu.Unlock()
+			})
 		}()
 	}
 	wg.Wait()
@@ -560,20 +592,8 @@ func (r *requests) flowing(since time.Time, n int) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, s := range r.streams {
-		var after []outcome
-		for _, o := range s.log {
-			if o.start.After(since) {
-				after = append(after, o)
-			}
-		}
-		if len(after) < n {
+		if !lastSucceeded(s.log, since, n) {
 			return false
-		}
-		sort.Slice(after, func(i, j int) bool { return after[i].start.Before(after[j].start) })
-		for _, o := range after[len(after)-n:] {
-			if o.err != nil {
-				return false
-			}
 		}
 	}
 	return true
@@ -680,35 +700,17 @@ func (e *events) run(c *testCluster, stop <-chan struct{}) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			tick := time.NewTicker(pace)
-			defer tick.Stop()
-			slots := make(chan struct{}, maxInFlight)
-			for n := 0; ; n++ {
-				select {
-				case <-stop:
-					return
-				case <-tick.C:
-				}
-				select {
-				case slots <- struct{}{}:
-				case <-stop:
-					return
-				}
+			paced(stop, func(n int) {
 				id := fmt.Sprintf("%s-%d", c.members[p.client].name, n)
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					defer func() { <-slots }()
-					o := published{id: id, outcome: outcome{start: time.Now()}}
-					ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
-					_, o.err = p.js.Publish(ctx, "tally.events", []byte("order "+id), jetstream.WithMsgID(id))
-					cancel()
-					o.end = time.Now()
-					e.mu.Lock()
-					p.log = append(p.log, o)
-					e.mu.Unlock()
-				}()
-			}
+				o := published{id: id, outcome: outcome{start: time.Now()}}
+				ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
+				_, o.err = p.js.Publish(ctx, "tally.events", []byte("order "+id), jetstream.WithMsgID(id))
+				cancel()
+				o.end = time.Now()
+				e.mu.Lock()
+				p.log = append(p.log, o)
+				e.mu.Unlock()
+			})
 		}()
 	}
 	wg.Wait()
@@ -718,20 +720,12 @@ func (e *events) flowing(since time.Time, n int) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for _, p := range e.pubs {
-		var after []outcome
-		for _, o := range p.log {
-			if o.start.After(since) {
-				after = append(after, o.outcome)
-			}
+		log := make([]outcome, len(p.log))
+		for i, o := range p.log {
+			log[i] = o.outcome
 		}
-		if len(after) < n {
+		if !lastSucceeded(log, since, n) {
 			return false
-		}
-		sort.Slice(after, func(i, j int) bool { return after[i].start.Before(after[j].start) })
-		for _, o := range after[len(after)-n:] {
-			if o.err != nil {
-				return false
-			}
 		}
 	}
 	return true
