@@ -470,12 +470,27 @@ func (plan Rollout) breach(cw statsReading, ref *statsReading) string {
 	if ref == nil {
 		return ""
 	}
-	cp, sp := cw.quantile(0.99), ref.quantile(0.99)
+	cp, sp := cw.quantile(tailQuantile(cw.msgs)), ref.quantile(tailQuantile(ref.msgs))
 	if float64(cp) > float64(sp)*plan.MaxLatencyRatio && cp-sp > plan.LatencyFloor {
 		return fmt.Sprintf("p99 %s over %d messages against the stable's %s over %d: more than %.2f times and %s slower (max latency ratio)",
 			cp, cw.msgs, sp, ref.msgs, plan.MaxLatencyRatio, plan.LatencyFloor)
 	}
 	return ""
+}
+
+// tailQuantile is the quantile the latency gate reads from a window of n
+// messages: the p99, except in a window under 300 messages, where the p99
+// would be one of its three slowest calls and a single garbage collection
+// or scheduler pause could roll back a good version. There it is the
+// quantile that leaves the three slowest calls out.
+func tailQuantile(n uint64) float64 {
+	if n <= 3 {
+		return 0.5
+	}
+	if q := 1 - 3/float64(n); q < 0.99 {
+		return q
+	}
+	return 0.99
 }
 
 // setShare gives the canary step i's share and returns the set published.

@@ -73,6 +73,18 @@ func TestBreachRules(t *testing.T) {
 		return s.read()
 	}
 	stable := window(100, 1, time.Millisecond)
+	// A good version's small window with a few pauses in it.
+	paused := func(n, slow int) statsReading {
+		var s versionStats
+		for i := range n {
+			lat := time.Millisecond
+			if i < slow {
+				lat = 60 * time.Millisecond
+			}
+			s.record(lat, false)
+		}
+		return s.read()
+	}
 	cases := []struct {
 		name   string
 		canary statsReading
@@ -85,6 +97,9 @@ func TestBreachRules(t *testing.T) {
 		{"errors", window(100, 5, time.Millisecond), &stable, true},
 		{"slower, under the floor", window(50, 0, 3*time.Millisecond), &stable, false},
 		{"slower", window(50, 0, 20*time.Millisecond), &stable, true},
+		{"three pauses in a small window", paused(65, 3), &stable, false},
+		{"four slow calls in a small window", paused(65, 4), &stable, true},
+		{"slow 2% of a large window", paused(1000, 20), &stable, true},
 		{"no reference: errors", window(50, 5, time.Millisecond), nil, true},
 		{"no reference: latency unjudged", window(50, 0, time.Second), nil, false},
 	}
