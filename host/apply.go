@@ -98,6 +98,7 @@ func (h *Host) Apply(ctx context.Context, c Change) (done Applied, err error) {
 	if err != nil {
 		return done, err
 	}
+	h.applyRecording(ctx, todo)
 	for _, name := range c.Unload {
 		h.forgetKeys(name, nil)
 		h.preparing.forget(name)
@@ -208,6 +209,14 @@ func checkSpec(spec Spec) error {
 	}
 	if ns := kvNamespace(spec); !plugin.ValidKey(ns) {
 		return fmt.Errorf("plugin %q: KV namespace %.64q: want 1 to %d bytes of A-Z a-z 0-9 - _ = . /", spec.Name, ns, abi.MaxKVKeyLen)
+	}
+	if r := spec.Record; r != nil {
+		if spec.Policy || spec.Durable != nil {
+			return fmt.Errorf("plugin %q: record applies to handlers fed by subscriptions, not to policies or durable handlers", spec.Name)
+		}
+		if _, err := r.withDefaults(); err != nil {
+			return fmt.Errorf("plugin %q: %w", spec.Name, err)
+		}
 	}
 	if spec.Queue != "" {
 		if err := abi.ValidQueue(spec.Queue); err != nil {
@@ -378,7 +387,7 @@ func roleCheck(spec Spec, p *plugin.Plugin, pr *prepared) error {
 		return fmt.Errorf("plugin %q: queue %q: %w", spec.Name, queue, err)
 	}
 	pr.subjects, pr.queue = subjects, queue
-	return nil
+	return checkRecord(spec, subjects)
 }
 
 // generation is the host's bindings as a Change would leave them, worked

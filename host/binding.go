@@ -34,6 +34,8 @@ type binding struct {
 	// cands are the handler's candidate versions, nil when it has none
 	// (see candidate.go).
 	cands atomic.Pointer[candidateSet]
+	// rec is the handler's recording, nil when it has none (record.go).
+	rec atomic.Pointer[recorder]
 
 	subs    map[string]*nats.Subscription // under h.applyMu
 	queue   string                        // under h.applyMu
@@ -215,6 +217,10 @@ func (b *binding) serve(a arrival, w *worker) {
 	}
 	if cs := b.cands.Load(); cs != nil {
 		b.serveCandidates(a, snap, cs, w)
+		return
+	}
+	if r := b.rec.Load(); r != nil && r.on.Load() && r.matches(a.m.Subject) {
+		b.serveRecorded(a, snap, r, w)
 		return
 	}
 	m := a.m

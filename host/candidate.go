@@ -519,6 +519,9 @@ func (b *binding) serveCandidates(a arrival, snap *snapshot, cs *candidateSet, w
 	if serving == snap && len(cs.shadows) > 0 {
 		t = newTap(cs.shadows, snap, m.Reply)
 	}
+	if serving == snap {
+		t = b.withRecording(t, snap, m)
+	}
 	w.tap = t
 	obs := b.observe(m, a.at, serving)
 	start := deadline.Now()

@@ -146,6 +146,9 @@ type Spec struct {
 	// KeySources are key sets the host fetches and keeps fresh in Config
 	// (see KeySource, keysets.go).
 	KeySources []KeySource
+	// Record, if set, records the handler's messages on chosen subjects
+	// for replay (see Record, record.go).
+	Record *Record
 	// keyRefresh marks the load a changed key set makes.
 	keyRefresh bool
 }
@@ -217,6 +220,7 @@ type Host struct {
 	events         eventLog     // recent loads, reloads and faults; see observe.go
 	svc            services     // the plugins as NATS services; see services.go
 	deploy         deployments  // candidate versions and rollouts; see candidate.go
+	rec            recording    // recording and replay; see record.go
 
 	http     *http.Server
 	httpAddr string

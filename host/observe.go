@@ -48,6 +48,7 @@ func (h *Host) startMetrics() {
 	h.metrics.Registry.MustRegister(
 		stateCollector{h},
 		deployCollector{h}, // candidate versions and rollouts; see canary.go
+		recordCollector{h}, // recording; see record.go
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)

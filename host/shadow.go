@@ -300,6 +300,10 @@ type tap struct {
 	capture bool
 	reply   string
 	seen    *plugin.Message
+	// rec, if set, records the message and the stable's answer, of
+	// version (record.go).
+	rec     *recorder
+	version string
 }
 
 // newTap returns a tap for the shadows that admit this message, or nil.
@@ -345,6 +349,9 @@ func (t *tap) send(out outcome) {
 		stable: answer{status: out.status, data: out.data, known: !out.sent}}
 	if out.status != 0 {
 		job.stable.data = []byte(out.errText)
+	}
+	if t.rec != nil {
+		t.rec.add(t.seen, t.reply != "", job.stable, t.version)
 	}
 	for _, c := range t.shadows {
 		select {
