@@ -111,6 +111,8 @@ type Plugin struct {
 	// SubjectsRange is where its subjects attribute is, or Range when it
 	// has none.
 	SubjectsRange hcl.Range
+	// RecordRange is where its record block is, if it has one.
+	RecordRange hcl.Range
 }
 
 // Error is a configuration that Load refused. Each line of Error() is one
@@ -237,6 +239,7 @@ type pluginSchema struct {
 	Fallback   *string        `hcl:"fallback,optional"`
 	DeadLetter *string        `hcl:"dead_letter,optional"`
 	Durable    *durableSchema `hcl:"durable,block"` // see durable.go
+	Record     *recordSchema  `hcl:"record,block"`  // see record.go
 	DefRange   hcl.Range      `hcl:",def_range"`
 }
 
@@ -588,6 +591,7 @@ func (d *decoder) plugin(ps pluginSchema, dataDir string, isPolicy bool) Plugin 
 		p.Grants.Dirs = append(p.Grants.Dirs, plugin.Dir{HostPath: d.path(ds.HostPath), GuestPath: ds.GuestPath, ReadOnly: ro})
 	}
 	p.KeySources = d.keySources(ps.JWKS, p.Config)
+	d.record(ps.Record, &p)
 	if n, ok := d.integer(ps.PoolSize, "pool_size", 1, MaxPoolSize); ok {
 		p.PoolSize = int(n)
 	}
