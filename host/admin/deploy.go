@@ -62,6 +62,7 @@ func (s *Server) deployRoutes() {
 	s.mux.HandleFunc("POST /api/deploy/{plugin}/abort", s.apiAbort)
 	s.mux.HandleFunc("POST /api/deploy/{plugin}/{version}/promote", s.apiPromote)
 	s.mux.HandleFunc("DELETE /api/deploy/{plugin}/{version}", s.apiRemove)
+	s.recordRoutes() // recording and replay; see record.go
 }
 
 func (s *Server) deployStatus(name, version string) (DeployStatus, bool) {
