@@ -12,6 +12,8 @@
 //	trellis ls                    list a host's plugins with their figures
 //	trellis top                   the same, refreshed in place
 //	trellis deploy PLUGIN FILE    shadow a new version, or roll it out as a canary
+//	trellis record PLUGIN --on    record a plugin's traffic for replay
+//	trellis replay SUBJECT --to P run recorded traffic against a version, with a diff of replies
 //	trellis version               print the versions of trellis, the ABI, wazero and nats-server
 //	trellis completion SHELL      print a shell completion script
 package main
@@ -55,6 +57,9 @@ Usage:
   trellis ls [flags]                 list a host's plugins: version, subjects, pool, rate, errors, p50/p99
   trellis top [flags]                the same, refreshed in place
   trellis deploy PLUGIN FILE.wasm    shadow or canary a new version (--shadow, --canary 5%,25%,100%)
+  trellis record PLUGIN --on|--off   record a plugin's traffic for replay, or stop
+  trellis replay SUBJECT --to PLUGIN[@VERSION] [--module FILE.wasm]
+                                     run recorded messages against a version, diff the replies
   trellis version                    print the versions of trellis, the ABI, wazero and nats-server
   trellis completion bash|zsh|fish   print a shell completion script
 
@@ -90,7 +95,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 func verbs() map[string]func([]string, io.Writer, io.Writer) int {
 	return map[string]func([]string, io.Writer, io.Writer) int{
 		"dev": cmdDev, "run": cmdRun, "build": cmdBuild, "new": cmdNew, "keygen": cmdKeygen, "sign": cmdSign, "req": cmdReq, "pub": cmdPub, "sub": cmdSub, "ls": cmdLs, "top": cmdTop, "deploy": cmdDeploy,
-		"version": cmdVersion, "completion": cmdCompletion,
+		"record": cmdRecord, "replay": cmdReplay, "version": cmdVersion, "completion": cmdCompletion,
 	}
 }
 
