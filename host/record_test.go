@@ -2,6 +2,7 @@ package host_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -90,6 +91,12 @@ func TestRecordThenReplayAgainstSameAndDifferentVersions(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("sentinel not received")
+	}
+
+	if kv, err := js.KeyValue(t.Context(), host.KVBucket); err == nil {
+		if _, err := kv.Get(t.Context(), "greet.greeted"); !errors.Is(err, jetstream.ErrKeyNotFound) {
+			t.Fatalf("the replayed version's KV write was made: get greet.greeted: %v", err)
+		}
 	}
 
 	// A version that answers differently, as a candidate: every answer
@@ -266,5 +273,34 @@ func TestRecordingDropsWhatIsTooBig(t *testing.T) {
 	}
 	if v, _ := h.Scrape().Value("trellis_record_dropped_total", "plugin", "greet", "reason", "too_big"); v != 1 {
 		t.Fatalf("trellis_record_dropped_total{too_big} = %v", v)
+	}
+}
+
+func TestRecordingNeverHoldsUpServing(t *testing.T) {
+	h := trellistest.NewHost(t)
+	h.Load("greet", trellistest.Wasm(t, greetSrc), func(s *host.Spec) { s.Record = &host.Record{} })
+	// The stream goes away under the recording: every store fails.
+	js, err := jetstream.New(h.Client())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := js.DeleteStream(t.Context(), "TRELLIS_RECORD_greet"); err != nil {
+		t.Fatal(err)
+	}
+	const n = 200
+	start := time.Now()
+	for i := range n {
+		name := fmt.Sprint("Ada", i)
+		if m := h.Request("greet", []byte(name), 5*time.Second); string(m.Data) != "Hello, "+name+"!" {
+			t.Fatalf("reply %q", m.Data)
+		}
+	}
+	t.Logf("%d requests answered in %v with every store failing", n, time.Since(start))
+	trellistest.WaitFor(t, 10*time.Second, "every message counted dropped", func() bool {
+		st, _ := h.Recording(t.Context(), "greet")
+		return st.Dropped["failed"]+st.Dropped["queue_full"] == n
+	})
+	if st, _ := h.Recording(t.Context(), "greet"); st.Recorded != 0 {
+		t.Fatalf("status %+v: nothing can have been stored", st)
 	}
 }

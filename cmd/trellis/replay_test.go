@@ -34,6 +34,7 @@ func TestRecordThenReplayFromTheCLI(t *testing.T) {
 		!strings.Contains(out, `- recorded  "Hello, Ada5!"`) || !strings.Contains(out, `+ replayed  "Hello, Ada5."`) {
 		t.Fatalf("replay against v2: exit %d, want 1\n%s%s", code, out, errOut)
 	}
+	t.Logf("trellis replay against v2:\n%s", out)
 	// Against a candidate, by version.
 	code, out, errOut = runCLI("deploy", "greet", v2, "--admin", base)
 	if code != 0 {
