@@ -50,9 +50,6 @@ func Check(ctx context.Context, c *Config, opts CheckOptions) error {
 			}
 		}
 		subjects, ok := d.checkModule(ctx, p, path)
-		if ok && !p.Policy && len(p.Subjects) == 0 {
-			d.recordWithin(p, subjects)
-		}
 		if ok && !p.Policy {
 			q := p
 			q.Subjects = subjects

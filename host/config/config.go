@@ -111,8 +111,6 @@ type Plugin struct {
 	// SubjectsRange is where its subjects attribute is, or Range when it
 	// has none.
 	SubjectsRange hcl.Range
-	// RecordRange is where its record block is, if it has one.
-	RecordRange hcl.Range
 }
 
 // Error is a configuration that Load refused. Each line of Error() is one
