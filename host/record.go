@@ -59,6 +59,12 @@ const (
 	recordStallWait  = 50 * time.Millisecond
 )
 
+// Event kinds of recording and replay.
+const (
+	EventRecording EventKind = "recording" // a plugin's recording was turned on or off
+	EventReplayed  EventKind = "replayed"  // a replay ended, with its counts
+)
+
 // Record says what a handler records for replay (Spec.Record). The
 // stream's limits are set from it when the plugin loads.
 type Record struct {
@@ -506,7 +512,11 @@ func (h *Host) SetRecording(ctx context.Context, name string, on bool) (RecordSt
 		b.rec.Store(r)
 	}
 	h.log.Info("recording switched", "plugin", name, "on", on)
-	h.events.add(Event{Kind: EventCandidate, Plugin: name, Detail: fmt.Sprintf("recording on=%t", on)})
+	detail := "recording off"
+	if on {
+		detail = "recording on"
+	}
+	h.events.add(Event{Kind: EventRecording, Plugin: name, Detail: detail})
 	return h.recordStatus(ctx, b), nil
 }
 

@@ -117,6 +117,13 @@ func TestRecordThenReplayAgainstSameAndDifferentVersions(t *testing.T) {
 			t.Fatalf("diff %+v: want the recorded request, the stable's reply and v2's", d)
 		}
 	}
+	var seen bool
+	for _, e := range h.Events() {
+		seen = seen || (e.Kind == host.EventReplayed && e.Version == v2 && strings.Contains(e.Detail, "20 replayed: 0 same, 20 different"))
+	}
+	if !seen {
+		t.Fatalf("events %+v: no replayed event", h.Events())
+	}
 	// The candidate itself took no traffic from the replay.
 	if c := h.Candidates("greet"); len(c) != 1 || c[0].Messages != 0 {
 		t.Fatalf("candidates %+v: the replay ran on a version of its own", c)

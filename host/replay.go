@@ -263,6 +263,8 @@ read:
 	rep.P50, rep.P99 = st.quantile(0.5).Seconds(), st.quantile(0.99).Seconds()
 	rep.Seconds = time.Since(began).Seconds()
 	rep.SideEffects, rep.Effects, rep.Diffs = sr.SideEffects, sr.Effects, sr.Diffs
+	h.events.add(Event{Kind: EventReplayed, Plugin: o.Plugin, Version: c.version,
+		Detail: fmt.Sprintf("%d replayed: %d same, %d different, %d errors", rep.Replayed, rep.Same, rep.Different, rep.Errors)})
 	h.log.Info("replay done", "plugin", o.Plugin, "version", c.version, "replayed", rep.Replayed, "same", rep.Same,
 		"different", rep.Different, "errors", rep.Errors, "stopped", rep.Stopped)
 	return rep, nil
