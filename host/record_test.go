@@ -2,6 +2,7 @@ package host_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -309,5 +310,88 @@ func TestRecordingNeverHoldsUpServing(t *testing.T) {
 	})
 	if st, _ := h.Recording(t.Context(), "greet"); st.Recorded != 0 {
 		t.Fatalf("status %+v: nothing can have been stored", st)
+	}
+}
+
+func TestRecordedEventsKeepTheirHeadersAndReplayTheSame(t *testing.T) {
+	h := trellistest.NewHost(t)
+	h.Load("greet", trellistest.Wasm(t, greetSrc), func(s *host.Spec) { s.Record = &host.Record{} })
+	m := nats.NewMsg("greet")
+	m.Header.Set("X-Order", "42")
+	m.Data = []byte("Ada")
+	if err := h.Client().PublishMsg(m); err != nil {
+		t.Fatal(err)
+	}
+	trellistest.WaitFor(t, 10*time.Second, "the event recorded", func() bool {
+		st, _ := h.Recording(t.Context(), "greet")
+		return st.Recorded == 1
+	})
+	js, err := jetstream.New(h.Client())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := js.Stream(t.Context(), "TRELLIS_RECORD_greet")
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := s.GetLastMsgForSubject(t.Context(), "trellis.record.greet.greet")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rec struct {
+		Subject string              `json:"subject"`
+		Header  map[string][]string `json:"header"`
+		Data    []byte              `json:"data"`
+		Request bool                `json:"request"`
+		Known   bool                `json:"known"`
+		Version string              `json:"version"`
+	}
+	if err := json.Unmarshal(raw.Data, &rec); err != nil {
+		t.Fatal(err)
+	}
+	if rec.Subject != "greet" || rec.Header["X-Order"][0] != "42" || string(rec.Data) != "Ada" || rec.Request || !rec.Known ||
+		rec.Version != h.Plugins()[0].Version {
+		t.Fatalf("stored %s", raw.Data)
+	}
+	rep, err := h.Replay(t.Context(), host.ReplayOptions{Plugin: "greet", Path: trellistest.Wasm(t, greetV2Src)})
+	if err != nil || rep.Replayed != 1 || rep.Same != 1 {
+		t.Fatalf("an event, answered by neither version: %+v %v", rep, err)
+	}
+}
+
+func TestReplaysAreCappedAndStopWithTheirContext(t *testing.T) {
+	h := trellistest.NewHost(t)
+	recordGreet(t, h, 5, host.Record{})
+	same := trellistest.Wasm(t, greetSameSrc)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	type result struct {
+		rep host.ReplayReport
+		err error
+	}
+	// Two slow replays, one after the other so that neither is refused,
+	// each known to run by its log line.
+	done := make(chan result, 2)
+	for _, limit := range []int{4, 3} {
+		go func() {
+			rep, err := h.Replay(ctx, host.ReplayOptions{Plugin: "greet", Path: same, Rate: 0.2, Limit: limit})
+			done <- result{rep, err}
+		}()
+		if !h.WaitLog(10*time.Second, "replay started", fmt.Sprintf("messages=%d", limit)) {
+			t.Fatalf("the replay of %d did not start", limit)
+		}
+	}
+	if _, err := h.Replay(t.Context(), host.ReplayOptions{Plugin: "greet", Path: same, Limit: 1}); err == nil || !strings.Contains(err.Error(), "MaxReplays") {
+		t.Fatalf("a third replay while two run: %v, want it refused (MaxReplays)", err)
+	}
+	cancel()
+	for range 2 {
+		r := <-done
+		if r.err != nil || r.rep.Stopped != context.Canceled.Error() || r.rep.Replayed == 0 || r.rep.Replayed >= 3 {
+			t.Fatalf("a replay cancelled: %+v %v, want it stopped after its first message", r.rep, r.err)
+		}
+	}
+	if rep, err := h.Replay(t.Context(), host.ReplayOptions{Plugin: "greet", Path: same}); err != nil || rep.Replayed != 5 {
+		t.Fatalf("after: %+v %v", rep, err)
 	}
 }
