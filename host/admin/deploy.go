@@ -90,6 +90,12 @@ func (s *Server) apiDeployStatus(w http.ResponseWriter, r *http.Request) {
 func (s *Server) apiDeploy(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("plugin")
 	var req DeployRequest
+	if r.ContentLength > MaxDeployBody {
+		// Refused before a byte of it is read; a body of unknown length is
+		// cut by MaxBytesReader instead.
+		writeError(w, http.StatusRequestEntityTooLarge, fmt.Errorf("deploy request of %d bytes, over %d (admin.MaxDeployBody)", r.ContentLength, MaxDeployBody))
+		return
+	}
 	body := http.MaxBytesReader(w, r.Body, MaxDeployBody)
 	if err := json.NewDecoder(body).Decode(&req); err != nil {
 		var tooBig *http.MaxBytesError

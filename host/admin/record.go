@@ -82,6 +82,10 @@ func (s *Server) apiRecord(w http.ResponseWriter, r *http.Request) {
 func (s *Server) apiReplay(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("plugin")
 	var req ReplayRequest
+	if r.ContentLength > MaxDeployBody {
+		writeError(w, http.StatusRequestEntityTooLarge, fmt.Errorf("replay request of %d bytes, over %d (admin.MaxDeployBody)", r.ContentLength, MaxDeployBody))
+		return
+	}
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxDeployBody))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
