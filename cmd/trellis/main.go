@@ -38,6 +38,7 @@ import (
 	"github.com/trellis-mesh/trellis/host/dev"
 	"github.com/trellis-mesh/trellis/host/dev/build"
 	"github.com/trellis-mesh/trellis/host/dev/scaffold"
+	"github.com/trellis-mesh/trellis/host/tracing"
 )
 
 const usage = `trellis runs WebAssembly plugins on a NATS event bus.
@@ -227,9 +228,15 @@ func cmdDev(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	log := newLogger(*logLevel, "text", stderr)
+	tp, code := startTracing("dev", tracing.Config{}, log, stderr)
+	if tp == nil {
+		return code
+	}
+	defer stopTracing(tp, log)
 	ctx, stop := signalContext()
 	defer stop()
-	h, code := startHost(ctx, "dev", &bf, host.Options{DataDir: *dataDir, Logger: log, HoldTraffic: true}, stderr)
+	h, code := startHost(ctx, "dev", &bf, host.Options{DataDir: *dataDir, Logger: log, HoldTraffic: true,
+		TracerProvider: tp.TracerProvider()}, stderr)
 	if h == nil {
 		return code
 	}
@@ -303,8 +310,14 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		cfg.LogLevel = *logLevel
 	}
 	log := newLogger(cfg.LogLevel, cfg.LogFormat, stderr)
+	tp, tcode := startTracing("run", cfg.Tracing, log, stderr)
+	if tp == nil {
+		return tcode
+	}
+	defer stopTracing(tp, log)
 	opts := host.Options{DataDir: cfg.DataDir, Logger: log, MaxInFlight: cfg.MaxInFlight, Bus: cfg.NATS, HTTP: cfg.HTTP,
 		ExclusiveSubjects: true, TrustedKeys: cfg.TrustedKeys, RequireSigned: cfg.RequireSigned, HoldTraffic: true}
+	opts.TracerProvider = tp.TracerProvider()
 	if *httpListen != "" {
 		opts.HTTP.Listen = *httpListen
 	}
