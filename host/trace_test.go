@@ -1,6 +1,7 @@
 package host_test
 
 import (
+	"context"
 	"strings"
 	"testing"
 	"time"
@@ -31,7 +32,7 @@ func tracedHost(t *testing.T, sampler sdktrace.Sampler) (*trellistest.Host, *tra
 	t.Helper()
 	exp := tracetest.NewInMemoryExporter()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp), sdktrace.WithSampler(sampler))
-	t.Cleanup(func() { tp.Shutdown(t.Context()) })
+	t.Cleanup(func() { tp.Shutdown(context.Background()) })
 	h := trellistest.NewHost(t, func(o *host.Options) {
 		o.TracerProvider = tp
 		o.HTTP = host.HTTPOptions{Listen: "127.0.0.1:0", Routes: []host.HTTPRoute{

@@ -449,8 +449,13 @@ func traceHTML(tr jaegerTrace) []byte {
 		if kind == "" {
 			kind = "internal"
 		}
-		fmt.Fprintf(&b, `<div class="row"><div class="name" style="padding-left:%dpx">%s</div><div class="lane"><div class="bar k-%s" style="left:%.3f%%;width:%.3f%%"></div><div class="dur" style="left:calc(%.3f%% + 4px)">%.2f ms</div></div></div>`+"\n",
-			depth*14, html.EscapeString(s.OperationName), html.EscapeString(kind), left, width, min(left+width, 90), float64(s.Duration)/1000)
+		// The duration goes after the bar, or before it near the right edge.
+		label := fmt.Sprintf("left:calc(%.3f%% + 4px)", left+width)
+		if left+width > 80 {
+			label = fmt.Sprintf("right:calc(%.3f%% + 4px)", 100-left)
+		}
+		fmt.Fprintf(&b, `<div class="row"><div class="name" style="padding-left:%dpx">%s</div><div class="lane"><div class="bar k-%s" style="left:%.3f%%;width:%.3f%%"></div><div class="dur" style="%s">%.2f ms</div></div></div>`+"\n",
+			depth*14, html.EscapeString(s.OperationName), html.EscapeString(kind), left, width, label, float64(s.Duration)/1000)
 		cs := kids[s.SpanID]
 		sort.Slice(cs, func(i, j int) bool { return cs[i].StartTime < cs[j].StartTime })
 		for _, c := range cs {
