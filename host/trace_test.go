@@ -13,6 +13,7 @@ import (
 
 	"github.com/trellis-mesh/trellis/abi"
 	"github.com/trellis-mesh/trellis/host"
+	"github.com/trellis-mesh/trellis/host/tracing"
 	"github.com/trellis-mesh/trellis/host/trellistest"
 )
 
@@ -245,25 +246,45 @@ func TestTraceUnsampledStillPropagates(t *testing.T) {
 	}
 }
 
-// Without a tracer provider the host adds no trace context, and passes a
-// client's on untouched.
+// Without a tracer provider, or with the no-op one package tracing gives
+// when nothing is configured, the host adds no trace context: a plugin's
+// publishes carry only what the plugin sets.
 func TestTraceOffAddsNothing(t *testing.T) {
-	h := trellistest.NewHost(t)
-	loadRelay(t, h)
-	nc := h.Client()
-	next, _ := nc.SubscribeSync("trace.next")
-	nc.Flush()
-	if _, err := nc.Request("trace.relay", []byte("x"), 5*time.Second); err != nil {
-		t.Fatal(err)
-	}
-	got, err := next.NextMsg(5 * time.Second)
+	off, err := tracing.New(context.Background(), tracing.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.Header.Get(abi.HeaderTraceparent) != "" {
-		t.Fatalf("headers %v: a host without tracing added trace context", got.Header)
-	}
-	if h.WaitLog(time.Second, "trace_id=") {
-		t.Fatal("a log line names a trace with tracing off")
+	for name, tp := range map[string]trace.TracerProvider{"nil": nil, "no-op": off.TracerProvider()} {
+		t.Run(name, func(t *testing.T) {
+			h := trellistest.NewHost(t, func(o *host.Options) { o.TracerProvider = tp })
+			loadRelay(t, h)
+			nc := h.Client()
+			next, _ := nc.SubscribeSync("trace.next")
+			nc.Flush()
+			if _, err := nc.Request("trace.relay", []byte("x"), 5*time.Second); err != nil {
+				t.Fatal(err)
+			}
+			got, err := next.NextMsg(5 * time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Header.Get(abi.HeaderTraceparent) != "" {
+				t.Fatalf("headers %v: a host without tracing added trace context", got.Header)
+			}
+			m := nats.NewMsg("trace.relay")
+			m.Header.Set(abi.HeaderTraceparent, clientParent)
+			if _, err := nc.RequestMsg(m, 5*time.Second); err != nil {
+				t.Fatal(err)
+			}
+			if got, err = next.NextMsg(5 * time.Second); err != nil {
+				t.Fatal(err)
+			}
+			if got.Header.Get(abi.HeaderTraceparent) != "" {
+				t.Fatalf("headers %v: a host without tracing passed trace context to a publish", got.Header)
+			}
+			if h.WaitLog(time.Second, "trace_id=") {
+				t.Fatal("a log line names a trace with tracing off")
+			}
+		})
 	}
 }
