@@ -61,6 +61,8 @@ Usage:
 
 Run "trellis help VERB" for a verb's flags. req, pub and sub find the server and log in
 as the nats CLI does: -s/--server, $NATS_URL, --context or the selected nats context.
+dev and run trace with OpenTelemetry when $OTEL_EXPORTER_OTLP_ENDPOINT (with the other
+OTEL_* variables) or a config's tracing block names an OTLP receiver.
 `
 
 func main() {
