@@ -103,7 +103,7 @@ func TestDocumentListsEveryHeader(t *testing.T) {
 	code := []string{HeaderErrorCode, HeaderError, HeaderReservedPrefix + "*", HeaderHTTPStatus,
 		HeaderParamPrefix + "<name>", HeaderFallback, HeaderDelivery, HeaderDeadLetterError, HeaderDeadLetterErrorCode,
 		HeaderDeadLetterSubject, HeaderDeadLetterPlugin, HeaderDeadLetterAttempts, HeaderPrincipal,
-		HeaderClaimPrefix + "<name>", HeaderIdentitySeal, HeaderRefusal}
+		HeaderClaimPrefix + "<name>", HeaderIdentitySeal, HeaderRefusal, HeaderTraceparent, HeaderTracestate}
 	if !slices.Equal(doc, code) {
 		t.Fatalf("ABI.md's Headers table lists %q; package abi declares %q", doc, code)
 	}

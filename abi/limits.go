@@ -51,4 +51,12 @@ const (
 	// per policy; more are counted together as "_other", so that a policy
 	// cannot grow the metric's series without bound.
 	MaxRefusalReasons = 64
+	// MaxTraceparentLen and MaxTracestateLen bound the trace context
+	// headers (HeaderTraceparent, HeaderTracestate) the host reads from a
+	// message or an HTTP request when it traces: a longer traceparent is
+	// ignored (the message starts a trace of its own), a longer tracestate
+	// is dropped. 512 bytes is what W3C trace context asks every platform
+	// to pass on.
+	MaxTraceparentLen = 256
+	MaxTracestateLen  = 512
 )

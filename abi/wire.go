@@ -51,4 +51,15 @@ const (
 	HeaderDeadLetterSubject   = "Trellis-Subject"    // the subject the event arrived on
 	HeaderDeadLetterPlugin    = "Trellis-Plugin"     // the handler that failed
 	HeaderDeadLetterAttempts  = "Trellis-Attempts"   // how many times it was tried
+
+	// HeaderTraceparent and HeaderTracestate carry W3C trace context
+	// (https://www.w3.org/TR/trace-context/) on NATS messages and HTTP
+	// requests. When the host traces (OpenTelemetry), it reads them from a
+	// message it receives and sets them, in these lower-case spellings, on
+	// what it sends on: a plugin reads the trace id of the message it
+	// handles from traceparent ("00-<32 hex trace id>-<16 hex parent
+	// id>-<2 hex flags>"), and the host replaces any traceparent a plugin
+	// passes to publish or request with the span of that call.
+	HeaderTraceparent = "traceparent"
+	HeaderTracestate  = "tracestate"
 )

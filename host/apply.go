@@ -335,8 +335,8 @@ func (h *Host) make(ctx context.Context, pr *prepared) error {
 		MemoryLimit: spec.MemoryLimit,
 		Grants:      spec.Granted(),
 		Logger:      h.log.Named(spec.Name).With("version", pr.version),
-		Outbox:      h.outboxFor(spec.Name),
-		KV:          h.kv.Namespace(kvNamespace(spec)),
+		Outbox:      h.instrumentOutbox(spec.Name, h.outboxFor(spec.Name)),
+		KV:          h.instrumentKV(spec.Name, kvNamespace(spec), h.kv.Namespace(kvNamespace(spec))),
 		Cache:       h.cache,
 	})
 	if err != nil {

@@ -230,19 +230,20 @@ func (b *binding) serve(a arrival, w *worker) {
 	b.observed(obs, out)
 }
 
-// handle runs m through the snapshot's policies and handler within the
-// message's deadline and the host-wide cap on calls, and returns how it
+// serveMsg runs m through the snapshot's policies and handler within the
+// message's deadline and the host-wide cap on calls, under parent (the
+// host's life, or a span of it: see handle in trace.go), and returns how it
 // ended, the response headers policies and the handler set, and whether
 // that is a failure (a status of 500 or more: a fault,
 // a policy that failed, no instance in time). A stored event (durable)
 // has no reply subject for the plugin, and its failures are left to
 // JetStream's redelivery rather than dead-lettered here.
-func (b *binding) handle(a arrival, snap *snapshot, m *nats.Msg, durable bool, w *worker) (outcome, map[string][]string, bool) {
+func (b *binding) serveMsg(parent context.Context, a arrival, snap *snapshot, m *nats.Msg, durable bool, w *worker) (outcome, map[string][]string, bool) {
 	h := b.h
 	timeout := snap.plugin.Timeout()
 	// A message from the bus has no caller's context: the host's own
 	// stands for it, so a Close that runs out of patience ends its calls.
-	ctx := h.life
+	ctx := parent
 	if timeout > 0 {
 		at := a.at + timeout
 		if deadline.Now() > at {
@@ -269,6 +270,10 @@ func (b *binding) handle(a arrival, snap *snapshot, m *nats.Msg, durable bool, w
 	defer func() { <-h.inflight }()
 
 	h.seal.admit(m.Subject, m.Header, m.Data)
+	if h.tracer != nil {
+		// After admit: the seal covers every header as it was sent.
+		m.Header = withTrace(ctx, m.Header)
+	}
 	reply := m.Reply
 	if durable {
 		reply = ""
@@ -373,9 +378,9 @@ func (h *Host) backoff(ctx context.Context, d time.Duration) string {
 	return ""
 }
 
-// call runs the handler version p once. failed reports a fault or a status
-// of 500 or more.
-func (b *binding) call(ctx context.Context, p *plugin.Plugin, msg *plugin.Message) (outcome, bool) {
+// callOnce runs the handler version p once. failed reports a fault or a
+// status of 500 or more.
+func (b *binding) callOnce(ctx context.Context, p *plugin.Plugin, msg *plugin.Message) (outcome, bool) {
 	h := b.h
 	start := deadline.Now()
 	res, err := p.Handle(ctx, msg)

@@ -65,16 +65,19 @@ func (h *Host) process(ctx context.Context, chain []boundPolicy, msg *plugin.Mes
 			}
 		}
 		start := deadline.Now()
-		res, err := p.Policy(ctx, msg)
+		pctx, span := h.policySpan(ctx, ref.Name, p, msg.Subject, "")
+		res, err := p.Policy(pctx, msg)
 		if err != nil && isClosed(err) {
 			// This version was swapped out and closed before the call
 			// began; nothing ran, so run the one serving now.
 			if next := h.servingPolicy(ref.Name); next != nil && next != p {
 				p = next
-				res, err = p.Policy(ctx, msg)
+				res, err = p.Policy(pctx, msg)
 			}
 		}
-		pm.Decided(policyDecision(res, err, msg.Subject), deadline.Now()-start)
+		decision := policyDecision(res, err, msg.Subject)
+		pm.Decided(decision, deadline.Now()-start)
+		endPolicy(span, decision, err)
 		reason := takeRefusal(msg)
 		if err != nil {
 			h.counters.PolicyFailures.Add(1)
@@ -132,7 +135,9 @@ func (h *Host) process(ctx context.Context, chain []boundPolicy, msg *plugin.Mes
 	resp := &plugin.Response{Status: int32(out.status), Header: out.header, Data: out.data}
 	for i := len(responders) - 1; i >= 0; i-- {
 		p := responders[i]
-		res, err := p.PolicyResponse(ctx, msg, resp)
+		pctx, span := h.policySpan(ctx, p.Name(), p, msg.Subject, "response")
+		res, err := p.PolicyResponse(pctx, msg, resp)
+		endPolicy(span, policyDecision(res, err, msg.Subject), err)
 		reason := takeRefusal(msg)
 		if err != nil {
 			h.counters.PolicyFailures.Add(1)
@@ -183,9 +188,9 @@ func (h *Host) refused(policy string, pm *metrics.Policy, reason string) {
 	}
 }
 
-// forward sends msg to subject on the bus: as a request, returning the
+// sendOn sends msg to subject on the bus: as a request, returning the
 // answer, when somebody waits for one; else as an event.
-func (h *Host) forward(ctx context.Context, subject string, msg *plugin.Message, expectReply bool) outcome {
+func (h *Host) sendOn(ctx context.Context, subject string, msg *plugin.Message, expectReply bool) outcome {
 	nc := h.bus.Conn()
 	fwd := &nats.Msg{Subject: subject, Header: h.seal.sealed(subject, msg.Header, msg.Data), Data: msg.Data}
 	if !expectReply {

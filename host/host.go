@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/tetratelabs/wazero"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/trellis-mesh/trellis/host/bus"
 	"github.com/trellis-mesh/trellis/host/internal/kv"
@@ -90,6 +91,12 @@ type Options struct {
 	// returns nil): what a message's path does for them is then a nil
 	// check per hook. They are on by default; BENCHMARKS.md has their cost.
 	DisableMetrics bool
+	// TracerProvider, if set, traces every message's hops with
+	// OpenTelemetry and carries W3C trace context in NATS and HTTP headers
+	// (see trace.go; package tracing makes one from OTEL_* variables or
+	// HCL). Nil, or OpenTelemetry's no-op provider, traces nothing at no
+	// cost per message. The host does not shut it down.
+	TracerProvider trace.TracerProvider
 }
 
 // Spec says how to run one plugin.
@@ -221,6 +228,7 @@ type Host struct {
 	svc            services     // the plugins as NATS services; see services.go
 	deploy         deployments  // candidate versions and rollouts; see candidate.go
 	rec            recording    // recording and replay; see record.go
+	tracer         *tracer      // nil without Options.TracerProvider; see trace.go
 
 	http     *http.Server
 	httpAddr string
@@ -283,6 +291,7 @@ func New(ctx context.Context, opts Options) (*Host, error) {
 		stopping: make(chan struct{}),
 	}
 	h.ready.Store(!opts.HoldTraffic)
+	h.tracer = newTracer(opts.TracerProvider)
 	// The host outlives New's context, which bounds only the start.
 	h.life, h.endLife = context.WithCancel(context.WithoutCancel(ctx))
 	cacheDir := opts.CacheDir

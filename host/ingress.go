@@ -354,6 +354,8 @@ func requestMessage(r *http.Request, subject string, body []byte) *plugin.Messag
 
 // serveRoute serves one request on rt, whose policies are chain.
 func (h *Host) serveRoute(w http.ResponseWriter, r *http.Request, rt HTTPRoute, chain []boundPolicy) {
+	w, r, endSpan := h.traceIngress(w, r, rt.Pattern)
+	defer endSpan()
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.httpOpts.MaxBody))
 	if err != nil {
 		var tooBig *http.MaxBytesError
@@ -378,6 +380,7 @@ func (h *Host) serveRoute(w http.ResponseWriter, r *http.Request, rt HTTPRoute, 
 	ctx, cancel := context.WithTimeout(r.Context(), rt.Timeout)
 	defer cancel()
 	msg := requestMessage(r, subject, body)
+	h.traceRequest(ctx, msg)
 	if err := clientClaims(r, msg.Header); err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
@@ -400,9 +403,12 @@ func (h *Host) serveRoute(w http.ResponseWriter, r *http.Request, rt HTTPRoute, 
 	accepted := false
 	out := h.process(ctx, chain, msg, func(ctx context.Context, msg *plugin.Message) outcome {
 		if rt.Event {
+			end := h.publishSpan(ctx, msg)
 			m := &nats.Msg{Subject: msg.Subject, Header: h.seal.sealed(msg.Subject, msg.Header, msg.Data), Data: msg.Data}
 			// To a durable handler's subject, 202 means stored.
-			if err := h.publishEvent(ctx, m); err != nil {
+			err := h.publishEvent(ctx, m)
+			end(err)
+			if err != nil {
 				h.log.Warn("event not accepted", "subject", msg.Subject, "error", err)
 				msg.RespHeader = map[string][]string{"Retry-After": {"1"}}
 				return failure(http.StatusServiceUnavailable, "event not accepted; try again")

@@ -40,6 +40,7 @@ import (
 	"github.com/trellis-mesh/trellis/host/dev"
 	"github.com/trellis-mesh/trellis/host/dev/build"
 	"github.com/trellis-mesh/trellis/host/dev/scaffold"
+	"github.com/trellis-mesh/trellis/host/tracing"
 )
 
 const usage = `trellis runs WebAssembly plugins on a NATS event bus.
@@ -65,6 +66,8 @@ Usage:
 
 Run "trellis help VERB" for a verb's flags. req, pub and sub find the server and log in
 as the nats CLI does: -s/--server, $NATS_URL, --context or the selected nats context.
+dev and run trace with OpenTelemetry when $OTEL_EXPORTER_OTLP_ENDPOINT (with the other
+OTEL_* variables) or a config's tracing block names an OTLP receiver.
 `
 
 func main() {
@@ -232,9 +235,15 @@ func cmdDev(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	log := newLogger(*logLevel, "text", stderr)
+	tp, code := startTracing("dev", tracing.Config{}, log, stderr)
+	if tp == nil {
+		return code
+	}
+	defer stopTracing(tp, log)
 	ctx, stop := signalContext()
 	defer stop()
-	h, code := startHost(ctx, "dev", &bf, host.Options{DataDir: *dataDir, Logger: log, HoldTraffic: true}, stderr)
+	h, code := startHost(ctx, "dev", &bf, host.Options{DataDir: *dataDir, Logger: log, HoldTraffic: true,
+		TracerProvider: tp.TracerProvider()}, stderr)
 	if h == nil {
 		return code
 	}
@@ -308,8 +317,14 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		cfg.LogLevel = *logLevel
 	}
 	log := newLogger(cfg.LogLevel, cfg.LogFormat, stderr)
+	tp, tcode := startTracing("run", cfg.Tracing, log, stderr)
+	if tp == nil {
+		return tcode
+	}
+	defer stopTracing(tp, log)
 	opts := host.Options{DataDir: cfg.DataDir, Logger: log, MaxInFlight: cfg.MaxInFlight, Bus: cfg.NATS, HTTP: cfg.HTTP,
 		ExclusiveSubjects: true, TrustedKeys: cfg.TrustedKeys, RequireSigned: cfg.RequireSigned, HoldTraffic: true}
+	opts.TracerProvider = tp.TracerProvider()
 	if *httpListen != "" {
 		opts.HTTP.Listen = *httpListen
 	}

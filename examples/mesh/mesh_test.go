@@ -51,6 +51,7 @@ func issuerBinary(t *testing.T) string {
 // TestMain removes the issuer binary the tests built.
 func TestMain(m *testing.M) {
 	code := m.Run()
+	stopJaeger()
 	if issuerBin != "" {
 		os.RemoveAll(filepath.Dir(issuerBin))
 	}
@@ -117,7 +118,7 @@ func (is *issuer) mint(t *testing.T, args ...string) string {
 }
 
 // start serves the example's config, its auth policy pointed at is.
-func start(t *testing.T, is *issuer) (*trellistest.Host, string) {
+func start(t *testing.T, is *issuer, configure ...func(*host.Options)) (*trellistest.Host, string) {
 	t.Helper()
 	cfg, err := config.Load("trellis.hcl")
 	if err != nil {
@@ -138,7 +139,7 @@ func start(t *testing.T, is *issuer) (*trellistest.Host, string) {
 		t.Fatal("the config has no jwks block to point at the issuer")
 	}
 	cfg.HTTP.Listen = "127.0.0.1:0"
-	h := trellistest.NewHost(t, func(o *host.Options) { o.HTTP = cfg.HTTP })
+	h := trellistest.NewHost(t, append([]func(*host.Options){func(o *host.Options) { o.HTTP = cfg.HTTP }}, configure...)...)
 	loop := config.NewLoop(h.Host, "trellis.hcl", 0, h.Logger())
 	if res := loop.Apply(context.Background(), cfg); res.Err != nil {
 		t.Fatalf("plugins failed to start: %v", res.Err)

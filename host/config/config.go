@@ -66,6 +66,7 @@ import (
 	"github.com/trellis-mesh/trellis/host/internal/plugin"
 	"github.com/trellis-mesh/trellis/host/internal/regfile"
 	"github.com/trellis-mesh/trellis/host/sign"
+	"github.com/trellis-mesh/trellis/host/tracing"
 )
 
 // Config is a validated configuration.
@@ -99,6 +100,9 @@ type Config struct {
 	// Admin is the admin endpoint (the admin block, see admin.go); Listen
 	// is empty when the file has none.
 	Admin admin.Options
+	// Tracing is the tracing block (see tracing.go); zero when the file has
+	// none. Combine it with the environment's: tracing.FromEnv, Override.
+	Tracing tracing.Config
 }
 
 // Plugin is one plugin block.
@@ -147,7 +151,8 @@ type fileSchema struct {
 	Policies    []pluginSchema `hcl:"policy,block"`
 	Plugins     []pluginSchema `hcl:"plugin,block"`
 	Routes      []routeSchema  `hcl:"http_route,block"`
-	Admin       *adminSchema   `hcl:"admin,block"` // see admin.go
+	Admin       *adminSchema   `hcl:"admin,block"`   // see admin.go
+	Tracing     *tracingSchema `hcl:"tracing,block"` // see tracing.go
 
 	TrustedKeys   []string `hcl:"trusted_keys,optional"`
 	RequireSigned *bool    `hcl:"require_signed,optional"`
@@ -395,6 +400,7 @@ func Parse(src []byte, filename string) (*Config, error) {
 	}
 	d.routes(fs.Routes, fs.HTTP != nil, c, failOpen)
 	d.admin(fs.Admin, c)
+	d.tracing(fs.Tracing, c)
 	d.subjectConflicts(c.Plugins)
 	if d.diags.HasErrors() {
 		return nil, &Error{d.diags}

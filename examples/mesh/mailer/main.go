@@ -35,6 +35,8 @@ func init() {
 		if err := trellis.Publish("mail.sent", m.Data); err != nil {
 			return nil, trellis.Errorf(500, "publish: %v", err)
 		}
+		// When the host traces, this line carries the message's trace_id.
+		trellis.Info("mail sent to " + mail.To)
 		return []byte("sent to " + mail.To), nil
 	})
 }

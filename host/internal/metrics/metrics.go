@@ -131,6 +131,13 @@ type Set struct {
 	httpRequests   *prometheus.CounterVec
 	httpSeconds    *prometheus.HistogramVec
 
+	// Host calls and KV operations, registered with the first plugin's
+	// handles (see hostcalls.go); hostCalls is under mu.
+	hostCallsOnce   sync.Once
+	hostCallSeconds *prometheus.HistogramVec
+	kvOps           *prometheus.CounterVec
+	hostCalls       map[string]*HostCalls
+
 	mu       sync.Mutex // guards the maps below and the copy-on-write of policies
 	plugins  map[string]*Plugin
 	routes   map[string]*Route

@@ -12,6 +12,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/tetratelabs/wazero/api"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/trellis-mesh/trellis/abi"
 )
@@ -435,7 +436,11 @@ func (p *Plugin) hostLog(ctx context.Context, _ api.Module, stack []uint64) {
 	lvl := hclog.Level(level)
 	if p.log.GetLevel() <= lvl {
 		text := logText(msg)
-		if in.msg != nil {
+		if sc := trace.SpanContextFromContext(ctx); sc.HasTraceID() && in.msg != nil {
+			// A traced message's lines carry its trace id, to find the
+			// trace from the log and the log from the trace.
+			p.log.Log(lvl, text, "subject", in.msg.Subject, "trace_id", sc.TraceID().String())
+		} else if in.msg != nil {
 			p.log.Log(lvl, text, "subject", in.msg.Subject)
 		} else {
 			p.log.Log(lvl, text)

@@ -1,0 +1,42 @@
+package host_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/trellis-mesh/trellis/host/trellistest"
+)
+
+// Each host call that leaves a plugin is timed by plugin and call, and each
+// KV operation counted by its result: relay.wat reads a key that is not
+// there (not_found) and publishes once per message.
+func TestHostCallMetrics(t *testing.T) {
+	h := trellistest.NewHost(t)
+	loadRelay(t, h)
+	for range 3 {
+		if m := h.Request("trace.relay", []byte("x"), 5*time.Second); string(m.Data) != "x" {
+			t.Fatalf("reply %q", m.Data)
+		}
+	}
+	m := h.Scrape()
+	for _, c := range []struct {
+		name   string
+		labels []string
+		want   float64
+	}{
+		{"trellis_host_call_duration_seconds", []string{"plugin", "relay", "call", "publish"}, 3},
+		{"trellis_host_call_duration_seconds", []string{"plugin", "relay", "call", "kv_get"}, 3},
+		{"trellis_host_call_duration_seconds", []string{"plugin", "relay", "call", "request"}, 0},
+		{"trellis_kv_operations_total", []string{"plugin", "relay", "op", "get", "result", "not_found"}, 3},
+		{"trellis_kv_operations_total", []string{"plugin", "relay", "op", "get", "result", "ok"}, 0},
+		{"trellis_kv_operations_total", []string{"plugin", "relay", "op", "set", "result", "error"}, 0},
+	} {
+		if v, ok := m.Value(c.name, c.labels...); !ok || v != c.want {
+			t.Errorf("%s%v = %v (present %v), want %v", c.name, c.labels, v, ok, c.want)
+		}
+	}
+	// A reply is not a publish.
+	if v, _ := m.Value("trellis_host_call_duration_seconds", "plugin", "echo", "call", "publish"); v != 0 {
+		t.Errorf("echo's replies timed as %v publishes", v)
+	}
+}
