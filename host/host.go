@@ -86,6 +86,16 @@ type Options struct {
 	// does not carry a valid signature by one of TrustedKeys. Without it,
 	// signatures are not looked at. New fails if it is set with no key.
 	RequireSigned bool
+	// Rollouts says who carries out a rollout (StartRollout): RolloutsLocal
+	// (the default), the host it is started on, alone; or RolloutsCluster,
+	// every host on the bus running the plugin, with the plan in JetStream
+	// KV and one host deciding at a time (see rollout_cluster.go and
+	// docs/deploy.md). Every host running the plugin should say the same.
+	Rollouts RolloutMode
+	// RolloutLease is how long a decider's lease lasts unrenewed before
+	// another host takes it, with RolloutsCluster (default
+	// DefaultRolloutLease, from MinRolloutLease to MaxRolloutLease).
+	RolloutLease time.Duration
 	// DisableMetrics turns the host's Prometheus metrics off (Metrics
 	// returns nil): what a message's path does for them is then a nil
 	// check per hook. They are on by default; BENCHMARKS.md has their cost.
@@ -211,12 +221,13 @@ type Host struct {
 	storedSubjects atomic.Pointer[storedSubjects]
 	kv             *kv.Store
 	counters       Counters
-	seal           identitySeal // see trusted.go
-	keys           keySets      // see keysets.go
-	metrics        *metrics.Set // nil when Options.DisableMetrics; see observe.go
-	events         eventLog     // recent loads, reloads and faults; see observe.go
-	svc            services     // the plugins as NATS services; see services.go
-	deploy         deployments  // candidate versions and rollouts; see candidate.go
+	seal           identitySeal     // see trusted.go
+	keys           keySets          // see keysets.go
+	metrics        *metrics.Set     // nil when Options.DisableMetrics; see observe.go
+	events         eventLog         // recent loads, reloads and faults; see observe.go
+	svc            services         // the plugins as NATS services; see services.go
+	deploy         deployments      // candidate versions and rollouts; see candidate.go
+	cluster        *clusterRollouts // nil unless Options.Rollouts is RolloutsCluster
 
 	http     *http.Server
 	httpAddr string
@@ -271,6 +282,9 @@ func New(ctx context.Context, opts Options) (*Host, error) {
 	if opts.RequireSigned && len(opts.TrustedKeys) == 0 {
 		return nil, errors.New("signed plugins are required but no key is trusted: every plugin would be refused")
 	}
+	if err := opts.checkRolloutOptions(); err != nil {
+		return nil, err
+	}
 	h := &Host{
 		opts:     opts,
 		log:      opts.Logger,
@@ -318,6 +332,7 @@ func New(ctx context.Context, opts Options) (*Host, error) {
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
 	h.kv = kv.New(b.Conn(), "", b.Replicas())
+	h.startClusterRollouts()
 	h.startMetrics()
 	h.startServices()
 	if err := h.startHTTP(opts.HTTP); err != nil {
