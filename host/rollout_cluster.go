@@ -276,6 +276,9 @@ type hostFigures struct {
 	// Refused says why the host could not follow the rollout: the decider
 	// rolls it back.
 	Refused string `json:"refused,omitempty"`
+	// Joining says the host is still fetching, compiling or warming the
+	// candidate: no step ends before it has applied it.
+	Joining bool `json:"joining,omitempty"`
 }
 
 func decodeFigures(data []byte, host string) (*hostFigures, error) {
@@ -327,6 +330,9 @@ type clusterRollouts struct {
 	kv    jetstream.KeyValue
 	obj   jetstream.ObjectStore
 
+	// joined brings joins' results to run's goroutine.
+	joined chan joinResult
+
 	// What follows is owned by run's goroutine.
 	plugins map[string]*follow
 	warned  map[string]uint64 // key → the revision last refused, so each is logged once
@@ -347,6 +353,7 @@ type follow struct {
 	c              *candidate
 	stable         *versionStats
 	refused        string
+	joining        bool // a join runs
 	step           int
 	startC, startS statsReading
 	baseline       *statsReading
@@ -377,7 +384,7 @@ func (h *Host) startClusterRollouts() {
 	var id [6]byte
 	_, _ = rand.Read(id[:])
 	cr := &clusterRollouts{h: h, id: hex.EncodeToString(id[:]), lease: h.opts.RolloutLease, ready: make(chan struct{}),
-		plugins: map[string]*follow{}, warned: map[string]uint64{}}
+		joined: make(chan joinResult), plugins: map[string]*follow{}, warned: map[string]uint64{}}
 	cr.ctx, cr.stop = context.WithCancel(h.life)
 	h.cluster = cr
 	h.deploy.wg.Add(1)
@@ -513,6 +520,8 @@ func (cr *clusterRollouts) run() {
 					drained = true
 				}
 			}
+		case r := <-cr.joined:
+			cr.joinedAs(r)
 		case <-timer.C:
 		}
 		timer.Reset(cr.pass(time.Now()))
@@ -652,12 +661,20 @@ func (cr *clusterRollouts) tend(f *follow, now time.Time) time.Duration {
 	}
 	b := cr.h.loadedHandler(f.name)
 	if b == nil {
+		select {
+		case <-cr.h.stopping:
+			return idle // shutdown tells of it
+		default:
+		}
 		if f.ro != nil {
 			cr.endView(f, RolloutStopped, "the plugin is not loaded on this host")
 		}
 		return idle
 	}
 	if rec.State != RolloutRunning {
+		if f.joining {
+			return idle // the join's result comes back first
+		}
 		if f.ro == nil {
 			f.ro = cr.existingView(f.name, rec.ID)
 		}
@@ -670,18 +687,20 @@ func (cr *clusterRollouts) tend(f *follow, now time.Time) time.Duration {
 	if f.ro == nil {
 		f.ro = cr.view(f.name, rec)
 	}
-	if f.c == nil && f.refused == "" {
-		cr.join(f, b)
+	if f.c == nil && f.refused == "" && !f.joining {
+		f.joining = true
+		cr.h.deploy.wg.Add(1)
+		go cr.join(rec, b)
 	}
 	if f.c != nil && f.refused == "" {
 		if why := cr.check(f, b); why != "" {
 			cr.refused(f, why)
 		}
 	}
-	if f.refused == "" && f.step != rec.Step {
+	if f.c != nil && f.refused == "" && f.step != rec.Step {
 		cr.applyStep(f, b)
 	}
-	if f.c != nil || f.refused != "" {
+	{
 		if !now.Before(f.nextFigures) {
 			cr.publishFigures(f)
 			f.nextFigures = now.Add(rec.Plan.Interval)
@@ -736,13 +755,34 @@ func (cr *clusterRollouts) newView(rec *clusterRecord) *rollout {
 	return ro
 }
 
-// join makes this host's candidate of f's rollout a canary with no share
-// yet, fetching its module first if the host lacks it.
-func (cr *clusterRollouts) join(f *follow, b *binding) {
-	h, rec := cr.h, f.rec
+// joinResult is what a join brings back to run's goroutine.
+type joinResult struct {
+	plugin, id string
+	c          *candidate
+	stable     *versionStats
+	refused    string
+}
+
+// join makes this host's candidate of rec's rollout a canary with no
+// share yet, fetching its module first if the host lacks it, and warms
+// it. It runs on a goroutine of its own, since fetching and compiling a
+// module may take seconds, during which the host keeps renewing its
+// leases and telling the decider it is joining.
+func (cr *clusterRollouts) join(rec *clusterRecord, b *binding) {
+	defer cr.h.deploy.wg.Done()
+	res := joinResult{plugin: rec.Plugin, id: rec.ID}
+	res.c, res.stable, res.refused = cr.joining(rec, b)
+	select {
+	case cr.joined <- res:
+	case <-cr.ctx.Done():
+	case <-cr.h.stopping:
+	}
+}
+
+func (cr *clusterRollouts) joining(rec *clusterRecord, b *binding) (*candidate, *versionStats, string) {
+	h, name := cr.h, rec.Plugin
 	if v := b.snap.Load().version; v != rec.Stable {
-		cr.refused(f, fmt.Sprintf("this host's stable version is %s, the rollout's %s", v, rec.Stable))
-		return
+		return nil, nil, fmt.Sprintf("this host's stable version is %s, the rollout's %s", v, rec.Stable)
 	}
 	ctx, cancel := context.WithTimeout(cr.ctx, time.Minute)
 	defer cancel()
@@ -750,19 +790,16 @@ func (cr *clusterRollouts) join(f *follow, b *binding) {
 	if c == nil {
 		wasm, err := cr.fetch(ctx, rec)
 		if err != nil {
-			h.log.Error("cluster rollout: candidate module refused", "plugin", f.name, "version", rec.Version, "error", err)
-			cr.refused(f, err.Error())
-			return
+			h.log.Error("cluster rollout: candidate module refused", "plugin", name, "version", rec.Version, "error", err)
+			return nil, nil, err.Error()
 		}
-		if _, err := h.AddCandidate(ctx, f.name, Candidate{Wasm: wasm, Config: rec.Config}); err != nil {
-			cr.refused(f, "adding the candidate: "+err.Error())
-			return
+		if _, err := h.AddCandidate(ctx, name, Candidate{Wasm: wasm, Config: rec.Config}); err != nil {
+			return nil, nil, "adding the candidate: " + err.Error()
 		}
 		if c = b.cands.Load().find(rec.Version); c == nil {
-			cr.refused(f, "the candidate was removed as it was added")
-			return
+			return nil, nil, "the candidate was removed as it was added"
 		}
-		h.log.Info("cluster rollout: candidate fetched", "plugin", f.name, "version", rec.Version,
+		h.log.Info("cluster rollout: candidate fetched", "plugin", name, "version", rec.Version,
 			"object", ModulesBucket+"/"+rec.Module, "bytes", len(wasm))
 	}
 	d := &h.deploy
@@ -770,8 +807,7 @@ func (cr *clusterRollouts) join(f *follow, b *binding) {
 	cs := b.cands.Load()
 	if cs.find(rec.Version) != c {
 		d.mu.Unlock()
-		cr.refused(f, "the candidate was removed as it was added")
-		return
+		return nil, nil, "the candidate was removed as it was added"
 	}
 	c.live.Store(true)
 	cs = cs.with(func(cs *candidateSet) {
@@ -780,13 +816,34 @@ func (cr *clusterRollouts) join(f *follow, b *binding) {
 		h.keepStableStats(b, cs)
 	})
 	b.cands.Store(cs)
-	f.ro.b, f.ro.c = b, c
 	d.mu.Unlock()
-	f.c, f.stable = c, cs.stable
 	// As on one host: its instances are made before it takes traffic.
 	inUse, idleN, _ := b.snap.Load().plugin.PoolStats()
 	if err := c.p.Warm(ctx, inUse+idleN); err != nil {
-		cr.refused(f, "its instances could not start: "+err.Error())
+		return c, cs.stable, "its instances could not start: " + err.Error()
+	}
+	return c, cs.stable, ""
+}
+
+// joinedAs takes in a join's result.
+func (cr *clusterRollouts) joinedAs(r joinResult) {
+	f := cr.plugins[r.plugin]
+	if f == nil || f.id != r.id || !f.joining {
+		if r.c != nil {
+			cr.h.dropCandidate(r.c.b, r.c.version) // a rollout gone meanwhile
+		}
+		return
+	}
+	f.joining = false
+	if r.c != nil {
+		f.c, f.stable = r.c, r.stable
+		d := &cr.h.deploy
+		d.mu.Lock()
+		f.ro.b, f.ro.c = r.c.b, r.c
+		d.mu.Unlock()
+	}
+	if r.refused != "" && f.rec.State == RolloutRunning {
+		cr.refused(f, r.refused)
 	}
 }
 
@@ -886,8 +943,8 @@ func (cr *clusterRollouts) applyStep(f *follow, b *binding) {
 
 // publishFigures writes this host's figures for the step.
 func (cr *clusterRollouts) publishFigures(f *follow) {
-	hf := hostFigures{Host: cr.id, Rollout: f.rec.ID, Step: f.rec.Step, Refused: f.refused}
-	if f.refused == "" && f.step == f.rec.Step {
+	hf := hostFigures{Host: cr.id, Rollout: f.rec.ID, Step: f.rec.Step, Refused: f.refused, Joining: f.c == nil && f.refused == ""}
+	if f.c != nil && f.refused == "" && f.step == f.rec.Step {
 		cw, sw := f.c.stats.read().since(f.startC), f.stable.read().since(f.startS)
 		hf.Canary, hf.Stable = windowOf(cw), windowOf(sw)
 		if f.lease.holder != cr.id {
@@ -971,7 +1028,7 @@ func (cr *clusterRollouts) decide(f *follow, now time.Time) {
 	plan := rec.Plan
 	stale := max(5*plan.Interval, 2*cr.lease)
 	var cw, sw statsReading
-	hosts := 0
+	hosts, behind := 0, 0
 	for host, fs := range f.figs {
 		if fs.f.Rollout != rec.ID || now.Sub(fs.seen) > stale {
 			continue
@@ -980,7 +1037,8 @@ func (cr *clusterRollouts) decide(f *follow, now time.Time) {
 			cr.write(f, rec.ended(RolloutRolledBack, fmt.Sprintf("host %s cannot follow: %s", host, fs.f.Refused), cr.id), "rolled_back")
 			return
 		}
-		if fs.f.Step != rec.Step {
+		if fs.f.Joining || fs.f.Step != rec.Step {
+			behind++
 			continue
 		}
 		cw, sw = cw.plus(fs.f.Canary.reading()), sw.plus(fs.f.Stable.reading())
@@ -994,9 +1052,12 @@ func (cr *clusterRollouts) decide(f *follow, now time.Time) {
 	d := &cr.h.deploy
 	d.mu.Lock()
 	f.ro.st.Canary, f.ro.st.StableFigures = figuresOf(cw), figuresOf(sw)
-	if cw.msgs < uint64(plan.MinMessages) {
+	switch {
+	case behind > 0:
+		f.ro.st.Reason = fmt.Sprintf("waiting for %d hosts to join the step", behind)
+	case cw.msgs < uint64(plan.MinMessages):
 		f.ro.st.Reason = fmt.Sprintf("waiting for the canary to handle %d messages in this step (%d so far on %d hosts)", plan.MinMessages, cw.msgs, hosts)
-	} else {
+	default:
 		f.ro.st.Reason = ""
 	}
 	d.mu.Unlock()
@@ -1004,7 +1065,7 @@ func (cr *clusterRollouts) decide(f *follow, now time.Time) {
 		cr.write(f, rec.ended(RolloutRolledBack, fmt.Sprintf("%s, on %d hosts", why, hosts), cr.id), "rolled_back")
 		return
 	}
-	if now.Sub(rec.StepStarted) < plan.StepDuration || cw.msgs < uint64(plan.MinMessages) {
+	if now.Sub(rec.StepStarted) < plan.StepDuration || cw.msgs < uint64(plan.MinMessages) || behind > 0 {
 		return
 	}
 	if rec.Step == len(plan.Steps) {
@@ -1084,7 +1145,7 @@ func (cr *clusterRollouts) endView(f *follow, state RolloutState, why string) {
 		ro.st.Share = 0
 	}
 	if f.rec != nil && state != RolloutStopped {
-		ro.st.Decider = f.rec.Decider
+		ro.st.Decider, ro.st.Step = f.rec.Decider, f.rec.Step
 	}
 	d.mu.Unlock()
 	close(ro.done)
@@ -1151,16 +1212,16 @@ func (cr *clusterRollouts) shutdown() {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(cr.ctx), 2*time.Second)
 	defer cancel()
 	for _, f := range cr.plugins {
-		if f.rec == nil || f.done || f.ro == nil {
-			continue
-		}
-		if f.lease.holder == cr.id {
+		if f.lease.holder == cr.id && f.rec != nil && f.rec.State == RolloutRunning {
 			if err := cr.kv.Delete(ctx, leaseKey(f.name), jetstream.LastRevision(f.lease.rev)); err != nil {
 				cr.h.log.Warn("cluster rollout: lease not given up; another host takes it once it lapses",
 					"plugin", f.name, "error", err)
 			} else {
 				cr.h.log.Info("cluster rollout: lease given up", "plugin", f.name, "host_id", cr.id)
 			}
+		}
+		if f.rec == nil || f.done || f.ro == nil {
+			continue
 		}
 		if f.c != nil || f.refused != "" {
 			_ = cr.kv.Delete(ctx, figuresKey(f.name, cr.id))
@@ -1242,12 +1303,23 @@ func (cr *clusterRollouts) start(name, version string, plan Rollout) error {
 	}
 	d.rollouts[name] = cr.newView(rec)
 	d.mu.Unlock()
+	// This host decides first, unless a lease is still held: the lease is
+	// taken before the record is written, which other hosts would
+	// otherwise see without a lease and race for it.
+	lease, _ := json.Marshal(leaseRecord{Holder: cr.id, Rollout: rec.ID, Renewed: now})
+	leaseRev, err := cr.kv.Create(ctx, leaseKey(name), lease)
+	if err != nil {
+		h.log.Debug("cluster rollout: lease held by another host", "plugin", name, "error", err)
+	}
 	if rev == 0 {
 		_, err = cr.kv.Create(ctx, planKey(name), data)
 	} else {
 		_, err = cr.kv.Update(ctx, planKey(name), data, rev)
 	}
 	if err != nil {
+		if leaseRev != 0 {
+			_ = cr.kv.Delete(ctx, leaseKey(name), jetstream.LastRevision(leaseRev))
+		}
 		d.mu.Lock()
 		if prev == nil {
 			delete(d.rollouts, name)
@@ -1256,11 +1328,6 @@ func (cr *clusterRollouts) start(name, version string, plan Rollout) error {
 		}
 		d.mu.Unlock()
 		return fmt.Errorf("plugin %q: writing the rollout record: %w", name, err)
-	}
-	// This host decides first, unless a lease is still held.
-	lease, _ := json.Marshal(leaseRecord{Holder: cr.id, Rollout: rec.ID, Renewed: now})
-	if _, err := cr.kv.Create(ctx, leaseKey(name), lease); err != nil {
-		h.log.Debug("cluster rollout: lease held by another host", "plugin", name, "error", err)
 	}
 	h.publishDeployEvent(rec.status(), "started")
 	return nil

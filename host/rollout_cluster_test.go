@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -72,11 +73,7 @@ func TestClusterRolloutWorseVersionIsRolledBackOnEveryHost(t *testing.T) {
 	}
 	ends := waitEnd(t, hs, host.RolloutRolledBack)
 	t.Logf("rolled back on 3 hosts after %v: %s", time.Since(start), ends[0].Reason)
-	if os.Getenv("DBG") != "" {
-		for _, h := range hs {
-			t.Log(h.Logs())
-		}
-	}
+
 	for i, h := range hs {
 		if st := ends[i]; !strings.Contains(st.Reason, "max error ratio") || st.Step != 1 {
 			t.Errorf("host %d: rollout ended %+v, want rolled back at step 1 for its error ratio", i+1, st)
@@ -160,16 +157,25 @@ func TestClusterRolloutContinuesWhenItsDeciderCloses(t *testing.T) {
 		t.Fatal(err)
 	}
 	tr := startTraffic(t, hs[0].Client(), "greet", 4*time.Millisecond)
-	plan := host.Rollout{Steps: []float64{0.2, 0.5, 1}, StepDuration: 600 * time.Millisecond, MinMessages: 15,
+	plan := host.Rollout{Steps: []float64{0.2, 0.5, 1}, StepDuration: 1500 * time.Millisecond, MinMessages: 15,
 		Interval: 20 * time.Millisecond, MaxLatencyRatio: 3, LatencyFloor: 20 * time.Millisecond}
 	if err := hs[1].StartRollout("greet", v2, plan); err != nil {
 		t.Fatal(err)
 	}
 	decider := hs[1].HostID()
-	trellistest.WaitFor(t, 20*time.Second, "step 2 on host 1", func() bool {
-		st, _ := hs[0].Rollout("greet")
-		return st.State == host.RolloutRunning && st.Step == 2 && st.Decider == decider
-	})
+	var seen host.RolloutStatus
+	var trail []string
+	deadline := time.Now().Add(30 * time.Second)
+	for seen.State != host.RolloutRunning || seen.Step != 2 || seen.Decider != decider {
+		if time.Now().After(deadline) || seen.State != "" && seen.State != host.RolloutRunning {
+			t.Fatalf("waited for step 2 under host 2's decision, host 1 saw %v", trail)
+		}
+		time.Sleep(5 * time.Millisecond)
+		seen, _ = hs[0].Rollout("greet")
+		if s := fmt.Sprintf("%s/%d/%s", seen.State, seen.Step, seen.Decider); len(trail) == 0 || trail[len(trail)-1] != s {
+			trail = append(trail, s)
+		}
+	}
 	closed := time.Now()
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
@@ -188,6 +194,17 @@ func TestClusterRolloutContinuesWhenItsDeciderCloses(t *testing.T) {
 		return false
 	})
 	t.Logf("take-over: another host decided %v after the decider began to close", took)
+	if took > 300*time.Millisecond {
+		for _, h := range hs {
+			for _, l := range strings.Split(h.Logs(), "\n") {
+				if strings.Contains(l, "lease") || strings.Contains(l, "deciding") || strings.Contains(l, "decision") {
+					t.Log(l)
+				}
+			}
+		}
+	}
+
+
 	ends := waitEnd(t, rest, host.RolloutPromoted)
 	for i, h := range rest {
 		if ends[i].Decider == decider {
