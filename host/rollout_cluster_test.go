@@ -204,7 +204,6 @@ func TestClusterRolloutContinuesWhenItsDeciderCloses(t *testing.T) {
 		}
 	}
 
-
 	ends := waitEnd(t, rest, host.RolloutPromoted)
 	for i, h := range rest {
 		if ends[i].Decider == decider {
