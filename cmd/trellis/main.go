@@ -304,7 +304,8 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	}
 	log := newLogger(cfg.LogLevel, cfg.LogFormat, stderr)
 	opts := host.Options{DataDir: cfg.DataDir, Logger: log, MaxInFlight: cfg.MaxInFlight, Bus: cfg.NATS, HTTP: cfg.HTTP,
-		ExclusiveSubjects: true, TrustedKeys: cfg.TrustedKeys, RequireSigned: cfg.RequireSigned, HoldTraffic: true}
+		ExclusiveSubjects: true, TrustedKeys: cfg.TrustedKeys, RequireSigned: cfg.RequireSigned, HoldTraffic: true,
+		Rollouts: cfg.Rollouts, RolloutLease: cfg.RolloutLease}
 	if *httpListen != "" {
 		opts.HTTP.Listen = *httpListen
 	}
