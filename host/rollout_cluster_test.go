@@ -426,3 +426,65 @@ func TestClusterRolloutOptionsAreBounded(t *testing.T) {
 		t.Errorf("a host with local rollouts has a cluster id %q", h.HostID())
 	}
 }
+
+func TestClusterRolloutAbortAndPromoteFromAnotherHost(t *testing.T) {
+	hs := clusterHosts(t, 2)
+	v2path := trellistest.Wasm(t, greetV2Src)
+	add := func() string {
+		v, err := hs[0].AddCandidate(t.Context(), "greet", host.Candidate{Path: v2path, Config: map[string]string{"audit": "off"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	plan := host.Rollout{Steps: []float64{0.5, 1}, StepDuration: time.Hour, MinMessages: 15, Interval: 20 * time.Millisecond,
+		MaxLatencyRatio: 3, LatencyFloor: 20 * time.Millisecond}
+	tr := startTraffic(t, hs[0].Client(), "greet", 4*time.Millisecond)
+	joined := func(v string) {
+		trellistest.WaitFor(t, 20*time.Second, "host 2 serving the canary", func() bool {
+			n, _ := hs[1].Scrape().Value("trellis_version_messages_total", "plugin", "greet", "version", v, "track", "canary")
+			return n > 0
+		})
+	}
+	// Aborted on the host that did not start it: rolled back on both.
+	v2 := add()
+	if err := hs[0].StartRollout("greet", v2, plan); err != nil {
+		t.Fatal(err)
+	}
+	joined(v2)
+	if err := hs[1].AbortRollout(t.Context(), "greet", "changed my mind"); err != nil {
+		t.Fatal(err)
+	}
+	for _, st := range waitEnd(t, hs, host.RolloutRolledBack) {
+		if st.Reason != "aborted: changed my mind" || st.Decider != hs[1].HostID() {
+			t.Errorf("ended %q by %s", st.Reason, st.Decider)
+		}
+	}
+	for i, h := range hs {
+		trellistest.WaitFor(t, 5*time.Second, "no candidate left", func() bool { return len(h.Candidates("greet")) == 0 })
+		if err := h.AbortRollout(t.Context(), "greet", "again"); err == nil || !strings.Contains(err.Error(), "no rollout running") {
+			t.Errorf("host %d: a second abort: %v", i+1, err)
+		}
+	}
+	// Promoted by the operator on the other host: promoted on both.
+	v2 = add()
+	if err := hs[0].StartRollout("greet", v2, plan); err != nil {
+		t.Fatal(err)
+	}
+	joined(v2)
+	if err := hs[1].Promote(t.Context(), "greet", "000000000000"); err == nil || !strings.Contains(err.Error(), "is running") {
+		t.Errorf("promoting another version: %v", err)
+	}
+	if err := hs[1].Promote(t.Context(), "greet", v2); err != nil {
+		t.Fatal(err)
+	}
+	waitEnd(t, hs, host.RolloutPromoted)
+	for _, h := range hs {
+		trellistest.WaitFor(t, 10*time.Second, "the candidate as the stable version", func() bool { return h.Plugins()[0].Version == v2 })
+	}
+	sent, bodies := tr.finish()
+	if bodies["Hello, Ada."] == 0 || len(bodies) != 2 {
+		t.Fatalf("replies %v of %d", bodies, sent)
+	}
+	t.Logf("%d requests, each answered once: %v", sent, bodies)
+}
