@@ -23,7 +23,16 @@ import (
 // running greet, and waits until each has its rollouts bucket open.
 func clusterHosts(t *testing.T, n int) []*trellistest.Host {
 	t.Helper()
-	cluster := func(o *host.Options) { o.Rollouts, o.RolloutLease = host.RolloutsCluster, time.Second }
+	return clusterHostsLease(t, n, 3*time.Second)
+}
+
+// clusterHostsLease is clusterHosts with the decider's lease given. A
+// lease of a second or less may lapse on a loaded machine, where a
+// race-detector build compiling a candidate on two other hosts can keep
+// the decider from renewing it in time: another host then decides.
+func clusterHostsLease(t *testing.T, n int, lease time.Duration) []*trellistest.Host {
+	t.Helper()
+	cluster := func(o *host.Options) { o.Rollouts, o.RolloutLease = host.RolloutsCluster, lease }
 	hs := []*trellistest.Host{trellistest.NewHost(t, cluster)}
 	for range n - 1 {
 		hs = append(hs, trellistest.NewHost(t, cluster, func(o *host.Options) { o.Bus = bus.Options{URL: hs[0].ClientURL()} }))
@@ -194,15 +203,6 @@ func TestClusterRolloutContinuesWhenItsDeciderCloses(t *testing.T) {
 		return false
 	})
 	t.Logf("take-over: another host decided %v after the decider began to close", took)
-	if took > 300*time.Millisecond {
-		for _, h := range hs {
-			for _, l := range strings.Split(h.Logs(), "\n") {
-				if strings.Contains(l, "lease") || strings.Contains(l, "deciding") || strings.Contains(l, "decision") {
-					t.Log(l)
-				}
-			}
-		}
-	}
 
 	ends := waitEnd(t, rest, host.RolloutPromoted)
 	for i, h := range rest {
@@ -299,7 +299,7 @@ func TestClusterRolloutRefusesATamperedModule(t *testing.T) {
 }
 
 func TestClusterRolloutSurvivesGarbageInTheBucket(t *testing.T) {
-	hs := clusterHosts(t, 3)
+	hs := clusterHostsLease(t, 3, time.Second)
 	stable := hs[0].Plugins()[0].Version
 	kv, _ := buckets(t, hs[0])
 	now := time.Now()
