@@ -354,6 +354,7 @@ type follow struct {
 	stable         *versionStats
 	refused        string
 	joining        bool // a join runs
+	cancelJoin     context.CancelFunc
 	step           int
 	startC, startS statsReading
 	baseline       *statsReading
@@ -673,6 +674,11 @@ func (cr *clusterRollouts) tend(f *follow, now time.Time) time.Duration {
 	}
 	if rec.State != RolloutRunning {
 		if f.joining {
+			if rec.State != RolloutPromoted {
+				// Nothing to join any more: a fetch of a module the
+				// decider deletes now would wait for chunks that are gone.
+				f.cancelJoin()
+			}
 			return idle // the join's result comes back first
 		}
 		if f.ro == nil {
@@ -689,8 +695,10 @@ func (cr *clusterRollouts) tend(f *follow, now time.Time) time.Duration {
 	}
 	if f.c == nil && f.refused == "" && !f.joining {
 		f.joining = true
+		var ctx context.Context
+		ctx, f.cancelJoin = context.WithTimeout(cr.ctx, time.Minute)
 		cr.h.deploy.wg.Add(1)
-		go cr.join(rec, b)
+		go cr.join(ctx, rec, b)
 	}
 	if f.c != nil && f.refused == "" {
 		if why := cr.check(f, b); why != "" {
@@ -768,10 +776,10 @@ type joinResult struct {
 // it. It runs on a goroutine of its own, since fetching and compiling a
 // module may take seconds, during which the host keeps renewing its
 // leases and telling the decider it is joining.
-func (cr *clusterRollouts) join(rec *clusterRecord, b *binding) {
+func (cr *clusterRollouts) join(ctx context.Context, rec *clusterRecord, b *binding) {
 	defer cr.h.deploy.wg.Done()
 	res := joinResult{plugin: rec.Plugin, id: rec.ID}
-	res.c, res.stable, res.refused = cr.joining(rec, b)
+	res.c, res.stable, res.refused = cr.joining(ctx, rec, b)
 	select {
 	case cr.joined <- res:
 	case <-cr.ctx.Done():
@@ -779,16 +787,17 @@ func (cr *clusterRollouts) join(rec *clusterRecord, b *binding) {
 	}
 }
 
-func (cr *clusterRollouts) joining(rec *clusterRecord, b *binding) (*candidate, *versionStats, string) {
+func (cr *clusterRollouts) joining(ctx context.Context, rec *clusterRecord, b *binding) (*candidate, *versionStats, string) {
 	h, name := cr.h, rec.Plugin
 	if v := b.snap.Load().version; v != rec.Stable {
 		return nil, nil, fmt.Sprintf("this host's stable version is %s, the rollout's %s", v, rec.Stable)
 	}
-	ctx, cancel := context.WithTimeout(cr.ctx, time.Minute)
-	defer cancel()
 	c := b.cands.Load().find(rec.Version)
 	if c == nil {
 		wasm, err := cr.fetch(ctx, rec)
+		if err != nil && ctx.Err() != nil {
+			return nil, nil, "the rollout ended before this host joined it"
+		}
 		if err != nil {
 			h.log.Error("cluster rollout: candidate module refused", "plugin", name, "version", rec.Version, "error", err)
 			return nil, nil, err.Error()
@@ -835,6 +844,7 @@ func (cr *clusterRollouts) joinedAs(r joinResult) {
 		return
 	}
 	f.joining = false
+	f.cancelJoin()
 	if r.c != nil {
 		f.c, f.stable = r.c, r.stable
 		d := &cr.h.deploy

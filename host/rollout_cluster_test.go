@@ -280,10 +280,19 @@ func TestClusterRolloutRefusesATamperedModule(t *testing.T) {
 		"started": now, "step_started": now, "decider": "someone",
 		"plan": host.Rollout{Steps: []float64{0.5, 1}, StepDuration: time.Minute, Interval: 20 * time.Millisecond}})
 	ends := waitEnd(t, hs, host.RolloutRolledBack)
-	for i, h := range hs {
-		if !h.WaitLog(5*time.Second, "candidate module refused", host.ModulesBucket+"/"+module, "SHA-256") {
-			t.Errorf("host %d: no log line naming the tampered object", i+1)
+	// The first host to refuse it ends the rollout: the others refuse it
+	// too, or stop fetching it.
+	refusals := 0
+	for _, h := range hs {
+		if h.WaitLog(time.Second, "candidate module refused", host.ModulesBucket+"/"+module, "SHA-256") {
+			refusals++
 		}
+	}
+	if refusals == 0 {
+		t.Error("no log line naming the tampered object")
+	}
+	t.Logf("%d hosts of 3 refused the object before the rollback", refusals)
+	for i, h := range hs {
 		if !strings.Contains(ends[i].Reason, "cannot follow") || !strings.Contains(ends[i].Reason, "SHA-256") {
 			t.Errorf("host %d: rolled back for %q", i+1, ends[i].Reason)
 		}
