@@ -755,8 +755,9 @@ func (cr *clusterRollouts) view(plugin string, rec *clusterRecord) *rollout {
 }
 
 func (cr *clusterRollouts) newView(rec *clusterRecord) *rollout {
-	// Until the host holds the candidate, a stand-in names its version,
-	// which is all that RemoveCandidate and Promote read of it.
+	// A stand-in names the candidate's version, which is all that
+	// RemoveCandidate and Promote read of a view; the candidate itself is
+	// the watch loop's (follow.c).
 	ro := &rollout{h: cr.h, c: &candidate{version: rec.Version}, plan: rec.Plan, done: make(chan struct{}),
 		clusterID: rec.ID, st: rec.status()}
 	ro.st.Step, ro.st.Share = 0, 0
@@ -847,10 +848,6 @@ func (cr *clusterRollouts) joinedAs(r joinResult) {
 	f.cancelJoin()
 	if r.c != nil {
 		f.c, f.stable = r.c, r.stable
-		d := &cr.h.deploy
-		d.mu.Lock()
-		f.ro.b, f.ro.c = r.c.b, r.c
-		d.mu.Unlock()
 	}
 	if r.refused != "" && f.rec.State == RolloutRunning {
 		cr.refused(f, r.refused)
