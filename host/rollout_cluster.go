@@ -83,10 +83,12 @@ const (
 	MaxModulesBytes  = 1 << 30
 	// maxRefusal bounds the reason a host gives for refusing a candidate.
 	maxRefusal = 1024
-	// maxClusterKeys bounds the plugins and hosts the bucket's keys may
-	// name, so that keys written by another client cannot grow a host's
-	// memory without bound.
-	maxClusterKeys = 4096
+	// maxClusterKeys bounds the plugins the bucket's keys may name, and
+	// maxClusterHosts the hosts whose figures a host keeps for one of its
+	// plugins (it keeps none for a plugin it does not run), so that keys
+	// written by another client cannot grow a host's memory without bound.
+	maxClusterKeys  = 1024
+	maxClusterHosts = 256
 )
 
 // clusterName is what a plugin or host name must be to appear in a key.
@@ -615,8 +617,11 @@ func (cr *clusterRollouts) update(e jetstream.KeyValueEntry, now time.Time) {
 			delete(f.figs, host)
 			return
 		}
-		if _, known := f.figs[host]; !known && len(f.figs) >= maxClusterKeys {
-			cr.refuse(key, rev, fmt.Errorf("more than %d hosts' figures", maxClusterKeys))
+		if cr.h.loadedHandler(plugin) == nil {
+			return // only a host running the plugin may decide for it
+		}
+		if _, known := f.figs[host]; !known && len(f.figs) >= maxClusterHosts {
+			cr.refuse(key, rev, fmt.Errorf("more than %d hosts' figures", maxClusterHosts))
 			return
 		}
 		f.figs[host] = figSeen{f: fig, seen: now}
