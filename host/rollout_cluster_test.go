@@ -30,6 +30,11 @@ func clusterHosts(t *testing.T, n int) []*trellistest.Host {
 // lease of a second or less may lapse on a loaded machine, where a
 // race-detector build compiling a candidate on two other hosts can keep
 // the decider from renewing it in time: another host then decides.
+//
+// The good version's plans below have a latency floor of 250ms: they test
+// what the cluster does, not the latency gate (TestCanaryWorseVersionIsRolledBack
+// does), and a host's first calls to a candidate it has just compiled may
+// be slow on a loaded machine.
 func clusterHostsLease(t *testing.T, n int, lease time.Duration) []*trellistest.Host {
 	t.Helper()
 	cluster := func(o *host.Options) { o.Rollouts, o.RolloutLease = host.RolloutsCluster, lease }
@@ -95,11 +100,15 @@ func TestClusterRolloutWorseVersionIsRolledBackOnEveryHost(t *testing.T) {
 			t.Errorf("host %d: no log line for the rollback", i+1)
 		}
 	}
-	for i, h := range hs[1:] {
-		if !h.WaitLog(time.Second, "cluster rollout: candidate fetched", "version="+worse, host.ModulesBucket+"/") {
-			t.Errorf("host %d did not fetch the candidate from the object store", i+2)
+	// A host still fetching or compiling the candidate when the decider
+	// rolls it back stops there; one that had it dropped it above.
+	fetched := 0
+	for _, h := range hs[1:] {
+		if h.WaitLog(time.Second, "cluster rollout: candidate fetched", "version="+worse, host.ModulesBucket+"/") {
+			fetched++
 		}
 	}
+	t.Logf("%d of the 2 other hosts had fetched the candidate from the object store before the rollback", fetched)
 	sent, bodies := tr.finish()
 	if bodies["error 500"] == 0 || bodies["Hello, Ada!"] == 0 {
 		t.Fatalf("replies %v of %d sent: want the canary's errors and the stable's answers", bodies, sent)
@@ -122,7 +131,7 @@ func TestClusterRolloutGoodVersionIsPromotedOnEveryHost(t *testing.T) {
 	tr := startTraffic(t, hs[0].Client(), "greet", 4*time.Millisecond)
 	start := time.Now()
 	plan := host.Rollout{Steps: []float64{0.25, 0.5, 1}, StepDuration: 400 * time.Millisecond, MinMessages: 15,
-		Interval: 20 * time.Millisecond, MaxLatencyRatio: 3, LatencyFloor: 20 * time.Millisecond}
+		Interval: 20 * time.Millisecond, MaxLatencyRatio: 3, LatencyFloor: 250 * time.Millisecond}
 	if err := hs[0].StartRollout("greet", v2, plan); err != nil {
 		t.Fatal(err)
 	}
@@ -149,6 +158,9 @@ func TestClusterRolloutGoodVersionIsPromotedOnEveryHost(t *testing.T) {
 		if e, ok := h.LastReload("greet"); !ok || e.Kind != host.EventPromoted {
 			t.Errorf("host %d: last reload %+v", i+1, e)
 		}
+		if i > 0 && !h.WaitLog(time.Second, "cluster rollout: candidate fetched", "version="+v2, host.ModulesBucket+"/") {
+			t.Errorf("host %d did not fetch the candidate from the object store", i+1)
+		}
 	}
 	sent, bodies := tr.finish()
 	if bodies["Hello, Ada."] == 0 || bodies["Hello, Ada!"] == 0 || len(bodies) != 2 {
@@ -167,7 +179,7 @@ func TestClusterRolloutContinuesWhenItsDeciderCloses(t *testing.T) {
 	}
 	tr := startTraffic(t, hs[0].Client(), "greet", 4*time.Millisecond)
 	plan := host.Rollout{Steps: []float64{0.2, 0.5, 1}, StepDuration: 1500 * time.Millisecond, MinMessages: 15,
-		Interval: 20 * time.Millisecond, MaxLatencyRatio: 3, LatencyFloor: 20 * time.Millisecond}
+		Interval: 20 * time.Millisecond, MaxLatencyRatio: 3, LatencyFloor: 250 * time.Millisecond}
 	if err := hs[1].StartRollout("greet", v2, plan); err != nil {
 		t.Fatal(err)
 	}
@@ -367,7 +379,7 @@ func TestClusterRolloutSurvivesGarbageInTheBucket(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := hs[0].StartRollout("greet", v2, host.Rollout{Steps: []float64{0.3, 1}, StepDuration: time.Minute,
-		MinMessages: 15, Interval: 20 * time.Millisecond, MaxLatencyRatio: 3, LatencyFloor: 20 * time.Millisecond}); err != nil {
+		MinMessages: 15, Interval: 20 * time.Millisecond, MaxLatencyRatio: 3, LatencyFloor: 250 * time.Millisecond}); err != nil {
 		t.Fatal(err)
 	}
 	trellistest.WaitFor(t, 20*time.Second, "the canary serving on every host", func() bool {
@@ -447,7 +459,7 @@ func TestClusterRolloutAbortAndPromoteFromAnotherHost(t *testing.T) {
 		return v
 	}
 	plan := host.Rollout{Steps: []float64{0.5, 1}, StepDuration: time.Hour, MinMessages: 15, Interval: 20 * time.Millisecond,
-		MaxLatencyRatio: 3, LatencyFloor: 20 * time.Millisecond}
+		MaxLatencyRatio: 3, LatencyFloor: 250 * time.Millisecond}
 	tr := startTraffic(t, hs[0].Client(), "greet", 4*time.Millisecond)
 	joined := func(v string) {
 		trellistest.WaitFor(t, 20*time.Second, "host 2 serving the canary", func() bool {
