@@ -221,13 +221,16 @@ type Host struct {
 	storedSubjects atomic.Pointer[storedSubjects]
 	kv             *kv.Store
 	counters       Counters
-	seal           identitySeal     // see trusted.go
-	keys           keySets          // see keysets.go
-	metrics        *metrics.Set     // nil when Options.DisableMetrics; see observe.go
-	events         eventLog         // recent loads, reloads and faults; see observe.go
-	svc            services         // the plugins as NATS services; see services.go
-	deploy         deployments      // candidate versions and rollouts; see candidate.go
-	cluster        *clusterRollouts // nil unless Options.Rollouts is RolloutsCluster
+	seal           identitySeal // see trusted.go
+	keys           keySets      // see keysets.go
+	metrics        *metrics.Set // nil when Options.DisableMetrics; see observe.go
+	events         eventLog     // recent loads, reloads and faults; see observe.go
+	svc            services     // the plugins as NATS services; see services.go
+	deploy         deployments  // candidate versions and rollouts; see candidate.go
+
+	// cluster is nil unless Options.Rollouts is RolloutsCluster; see
+	// rollout_cluster.go.
+	cluster *clusterRollouts
 
 	http     *http.Server
 	httpAddr string
