@@ -87,6 +87,8 @@ const (
 	// maxClusterHosts the hosts whose figures a host keeps for one of its
 	// plugins (it keeps none for a plugin it does not run), so that keys
 	// written by another client cannot grow a host's memory without bound.
+	// fetchTimeout bounds the fetch of a module from ModulesBucket.
+	fetchTimeout    = 20 * time.Second
 	maxClusterKeys  = 1024
 	maxClusterHosts = 256
 )
@@ -800,7 +802,11 @@ func (cr *clusterRollouts) joining(ctx context.Context, rec *clusterRecord, b *b
 	}
 	c := b.cands.Load().find(rec.Version)
 	if c == nil {
-		wasm, err := cr.fetch(ctx, rec)
+		// A fetch has its own bound, well within the join's: one that
+		// stalls is refused, and the decider rolls back, in bounded time.
+		fctx, cancel := context.WithTimeout(ctx, fetchTimeout)
+		wasm, err := cr.fetch(fctx, rec)
+		cancel()
 		if err != nil && ctx.Err() != nil {
 			return nil, nil, "the rollout ended before this host joined it"
 		}
