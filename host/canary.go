@@ -184,6 +184,9 @@ type RolloutStatus struct {
 	Canary        Figures `json:"canary"`
 	StableFigures Figures `json:"stable_figures"`
 	Plan          Rollout `json:"plan"`
+	// Decider is the host deciding a rollout across the cluster, by its
+	// HostID (Options.Rollouts); "" for a rollout of one host.
+	Decider string `json:"decider,omitempty"`
 }
 
 // DeployEvent is what the host publishes on DeploySubjectPrefix + plugin
@@ -211,6 +214,9 @@ type rollout struct {
 	plan Rollout
 	cmd  chan rolloutCmd
 	done chan struct{}
+	// clusterID is the rollout across the cluster this is a host's view
+	// of (rollout_cluster.go), or "" for a rollout of this host alone.
+	clusterID string
 
 	st RolloutStatus // under h.deploy.mu
 }
@@ -229,6 +235,9 @@ func (h *Host) StartRollout(name, version string, plan Rollout) error {
 	plan, err := plan.withDefaults()
 	if err != nil {
 		return fmt.Errorf("plugin %q: %w", name, err)
+	}
+	if h.cluster != nil {
+		return h.cluster.start(name, version, plan)
 	}
 	b, err := h.handlerBinding(name)
 	if err != nil {
@@ -322,6 +331,9 @@ func (h *Host) WaitRollout(ctx context.Context, name string) (RolloutStatus, err
 // AbortRollout rolls plugin name's running rollout back, with reason, and
 // waits for the canary to be out of the traffic.
 func (h *Host) AbortRollout(ctx context.Context, name, reason string) error {
+	if h.cluster != nil {
+		return h.cluster.end(ctx, name, "", RolloutRolledBack, "aborted: "+reason)
+	}
 	return h.command(ctx, name, rolloutCmd{reason: "aborted: " + reason})
 }
 
@@ -329,6 +341,9 @@ func (h *Host) AbortRollout(ctx context.Context, name, reason string) error {
 // through Apply: a running rollout of it skips its remaining steps; a
 // candidate not under a rollout is promoted as it is.
 func (h *Host) Promote(ctx context.Context, name, version string) error {
+	if ro := h.runningRollout(name); ro != nil && h.cluster != nil {
+		return h.cluster.end(ctx, name, version, RolloutPromoted, "promoted by the operator")
+	}
 	if ro := h.runningRollout(name); ro != nil {
 		if ro.c.version != version {
 			return fmt.Errorf("plugin %q: the rollout of version %s is running; abort it first", name, ro.c.version)

@@ -87,6 +87,16 @@ type Options struct {
 	// does not carry a valid signature by one of TrustedKeys. Without it,
 	// signatures are not looked at. New fails if it is set with no key.
 	RequireSigned bool
+	// Rollouts says who carries out a rollout (StartRollout): RolloutsLocal
+	// (the default), the host it is started on, alone; or RolloutsCluster,
+	// every host on the bus running the plugin, with the plan in JetStream
+	// KV and one host deciding at a time (see rollout_cluster.go and
+	// docs/deploy.md). Every host running the plugin should say the same.
+	Rollouts RolloutMode
+	// RolloutLease is how long a decider's lease lasts unrenewed before
+	// another host takes it, with RolloutsCluster (default
+	// DefaultRolloutLease, from MinRolloutLease to MaxRolloutLease).
+	RolloutLease time.Duration
 	// DisableMetrics turns the host's Prometheus metrics off (Metrics
 	// returns nil): what a message's path does for them is then a nil
 	// check per hook. They are on by default; BENCHMARKS.md has their cost.
@@ -230,6 +240,10 @@ type Host struct {
 	rec            recording    // recording and replay; see record.go
 	tracer         *tracer      // nil without Options.TracerProvider; see trace.go
 
+	// cluster is nil unless Options.Rollouts is RolloutsCluster; see
+	// rollout_cluster.go.
+	cluster *clusterRollouts
+
 	http     *http.Server
 	httpAddr string
 	httpOpts HTTPOptions
@@ -283,6 +297,9 @@ func New(ctx context.Context, opts Options) (*Host, error) {
 	if opts.RequireSigned && len(opts.TrustedKeys) == 0 {
 		return nil, errors.New("signed plugins are required but no key is trusted: every plugin would be refused")
 	}
+	if err := opts.checkRolloutOptions(); err != nil {
+		return nil, err
+	}
 	h := &Host{
 		opts:     opts,
 		log:      opts.Logger,
@@ -331,6 +348,7 @@ func New(ctx context.Context, opts Options) (*Host, error) {
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
 	h.kv = kv.New(b.Conn(), "", b.Replicas())
+	h.startClusterRollouts()
 	h.startMetrics()
 	h.startServices()
 	if err := h.startHTTP(opts.HTTP); err != nil {

@@ -323,7 +323,8 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	}
 	defer stopTracing(tp, log)
 	opts := host.Options{DataDir: cfg.DataDir, Logger: log, MaxInFlight: cfg.MaxInFlight, Bus: cfg.NATS, HTTP: cfg.HTTP,
-		ExclusiveSubjects: true, TrustedKeys: cfg.TrustedKeys, RequireSigned: cfg.RequireSigned, HoldTraffic: true}
+		ExclusiveSubjects: true, TrustedKeys: cfg.TrustedKeys, RequireSigned: cfg.RequireSigned, HoldTraffic: true,
+		Rollouts: cfg.Rollouts, RolloutLease: cfg.RolloutLease}
 	opts.TracerProvider = tp.TracerProvider()
 	if *httpListen != "" {
 		opts.HTTP.Listen = *httpListen

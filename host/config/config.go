@@ -52,6 +52,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/gohcl"
@@ -97,6 +98,10 @@ type Config struct {
 	// prints) and RequireSigned (require_signed): see host.Options.
 	TrustedKeys   []ed25519.PublicKey
 	RequireSigned bool
+	// Rollouts (rollouts) and RolloutLease (rollout_lease): see
+	// host.Options and rollouts.go.
+	Rollouts     host.RolloutMode
+	RolloutLease time.Duration
 	// Admin is the admin endpoint (the admin block, see admin.go); Listen
 	// is empty when the file has none.
 	Admin admin.Options
@@ -156,6 +161,9 @@ type fileSchema struct {
 
 	TrustedKeys   []string `hcl:"trusted_keys,optional"`
 	RequireSigned *bool    `hcl:"require_signed,optional"`
+
+	Rollouts     *string        `hcl:"rollouts,optional"` // see rollouts.go
+	RolloutLease hcl.Expression `hcl:"rollout_lease,optional"`
 }
 
 type httpSchema struct {
@@ -338,6 +346,7 @@ func Parse(src []byte, filename string) (*Config, error) {
 	if c.RequireSigned && len(fs.TrustedKeys) == 0 {
 		d.attrErr(f.Body, "require_signed", "No trusted key", "require_signed needs trusted_keys, or every plugin is refused")
 	}
+	d.rollouts(f.Body, &fs, c)
 	seen := map[string]hcl.Range{}
 	failOpen := map[string]bool{}
 	for i, list := range [][]pluginSchema{fs.Policies, fs.Plugins} {

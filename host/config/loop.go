@@ -283,8 +283,9 @@ func warnStatic(log hclog.Logger, file string, prev, c *Config) {
 	if !reflect.DeepEqual(c.NATS, prev.NATS) || c.DataDir != prev.DataDir ||
 		!reflect.DeepEqual(newHTTP, oldHTTP) ||
 		c.MaxInFlight != prev.MaxInFlight || c.LogLevel != prev.LogLevel || c.LogFormat != prev.LogFormat ||
-		c.RequireSigned != prev.RequireSigned || !reflect.DeepEqual(c.TrustedKeys, prev.TrustedKeys) {
-		log.Warn("config: nats, the http block's settings (all but routes), data_dir, max_in_flight, log, trusted_keys and require_signed settings apply at the next start", "file", file)
+		c.RequireSigned != prev.RequireSigned || !reflect.DeepEqual(c.TrustedKeys, prev.TrustedKeys) ||
+		c.Rollouts != prev.Rollouts || c.RolloutLease != prev.RolloutLease {
+		log.Warn("config: nats, the http block's settings (all but routes), data_dir, max_in_flight, log, trusted_keys, require_signed and rollouts settings apply at the next start", "file", file)
 	}
 }
 
