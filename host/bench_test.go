@@ -2,6 +2,7 @@ package host_test
 
 import (
 	"bytes"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -118,6 +119,17 @@ func BenchmarkRequestReplyInterleaved(b *testing.B) {
 // requestBurst sends n requests of payload to subject over nc from g
 // goroutines, counting in failed each that fails or comes back with
 // another length, and returns how long that took.
+// countedBurst is requestBurst that also returns how many heap
+// allocations the whole process made meanwhile.
+func countedBurst(nc *nats.Conn, subject string, payload []byte, n, g int, failed *atomic.Int64) (time.Duration, uint64) {
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	mallocs := ms.Mallocs
+	took := requestBurst(nc, subject, payload, n, g, failed)
+	runtime.ReadMemStats(&ms)
+	return took, ms.Mallocs - mallocs
+}
+
 func requestBurst(nc *nats.Conn, subject string, payload []byte, n, g int, failed *atomic.Int64) time.Duration {
 	var wg sync.WaitGroup
 	start := time.Now()

@@ -584,6 +584,20 @@ func (ro *rollout) end(state RolloutState, why, decision string) {
 // DeploySubjectPrefix + plugin.
 func (ro *rollout) decide(decision, why string) {
 	h := ro.h
+	st := h.tellDecision(ro, decision, why, "")
+	data, err := json.Marshal(DeployEvent{Time: time.Now(), Decision: decision, RolloutStatus: st})
+	if err == nil {
+		err = h.bus.Conn().Publish(DeploySubjectPrefix+st.Plugin, data)
+	}
+	if err != nil {
+		h.log.Warn("rollout event not published", "plugin", st.Plugin, "error", err)
+	}
+}
+
+// tellDecision counts a decision on ro in trellis_rollout_decisions_total,
+// logs it (with extra key-value pairs) and adds a host event whose detail
+// ends with suffix, and returns the status it told of.
+func (h *Host) tellDecision(ro *rollout, decision, why, suffix string, extra ...any) RolloutStatus {
 	d := &h.deploy
 	d.mu.Lock()
 	st := ro.st
@@ -592,8 +606,8 @@ func (ro *rollout) decide(decision, why string) {
 	}
 	d.decisions[[2]string{st.Plugin, decision}]++
 	d.mu.Unlock()
-	kv := []any{"plugin", st.Plugin, "version", st.Version, "stable", st.Stable, "decision", decision,
-		"step", st.Step, "share", st.Share}
+	kv := append([]any{"plugin", st.Plugin, "version", st.Version, "stable", st.Stable, "decision", decision,
+		"step", st.Step, "share", st.Share}, extra...)
 	if why != "" {
 		kv = append(kv, "reason", why)
 	}
@@ -615,14 +629,8 @@ func (ro *rollout) decide(decision, why string) {
 	if why != "" {
 		detail += ": " + why
 	}
-	h.events.add(Event{Kind: kind, Plugin: st.Plugin, Version: st.Version, Detail: detail})
-	data, err := json.Marshal(DeployEvent{Time: time.Now(), Decision: decision, RolloutStatus: st})
-	if err == nil {
-		err = h.bus.Conn().Publish(DeploySubjectPrefix+st.Plugin, data)
-	}
-	if err != nil {
-		h.log.Warn("rollout event not published", "plugin", st.Plugin, "error", err)
-	}
+	h.events.add(Event{Kind: kind, Plugin: st.Plugin, Version: st.Version, Detail: detail + suffix})
+	return st
 }
 
 func percent(share float64) string {

@@ -2,7 +2,6 @@ package host_test
 
 import (
 	"bytes"
-	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -38,16 +37,8 @@ func BenchmarkMetricsOverhead(b *testing.B) {
 	payload := bytes.Repeat([]byte("x"), 100)
 	var failed atomic.Int64
 
-	// run sends n requests to subject over nc from g goroutines and
-	// returns how long that took and how many heap allocations the whole
-	// process made meanwhile.
 	run := func(nc *nats.Conn, subject string, n, g int) (time.Duration, uint64) {
-		var ms runtime.MemStats
-		runtime.ReadMemStats(&ms)
-		mallocs := ms.Mallocs
-		took := requestBurst(nc, subject, payload, n, g, &failed)
-		runtime.ReadMemStats(&ms)
-		return took, ms.Mallocs - mallocs
+		return countedBurst(nc, subject, payload, n, g, &failed)
 	}
 	for _, c := range []struct {
 		name, subject string

@@ -1175,42 +1175,11 @@ func (cr *clusterRollouts) endView(f *follow, state RolloutState, why string) {
 // trellis_rollout_decisions_total and a host event. The DeployEvent is
 // published once, by the host that decided.
 func (cr *clusterRollouts) note(f *follow, decision, why string) {
-	h := cr.h
-	d := &h.deploy
-	d.mu.Lock()
-	st := f.ro.st
-	if d.decisions == nil {
-		d.decisions = map[[2]string]uint64{}
-	}
-	d.decisions[[2]string{st.Plugin, decision}]++
-	d.mu.Unlock()
-	kv := []any{"plugin", st.Plugin, "version", st.Version, "stable", st.Stable, "decision", decision,
-		"step", st.Step, "share", st.Share, "host_id", cr.id}
+	extra := []any{"host_id", cr.id}
 	if f.rec != nil {
-		kv = append(kv, "decided_by", f.rec.Decider)
+		extra = append(extra, "decided_by", f.rec.Decider)
 	}
-	if why != "" {
-		kv = append(kv, "reason", why)
-	}
-	kind := EventCanary
-	switch decision {
-	case "rolled_back":
-		h.log.Warn("rollout", kv...)
-		kind = EventRolledBack
-	case "promoted":
-		h.log.Info("rollout", kv...)
-		kind = EventPromoted
-	default:
-		h.log.Info("rollout", kv...)
-	}
-	detail := decision
-	if decision == "started" || decision == "step" {
-		detail = fmt.Sprintf("%s: step %d of %d, %s of the traffic", decision, st.Step, len(st.Plan.Steps), percent(st.Share))
-	}
-	if why != "" {
-		detail += ": " + why
-	}
-	h.events.add(Event{Kind: kind, Plugin: st.Plugin, Version: st.Version, Detail: detail + " (cluster)"})
+	cr.h.tellDecision(f.ro, decision, why, " (cluster)", extra...)
 }
 
 // publishDeployEvent publishes a DeployEvent on DeploySubjectPrefix + plugin.

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -56,12 +55,7 @@ func BenchmarkTracingOverhead(b *testing.B) {
 	payload := bytes.Repeat([]byte("x"), 100)
 	var failed atomic.Int64
 	run := func(nc *nats.Conn, subject string, n, g int) (time.Duration, uint64) {
-		var ms runtime.MemStats
-		runtime.ReadMemStats(&ms)
-		mallocs := ms.Mallocs
-		took := requestBurst(nc, subject, payload, n, g, &failed)
-		runtime.ReadMemStats(&ms)
-		return took, ms.Mallocs - mallocs
+		return countedBurst(nc, subject, payload, n, g, &failed)
 	}
 	for _, c := range []struct {
 		name, subject string
