@@ -13,6 +13,7 @@ import (
 
 	"github.com/trellis-mesh/trellis/abi"
 	"github.com/trellis-mesh/trellis/host"
+	"github.com/trellis-mesh/trellis/host/bus"
 	"github.com/trellis-mesh/trellis/host/tracing"
 	"github.com/trellis-mesh/trellis/host/trellistest"
 )
@@ -287,4 +288,51 @@ func TestTraceOffAddsNothing(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A chain that crosses hosts is one trace: host A (embedding the bus)
+// takes the HTTP request and runs relay, whose publish to trace.next is
+// served by echo on host B (attached by URL), which exports to its own
+// exporter. B's spans continue A's trace under A's publish span, as two
+// processes exporting to one backend would show it.
+func TestTraceCrossesHosts(t *testing.T) {
+	sampled := sdktrace.ParentBased(sdktrace.AlwaysSample())
+	expA, expB := tracetest.NewInMemoryExporter(), tracetest.NewInMemoryExporter()
+	tpA := sdktrace.NewTracerProvider(sdktrace.WithSyncer(expA), sdktrace.WithSampler(sampled))
+	tpB := sdktrace.NewTracerProvider(sdktrace.WithSyncer(expB), sdktrace.WithSampler(sampled))
+	t.Cleanup(func() { tpA.Shutdown(context.Background()); tpB.Shutdown(context.Background()) })
+	a := trellistest.NewHost(t, func(o *host.Options) {
+		o.TracerProvider = tpA
+		o.HTTP = host.HTTPOptions{Listen: "127.0.0.1:0", Routes: []host.HTTPRoute{
+			{Pattern: "POST /relay", Subject: "trace.relay", Policies: []host.PolicyRef{{Name: "allow"}}},
+		}}
+	})
+	b := trellistest.NewHost(t, func(o *host.Options) {
+		o.TracerProvider = tpB
+		o.Bus = bus.Options{URL: a.ClientURL()}
+	})
+	a.Load("allow", trellistest.Wasm(t, "testdata/allow.wat"), func(s *host.Spec) { s.Policy = true })
+	a.Load("relay", trellistest.Wasm(t, "testdata/relay.wat"), func(s *host.Spec) {
+		s.Subjects = []string{"trace.relay"}
+		s.Grants.Publish = []string{"trace.next"}
+	})
+	b.Load("echo", trellistest.Wasm(t, "../abi/echo.wat"), func(s *host.Spec) { s.Subjects = []string{"trace.next"} })
+
+	resp, body := trellistest.HTTP(t, nil, "POST", "http://"+a.HTTPAddr()+"/relay", "across", "Traceparent", clientParent)
+	if resp.StatusCode != 200 || body != "across" {
+		t.Fatalf("POST /relay: %d %q", resp.StatusCode, body)
+	}
+	onA := spansOf(t, expA, "publish trace.next")
+	onB := spansOf(t, expB, "handle echo")
+	if _, ok := onA["handle echo"]; ok {
+		t.Fatal("host A exported echo's span: echo runs on host B only")
+	}
+	pub, proc := onA["publish trace.next"], onB["process trace.next"]
+	if proc.SpanContext.TraceID().String() != clientTraceID || pub.SpanContext.TraceID().String() != clientTraceID {
+		t.Fatalf("traces %s (A's publish) and %s (B's process), want both %s", pub.SpanContext.TraceID(), proc.SpanContext.TraceID(), clientTraceID)
+	}
+	if proc.Parent.SpanID() != pub.SpanContext.SpanID() || !proc.Parent.IsRemote() {
+		t.Fatalf("B's process span under %s (remote %v), want A's publish span %s", proc.Parent.SpanID(), proc.Parent.IsRemote(), pub.SpanContext.SpanID())
+	}
+	parentOf(t, onB, "handle echo", "process trace.next")
 }
