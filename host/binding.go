@@ -247,7 +247,7 @@ func (b *binding) serveMsg(parent context.Context, a arrival, snap *snapshot, m 
 	if timeout > 0 {
 		at := a.at + timeout
 		if deadline.Now() > at {
-			h.log.Warn("busy: message waited past its deadline", "plugin", b.name, "subject", m.Subject)
+			h.log.Warn("busy: message waited past its deadline", logTrace(ctx, "plugin", b.name, "subject", m.Subject)...)
 			return busy("busy: no instance free before the deadline"), nil, true
 		}
 		// Most messages are served well before their deadline: the
@@ -263,7 +263,7 @@ func (b *binding) serveMsg(parent context.Context, a arrival, snap *snapshot, m 
 		select {
 		case h.inflight <- struct{}{}:
 		case <-ctx.Done():
-			h.log.Warn("busy: host-wide call limit reached", "plugin", b.name, "subject", m.Subject)
+			h.log.Warn("busy: host-wide call limit reached", logTrace(ctx, "plugin", b.name, "subject", m.Subject)...)
 			return busy("busy: host-wide call limit reached"), nil, true
 		}
 	}
@@ -402,21 +402,21 @@ func (b *binding) callOnce(ctx context.Context, p *plugin.Plugin, msg *plugin.Me
 		if f.Kind == plugin.FaultBusy {
 			level = h.log.Warn
 		}
-		level("plugin fault", "plugin", f.Plugin, "version", f.Version, "subject", msg.Subject,
-			"fault", f.Kind.String(), "error", f.Summary())
+		level("plugin fault", logTrace(ctx, "plugin", f.Plugin, "version", f.Version, "subject", msg.Subject,
+			"fault", f.Kind.String(), "error", f.Summary())...)
 		h.log.Debug("plugin fault detail", "plugin", f.Plugin, "error", f.Err)
 		if res.Replied {
 			return outcome{sent: true}, true
 		}
 		return faultOutcome(f, f.Kind.String()+": "+f.Summary()), true
 	default:
-		h.log.Error("plugin call failed", "plugin", b.name, "subject", msg.Subject, "error", err)
+		h.log.Error("plugin call failed", logTrace(ctx, "plugin", b.name, "subject", msg.Subject, "error", err)...)
 		return failure(500, err.Error()), true
 	}
 	switch {
 	case res.Status != 0:
-		h.log.Warn("handler failed", "plugin", b.name, "version", p.VersionHash(), "subject", msg.Subject,
-			"status", res.Status, "error", res.Error)
+		h.log.Warn("handler failed", logTrace(ctx, "plugin", b.name, "version", p.VersionHash(), "subject", msg.Subject,
+			"status", res.Status, "error", res.Error)...)
 		if res.Replied {
 			return outcome{sent: true}, res.Status >= 500
 		}

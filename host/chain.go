@@ -13,6 +13,7 @@ import (
 	"github.com/trellis-mesh/trellis/host/internal/deadline"
 	"github.com/trellis-mesh/trellis/host/internal/metrics"
 	"github.com/trellis-mesh/trellis/host/internal/plugin"
+	"github.com/trellis-mesh/trellis/host/tracing"
 )
 
 // outcome is how a message's handling ended, for whoever answers the caller.
@@ -52,7 +53,7 @@ func (h *Host) process(ctx context.Context, chain []boundPolicy, msg *plugin.Mes
 		if p == nil {
 			h.counters.PolicyFailures.Add(1)
 			pm.Decided(metrics.Missing, 0)
-			h.log.Error("policy not loaded", "policy", ref.Name, "subject", msg.Subject, "fail_open", ref.FailOpen)
+			h.log.Error("policy not loaded", logTrace(ctx, "policy", ref.Name, "subject", msg.Subject, "fail_open", ref.FailOpen)...)
 			if ref.FailOpen {
 				continue
 			}
@@ -86,8 +87,8 @@ func (h *Host) process(ctx context.Context, chain []boundPolicy, msg *plugin.Mes
 			if errors.As(err, &f) {
 				summary = f.Kind.String() + ": " + f.Summary()
 			}
-			h.log.Error("policy failed", "policy", ref.Name, "version", p.VersionHash(), "subject", msg.Subject,
-				"fail_open", ref.FailOpen, "error", summary)
+			h.log.Error("policy failed", logTrace(ctx, "policy", ref.Name, "version", p.VersionHash(), "subject", msg.Subject,
+				"fail_open", ref.FailOpen, "error", summary)...)
 			if ref.FailOpen {
 				continue
 			}
@@ -141,7 +142,7 @@ func (h *Host) process(ctx context.Context, chain []boundPolicy, msg *plugin.Mes
 		reason := takeRefusal(msg)
 		if err != nil {
 			h.counters.PolicyFailures.Add(1)
-			h.log.Error("policy response phase failed", "policy", p.Name(), "subject", msg.Subject, "error", err)
+			h.log.Error("policy response phase failed", logTrace(ctx, "policy", p.Name(), "subject", msg.Subject, "error", err)...)
 			return failure(503, "policy "+p.Name()+" failed")
 		}
 		if res.Status != 0 {
@@ -295,5 +296,8 @@ func (h *Host) deadLetterMsg(subject, plugin, from string, hdr map[string][]stri
 		h.log.Error("dead letter failed", "subject", subject, "error", err)
 		return
 	}
-	h.log.Warn("event dead-lettered", "plugin", plugin, "subject", from, "dead_letter", subject, "error", last.errText)
+	// The message's own trace context names its trace (a dead letter is
+	// sent after the handler's spans have ended).
+	h.log.Warn("event dead-lettered", logTrace(tracing.Extract(context.Background(), hdr),
+		"plugin", plugin, "subject", from, "dead_letter", subject, "error", last.errText)...)
 }

@@ -331,3 +331,13 @@ func (h *Host) traceRequest(ctx context.Context, msg *plugin.Message) {
 		msg.Header = withTrace(ctx, msg.Header)
 	}
 }
+
+// logTrace appends the trace id of ctx's span, when it has one, to a log
+// line's key-value pairs: a host line about a message then finds its
+// trace, as a plugin's own lines do.
+func logTrace(ctx context.Context, kv ...any) []any {
+	if sc := trace.SpanContextFromContext(ctx); sc.HasTraceID() {
+		return append(kv, "trace_id", sc.TraceID().String())
+	}
+	return kv
+}

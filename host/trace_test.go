@@ -336,3 +336,22 @@ func TestTraceCrossesHosts(t *testing.T) {
 	}
 	parentOf(t, onB, "handle echo", "process trace.next")
 }
+
+// The host's own line about a message that failed names the message's
+// trace, as the plugin's lines do.
+func TestTraceIDOnTheHostsLineAboutAFailure(t *testing.T) {
+	exp := tracetest.NewInMemoryExporter()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
+	t.Cleanup(func() { tp.Shutdown(context.Background()) })
+	h := trellistest.NewHost(t, func(o *host.Options) { o.TracerProvider = tp })
+	h.Load("greet", trellistest.Wasm(t, greetWorseSrc), func(s *host.Spec) { s.Config = map[string]string{"fail_every": "1"} })
+	m := nats.NewMsg("greet")
+	m.Header.Set(abi.HeaderTraceparent, clientParent)
+	m.Data = []byte("Ada")
+	if r, err := h.Client().RequestMsg(m, 5*time.Second); err != nil || r.Header.Get(abi.HeaderError) == "" {
+		t.Fatalf("request: %v %+v, want an error reply", err, r)
+	}
+	if !h.WaitLog(5*time.Second, "handler failed", "plugin=greet", "trace_id="+clientTraceID) {
+		t.Fatalf("no handler failed line with the trace id:\n%s", h.Logs())
+	}
+}
