@@ -401,6 +401,9 @@ type Info struct {
 	// and Rollout its rollout running or last ended (see StartRollout).
 	Candidates []CandidateInfo
 	Rollout    *RolloutStatus
+	// Recording says the handler's traffic is being recorded (see
+	// Spec.Record and SetRecording).
+	Recording bool
 }
 
 // Plugins lists the loaded plugins, sorted by name.
@@ -413,7 +416,8 @@ func (h *Host) Plugins() []Info {
 		inUse, idle, max := s.plugin.PoolStats()
 		out = append(out, Info{Name: b.name, Version: s.version, Subjects: append([]string(nil), s.subjects...),
 			Queue: s.queue, InUse: inUse, Idle: idle, PoolSize: max, Policy: b.policy, Denied: s.plugin.Denied(), Language: s.plugin.Language(),
-			Policies: append([]PolicyRef(nil), s.spec.Policies...), Candidates: b.candidateInfo(), Rollout: h.rolloutStatus(b.name)})
+			Policies: append([]PolicyRef(nil), s.spec.Policies...), Candidates: b.candidateInfo(), Rollout: h.rolloutStatus(b.name),
+			Recording: b.recording()})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out

@@ -520,6 +520,12 @@ func (h *Host) SetRecording(ctx context.Context, name string, on bool) (RecordSt
 	return h.recordStatus(ctx, b), nil
 }
 
+// recording reports whether b's traffic is being recorded now.
+func (b *binding) recording() bool {
+	r := b.rec.Load()
+	return r != nil && r.on.Load()
+}
+
 // Recording describes plugin name's recording.
 func (h *Host) Recording(ctx context.Context, name string) (RecordStatus, error) {
 	b, err := h.handlerBinding(name)

@@ -109,6 +109,9 @@ func (a *adminFlags) fetch(ctx context.Context) ([]row, error) {
 		r := row{name: p.Name, version: p.Version, role: p.Role, lang: p.Language, subjects: strings.Join(p.Subjects, " "),
 			pool: fmt.Sprintf("%d/%d", p.Pool.InUse, p.Pool.Size), hosts: 1, rate: p.PerSecond,
 			errRatio: p.ErrorRatio, p50: p.P50, p99: p.P99, total: p.Messages, reload: "-"}
+		if p.Recording {
+			r.role += " (recording)"
+		}
 		if e := p.LastReload; e != nil {
 			r.reload = string(e.Kind) + " " + e.Time.Local().Format("15:04:05")
 			if e.Kind == host.EventRefused || e.Kind == host.EventRolledBack {
@@ -126,6 +129,9 @@ func (a *adminFlags) fetch(ctx context.Context) ([]row, error) {
 			}
 			if ro := p.Rollout; ro != nil && ro.Version == c.Version && ro.State == host.RolloutRunning {
 				cr.reload = fmt.Sprintf("rollout step %d/%d", ro.Step, len(ro.Plan.Steps))
+				if ro.Decider != "" {
+					cr.reload += ", decided by " + ro.Decider
+				}
 			}
 			if s := c.Shadow; s != nil {
 				cr.reload = fmt.Sprintf("shadow: %d compared, %d differ", s.Compared, s.Differed)

@@ -15,6 +15,9 @@ func TestRecordThenReplayFromTheCLI(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "greet: recording on, subjects greet, stream TRELLIS_RECORD_greet") {
 		t.Fatalf("record --on: %d %s %s", code, out, errOut)
 	}
+	if code, out, _ = runCLI("ls", "--admin", base); code != 0 || !strings.Contains(out, "handler (recording)") {
+		t.Fatalf("trellis ls does not show the recording: %d\n%s", code, out)
+	}
 	for i := range 6 {
 		h.Request("greet", []byte(fmt.Sprint("Ada", i)), 5*time.Second)
 	}

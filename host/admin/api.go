@@ -243,7 +243,9 @@ type PluginStatus struct {
 	// rollout running or last ended.
 	Candidates []host.CandidateInfo `json:"candidates,omitempty"`
 	Rollout    *host.RolloutStatus  `json:"rollout,omitempty"`
-	Health     string               `json:"health"` // ok, degraded (errors in the window) or failing (half or more)
+	// Recording says the plugin's traffic is being recorded.
+	Recording bool   `json:"recording,omitempty"`
+	Health    string `json:"health"` // ok, degraded (errors in the window) or failing (half or more)
 }
 
 // Status is /api/plugins.
@@ -266,7 +268,8 @@ func (s *Server) Status() Status {
 	st := Status{Time: time.Now(), Window: round(secs), Ready: rd.Ready, Plugins: []PluginStatus{}, NotServing: rd.Plugins}
 	for _, info := range s.h.Plugins() {
 		p := PluginStatus{Name: info.Name, Version: info.Version, Role: "handler", Language: info.Language, Subjects: info.Subjects,
-			Queue: info.Queue, Denied: info.Denied, Health: "ok", Candidates: info.Candidates, Rollout: info.Rollout}
+			Queue: info.Queue, Denied: info.Denied, Health: "ok", Candidates: info.Candidates, Rollout: info.Rollout,
+			Recording: info.Recording}
 		if info.Policy {
 			p.Role = "policy"
 		}
