@@ -116,9 +116,6 @@ func BenchmarkRequestReplyInterleaved(b *testing.B) {
 	}
 }
 
-// requestBurst sends n requests of payload to subject over nc from g
-// goroutines, counting in failed each that fails or comes back with
-// another length, and returns how long that took.
 // countedBurst is requestBurst that also returns how many heap
 // allocations the whole process made meanwhile.
 func countedBurst(nc *nats.Conn, subject string, payload []byte, n, g int, failed *atomic.Int64) (time.Duration, uint64) {
@@ -130,6 +127,9 @@ func countedBurst(nc *nats.Conn, subject string, payload []byte, n, g int, faile
 	return took, ms.Mallocs - mallocs
 }
 
+// requestBurst sends n requests of payload to subject over nc from g
+// goroutines, counting in failed each that fails or comes back with
+// another length, and returns how long that took.
 func requestBurst(nc *nats.Conn, subject string, payload []byte, n, g int, failed *atomic.Int64) time.Duration {
 	var wg sync.WaitGroup
 	start := time.Now()
