@@ -58,7 +58,7 @@ func waitEnd(t *testing.T, hs []*trellistest.Host, state host.RolloutState) []ho
 	t.Helper()
 	out := make([]host.RolloutStatus, len(hs))
 	for i, h := range hs {
-		trellistest.WaitFor(t, 30*time.Second, "the rollout's end on every host", func() bool {
+		trellistest.WaitFor(t, 60*time.Second, "the rollout's end on every host", func() bool {
 			st, ok := h.Rollout("greet")
 			out[i] = st
 			return ok && st.State != host.RolloutRunning
