@@ -312,7 +312,11 @@ func (h *Host) makeCandidate(ctx context.Context, c *candidate) (*plugin.Plugin,
 	unlock := h.lockVersion(c.version)
 	defer unlock()
 	spec := c.spec
-	sb := &sandbox{c: c, out: h.outboxFor(name), kv: h.kv.Namespace(kvNamespace(spec))}
+	// What a canary sends and writes is timed, counted and traced under
+	// the plugin's name like the stable's; what a shadow keeps from
+	// happening never reaches these.
+	ns := kvNamespace(spec)
+	sb := &sandbox{c: c, out: h.instrumentOutbox(name, h.outboxFor(name)), kv: h.instrumentKV(name, ns, h.kv.Namespace(ns))}
 	p, err := plugin.Load(ctx, c.wasm, plugin.Options{
 		Name:        name,
 		Config:      spec.Config,

@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/trellis-mesh/trellis/host"
 	"github.com/trellis-mesh/trellis/host/trellistest"
 )
 
@@ -38,5 +39,36 @@ func TestHostCallMetrics(t *testing.T) {
 	// A reply is not a publish.
 	if v, _ := m.Value("trellis_host_call_duration_seconds", "plugin", "echo", "call", "publish"); v != 0 {
 		t.Errorf("echo's replies timed as %v publishes", v)
+	}
+}
+
+// A canary's publishes and KV calls are timed and counted under its
+// plugin's name, as the stable's are.
+func TestHostCallMetricsOfACanary(t *testing.T) {
+	h := trellistest.NewHost(t)
+	h.Load("greet", trellistest.Wasm(t, greetSrc), func(s *host.Spec) { s.Grants.Publish = []string{"greet.audit"} })
+	v, err := h.AddCandidate(t.Context(), "greet", host.Candidate{Path: trellistest.Wasm(t, greetSameSrc)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.StartRollout("greet", v, host.Rollout{Steps: []float64{1}, StepDuration: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if m := h.Request("greet", []byte("Ada"), 5*time.Second); string(m.Data) != "Hello, Ada!" {
+			t.Fatalf("reply %q", m.Data)
+		}
+	}
+	m := h.Scrape()
+	if n, _ := m.Value("trellis_version_messages_total", "plugin", "greet", "version", v, "track", "canary"); n != 3 {
+		t.Fatalf("the canary served %v of 3", n)
+	}
+	for _, c := range [][]string{
+		{"trellis_host_call_duration_seconds", "plugin", "greet", "call", "publish"},
+		{"trellis_kv_operations_total", "plugin", "greet", "op", "incr", "result", "ok"},
+	} {
+		if got, _ := m.Value(c[0], c[1:]...); got != 3 {
+			t.Errorf("%s%v = %v, want 3", c[0], c[1:], got)
+		}
 	}
 }
