@@ -157,6 +157,16 @@ func TestDashboardShowsLiveTraffic(t *testing.T) {
 	if v, _ := strconv.ParseFloat(edgeRate, 64); v <= 0 {
 		t.Errorf("edge rate %q, want > 0", edgeRate)
 	}
+	// A plugin whose traffic is recorded says so, without a reload.
+	if _, err := h.Host.SetRecording(ctx, "conformance", true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](`(() => {
+			const r = document.querySelector('#plugins tr[data-plugin="conformance"] td.role');
+			return r && r.textContent === "handler (recording)";
+		})()`, chromedp.WithPollingInterval(200*time.Millisecond))); err != nil {
+		t.Fatalf("the page does not show the recording: %v", err)
+	}
 	cancel()
 	closeTab()
 	<-collected

@@ -47,7 +47,7 @@ function renderStatus(st) {
     const tr = el("tr", { "data-plugin": p.name });
     const h = el("td"); h.appendChild(el("span", { class: "health " + p.health, title: p.health })); tr.appendChild(h);
     tr.appendChild(el("td", { class: "name" }, p.name));
-    tr.appendChild(el("td", {}, p.role));
+    tr.appendChild(el("td", { class: "role" }, p.role + (p.recording ? " (recording)" : "")));
     tr.appendChild(el("td", { class: "version" }, p.version));
     tr.appendChild(el("td", {}, (p.subjects || []).join(" ") + ((p.policies || []).length ? "  ⟵ " + p.policies.join(", ") : "")));
     tr.appendChild(el("td", { class: "num" }, p.pool.in_use + "/" + p.pool.size));
@@ -88,7 +88,8 @@ function candidateRow(p, c) {
   tr.appendChild(el("td", { class: "version" }, c.version));
   let what = "";
   if (ro && ro.state === "running") {
-    what = "rollout step " + ro.step + " of " + ro.plan.steps.length + (ro.reason ? ": " + ro.reason : "");
+    what = "rollout step " + ro.step + " of " + ro.plan.steps.length + (ro.decider ? ", decided by " + ro.decider : "") +
+      (ro.reason ? ": " + ro.reason : "");
   }
   if (c.shadow) {
     what = "shadow: " + c.shadow.compared + " compared, " + c.shadow.differed + " differ, " + c.shadow.skipped + " skipped";
