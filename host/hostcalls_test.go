@@ -54,15 +54,22 @@ func TestHostCallMetricsOfACanary(t *testing.T) {
 	if err := h.StartRollout("greet", v, host.Rollout{Steps: []float64{1}, StepDuration: time.Hour}); err != nil {
 		t.Fatal(err)
 	}
+	// The rollout sets its first share from its own goroutine.
+	trellistest.WaitFor(t, 10*time.Second, "the canary at 100%", func() bool {
+		cs := h.Candidates("greet")
+		return len(cs) == 1 && cs[0].Share == 1
+	})
 	for range 3 {
 		if m := h.Request("greet", []byte("Ada"), 5*time.Second); string(m.Data) != "Hello, Ada!" {
 			t.Fatalf("reply %q", m.Data)
 		}
 	}
-	m := h.Scrape()
-	if n, _ := m.Value("trellis_version_messages_total", "plugin", "greet", "version", v, "track", "canary"); n != 3 {
-		t.Fatalf("the canary served %v of 3", n)
-	}
+	var m trellistest.Metrics
+	trellistest.WaitFor(t, 10*time.Second, "the canary's 3 messages counted", func() bool {
+		m = h.Scrape()
+		n, _ := m.Value("trellis_version_messages_total", "plugin", "greet", "version", v, "track", "canary")
+		return n == 3
+	})
 	for _, c := range [][]string{
 		{"trellis_host_call_duration_seconds", "plugin", "greet", "call", "publish"},
 		{"trellis_kv_operations_total", "plugin", "greet", "op", "incr", "result", "ok"},

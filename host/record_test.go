@@ -387,8 +387,11 @@ func TestReplaysAreCappedAndStopWithTheirContext(t *testing.T) {
 	cancel()
 	for range 2 {
 		r := <-done
-		if r.err != nil || r.rep.Stopped != context.Canceled.Error() || r.rep.Replayed == 0 || r.rep.Replayed >= 3 {
-			t.Fatalf("a replay cancelled: %+v %v, want it stopped after its first message", r.rep, r.err)
+		// At 0.2 a second the first message runs at once and the second 5 s
+		// later: a cancelled replay ends with at most its first (none, when a
+		// loaded machine had not read it from the stream yet).
+		if r.err != nil || !strings.HasSuffix(r.rep.Stopped, context.Canceled.Error()) || r.rep.Replayed > 1 {
+			t.Fatalf("a replay cancelled: %+v %v, want it stopped with at most its first message", r.rep, r.err)
 		}
 	}
 	if rep, err := h.Replay(t.Context(), host.ReplayOptions{Plugin: "greet", Path: same}); err != nil || rep.Replayed != 5 {
