@@ -747,8 +747,6 @@ func (e *events) check(t *testing.T, c *testCluster, victim int, killed time.Tim
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), recoverTimeout)
-	defer cancel()
 	attempted := map[string]bool{}
 	var acked []string
 	failed := 0
@@ -763,12 +761,16 @@ func (e *events) check(t *testing.T, c *testCluster, victim int, killed time.Tim
 		}
 	}
 	// Every acknowledged event is handled, by whichever host: the durable
-	// consumer, shared by the three, has none left to deliver.
-	cons, err := js.Consumer(ctx, "TALLY", "tally")
-	if err != nil {
-		t.Fatal(err)
-	}
+	// consumer, shared by the three, has none left to deliver. Each look
+	// is one request with its own timeout: one sent while the consumer
+	// elects a leader to replace the killed member can go unanswered.
 	waitFor(t, recoverTimeout, "the durable consumer to deliver every event", func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		cons, err := js.Consumer(ctx, "TALLY", "tally")
+		if err != nil {
+			return err
+		}
 		info, err := cons.Info(ctx)
 		if err != nil {
 			return err
@@ -778,6 +780,8 @@ func (e *events) check(t *testing.T, c *testCluster, victim int, killed time.Tim
 		}
 		return nil
 	})
+	ctx, cancel := context.WithTimeout(context.Background(), recoverTimeout)
+	defer cancel()
 	kv, err := js.KeyValue(ctx, host.KVBucket)
 	if err != nil {
 		t.Fatal(err)
