@@ -505,7 +505,10 @@ func (h *Host) commit(c Change, todo []*prepared, done *Applied) ([]chan error, 
 	// Commit: one store per binding whose snapshot changed, then the
 	// ingress's routes, then the clean-up of what the old generation held.
 	for name, s := range gen.snaps {
-		gen.bindings[name].snap.Store(s)
+		b := gen.bindings[name]
+		if old := b.snap.Swap(s); old != nil && old.plugin != s.plugin && b.direct != nil {
+			b.direct.reset()
+		}
 	}
 	h.policies.Store(&gen.policies)
 	h.mu.Lock()

@@ -47,6 +47,9 @@ type binding struct {
 	// once by the first call into wazero, are not grown again per message.
 	inbox   chan arrival
 	working sync.WaitGroup
+	// direct says whether a subscription's goroutine may serve a message
+	// itself instead of handing it to a worker (direct.go).
+	direct *direct
 
 	metrics *metrics.Plugin // a handler's; nil without metrics (observe.go)
 }
@@ -91,6 +94,7 @@ func newBinding(h *Host, name string, policy bool) *binding {
 	if !policy {
 		b.subs = map[string]*nats.Subscription{}
 		b.inbox = make(chan arrival, h.opts.QueueDepth)
+		b.direct = newDirect()
 		b.metrics = h.metrics.Plugin(name)
 	}
 	return b
@@ -133,7 +137,7 @@ func (b *binding) subscribeNew(want []string, queue string) ([]*nats.Subscriptio
 		if sub := b.subs[s]; sub != nil && queue == b.queue {
 			continue
 		}
-		sub, err := nc.QueueSubscribe(s, queue, b.onMsg)
+		sub, err := nc.QueueSubscribe(s, queue, (&subscriber{b: b}).onMsg)
 		if err != nil {
 			return made, fmt.Errorf("subscribe %q: %w", s, err)
 		}
@@ -178,21 +182,26 @@ func (b *binding) subjects() []string {
 	return nil
 }
 
-// onMsg runs on the subscription's goroutine. It blocks when the binding's
-// inbox is full: that is the backpressure, and NATS buffers what waits.
-//
-// A message on a system subject (which only a wildcard subscription can
-// match) never reaches a plugin, and one whose reply subject is over
-// abi.MaxSubjectLen is dropped: answering it would send the server a
-// protocol line longer than it accepts, and it would close the host's
-// connection.
-func (b *binding) onMsg(m *nats.Msg) {
+// admissible reports whether m, from a subscription, may reach the plugin
+// at all, and counts it as dropped if not. A message on a system subject
+// (which only a wildcard subscription can match) never reaches a plugin,
+// and one whose reply subject is over abi.MaxSubjectLen is dropped:
+// answering it would send the server a protocol line longer than it
+// accepts, and it would close the host's connection.
+func (b *binding) admissible(m *nats.Msg) bool {
 	if len(m.Reply) > abi.MaxSubjectLen || abi.SystemSubject(m.Subject) {
 		b.h.counters.Dropped.Add(1)
-		return
+		return false
 	}
+	return true
+}
+
+// enqueue hands a to the workers, on the subscription's goroutine. It
+// blocks when the binding's inbox is full: that is the backpressure, and
+// NATS buffers what waits.
+func (b *binding) enqueue(a arrival) {
 	select {
-	case b.inbox <- arrival{m: m, at: deadline.Now()}:
+	case b.inbox <- a:
 	case <-b.h.life.Done():
 		// Close gave up waiting: nobody will serve the inbox.
 	}
@@ -209,7 +218,15 @@ type worker struct {
 	tap *tap // while the stable's handling is copied to shadows (shadow.go)
 }
 
+// serve serves one message, on a worker or directly on its subscription's
+// goroutine, and tells the direct dispatch gate how long that took.
 func (b *binding) serve(a arrival, w *worker) {
+	start := deadline.Now()
+	b.serveOne(a, w)
+	b.direct.served(start, deadline.Now())
+}
+
+func (b *binding) serveOne(a arrival, w *worker) {
 	snap := b.snap.Load()
 	if a.stored != nil {
 		b.serveStored(a, snap, w)
@@ -478,7 +495,7 @@ func (b *binding) close(ctx context.Context) error {
 			_ = sub.Drain()
 		}
 		b.subs = map[string]*nats.Subscription{}
-		// Drain delivers what is pending to onMsg, then closes the
+		// Drain delivers what is pending to the callback, then closes the
 		// subscription, which the channel reports (and is then closed).
 		for _, ch := range drained {
 			select {
@@ -487,8 +504,8 @@ func (b *binding) close(ctx context.Context) error {
 				return ctx.Err()
 			}
 		}
-		// onMsg has put every message in the inbox; the workers serve what
-		// is there and stop.
+		// The callbacks have served every message or put it in the inbox;
+		// the workers serve what is there and stop.
 		close(b.inbox)
 		done := make(chan struct{})
 		go func() { b.working.Wait(); close(done) }()

@@ -90,20 +90,7 @@ func (s *Server) apiDeployStatus(w http.ResponseWriter, r *http.Request) {
 func (s *Server) apiDeploy(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("plugin")
 	var req DeployRequest
-	if r.ContentLength > MaxDeployBody {
-		// Refused before a byte of it is read; a body of unknown length is
-		// cut by MaxBytesReader instead.
-		writeError(w, http.StatusRequestEntityTooLarge, fmt.Errorf("deploy request of %d bytes, over %d (admin.MaxDeployBody)", r.ContentLength, MaxDeployBody))
-		return
-	}
-	body := http.MaxBytesReader(w, r.Body, MaxDeployBody)
-	if err := json.NewDecoder(body).Decode(&req); err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			writeError(w, http.StatusRequestEntityTooLarge, fmt.Errorf("deploy request over %d bytes (admin.MaxDeployBody)", MaxDeployBody))
-			return
-		}
-		writeError(w, http.StatusBadRequest, fmt.Errorf("deploy request: %w", err))
+	if !decodeModuleRequest(w, r, "deploy", &req, false) {
 		return
 	}
 	if len(req.Wasm) == 0 {
@@ -194,4 +181,31 @@ func writeError(w http.ResponseWriter, code int, err error) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(code)
 	_ = json.NewEncoder(w).Encode(map[string]string{"error": err.Error()})
+}
+
+// decodeModuleRequest decodes the JSON body of a request that carries a
+// module (a deploy or a replay) into v, bounded by MaxDeployBody, and
+// answers the request itself when it cannot: 413 for a body over the
+// bound, refused before a byte of it is read when its length is declared,
+// and 400 for one that does not decode (with strict, for a field v does
+// not have either). It reports whether v was decoded.
+func decodeModuleRequest(w http.ResponseWriter, r *http.Request, what string, v any, strict bool) bool {
+	if r.ContentLength > MaxDeployBody {
+		writeError(w, http.StatusRequestEntityTooLarge, fmt.Errorf("%s request of %d bytes, over %d (admin.MaxDeployBody)", what, r.ContentLength, MaxDeployBody))
+		return false
+	}
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxDeployBody))
+	if strict {
+		dec.DisallowUnknownFields()
+	}
+	if err := dec.Decode(v); err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			writeError(w, http.StatusRequestEntityTooLarge, fmt.Errorf("%s request over %d bytes (admin.MaxDeployBody)", what, MaxDeployBody))
+			return false
+		}
+		writeError(w, http.StatusBadRequest, fmt.Errorf("%s request: %w", what, err))
+		return false
+	}
+	return true
 }

@@ -82,19 +82,7 @@ func (s *Server) apiRecord(w http.ResponseWriter, r *http.Request) {
 func (s *Server) apiReplay(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("plugin")
 	var req ReplayRequest
-	if r.ContentLength > MaxDeployBody {
-		writeError(w, http.StatusRequestEntityTooLarge, fmt.Errorf("replay request of %d bytes, over %d (admin.MaxDeployBody)", r.ContentLength, MaxDeployBody))
-		return
-	}
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxDeployBody))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			writeError(w, http.StatusRequestEntityTooLarge, fmt.Errorf("replay request over %d bytes (admin.MaxDeployBody)", MaxDeployBody))
-			return
-		}
-		writeError(w, http.StatusBadRequest, fmt.Errorf("replay request: %w", err))
+	if !decodeModuleRequest(w, r, "replay", &req, true) {
 		return
 	}
 	o := host.ReplayOptions{Plugin: name, Version: req.Version, Wasm: req.Wasm, Config: req.Config, Subject: req.Subject,
