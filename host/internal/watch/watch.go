@@ -30,8 +30,11 @@ type Options struct {
 	// Paths are files or directories to watch. A directory is watched with
 	// everything below it when Recursive is set.
 	Paths []string
-	// Recursive watches every directory below a watched directory, skipping
-	// those Skip names.
+	// Recursive watches every directory below a directory of Paths (or
+	// below the directory of a path that does not exist yet), skipping
+	// those Skip names. A file of Paths is watched through its directory
+	// alone, not what is below it: a config file beside a JetStream store
+	// must not have the store's every write watched.
 	Recursive bool
 	// Skip reports directories not to descend into (default: hidden ones,
 	// node_modules, target).
@@ -52,7 +55,13 @@ type Watcher struct {
 	fsw   *fsnotify.Watcher
 	log   hclog.Logger
 	dirs  map[string]os.FileInfo // directories watched now, and which ones they were
-	roots []string               // directories that must be watched, and their parents
+	roots []root                 // directories that must be watched, and their parents
+}
+
+// root is a directory to watch, with everything below it when deep.
+type root struct {
+	dir  string
+	deep bool
 }
 
 // New starts watching. Close it, or end Run's context, to stop.
@@ -78,15 +87,19 @@ func New(opts Options) (*Watcher, error) {
 			fsw.Close()
 			return nil, err
 		}
-		dir := abs
-		if st, err := os.Stat(abs); err != nil || !st.IsDir() {
+		dir, deep := abs, opts.Recursive
+		if st, err := os.Stat(abs); err != nil {
+			// Not there yet: through its directory, and below it, where
+			// it may appear as a file or a directory.
+			dir = filepath.Dir(abs)
+		} else if !st.IsDir() {
 			// A file is watched through its directory: editors and tools
 			// replace files by renaming, which a watch on the file would lose.
-			dir = filepath.Dir(abs)
+			dir, deep = filepath.Dir(abs), false
 		}
 		// The parent too, so that a directory removed and made again (or
 		// swapped by rename) is noticed and watched afresh.
-		w.roots = append(w.roots, dir, filepath.Dir(dir))
+		w.roots = append(w.roots, root{dir: dir, deep: deep}, root{dir: filepath.Dir(dir)})
 	}
 	w.sync()
 	return w, nil
@@ -107,20 +120,19 @@ func DefaultSkip(name string) bool {
 // directory, not the name.
 func (w *Watcher) sync() {
 	want := map[string]os.FileInfo{}
-	for i, root := range w.roots {
-		isParent := i%2 == 1
-		if isParent || !w.opts.Recursive {
-			if st, err := os.Stat(root); err == nil && st.IsDir() {
-				want[root] = st
+	for _, r := range w.roots {
+		if !r.deep {
+			if st, err := os.Stat(r.dir); err == nil && st.IsDir() {
+				want[r.dir] = st
 			}
 			continue
 		}
-		_ = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		_ = filepath.WalkDir(r.dir, func(p string, d fs.DirEntry, err error) error {
 			if err != nil {
 				return nil
 			}
 			if d.IsDir() {
-				if p != root && w.opts.Skip(d.Name()) {
+				if p != r.dir && w.opts.Skip(d.Name()) {
 					return filepath.SkipDir
 				}
 				if st, err := os.Stat(p); err == nil {
