@@ -676,13 +676,12 @@ func (h *Host) plan(current map[string]*binding, c Change, todo []*prepared) (*g
 			chain := bindChain(old.spec.Policies, gen.policies)
 			if !sameChain(chain, old.chain) {
 				s := *old
-				s.chain = chain
-				gen.snaps[name] = &s
+				gen.snaps[name] = s.withChain(chain)
 			}
 			continue
 		}
-		s := &snapshot{plugin: pr.p, spec: pr.spec, version: pr.version, subjects: pr.subjects, queue: pr.queue,
-			chain: bindChain(pr.spec.Policies, gen.policies), res: withDefaults(pr.spec.Resilience)}
+		s := (&snapshot{plugin: pr.p, spec: pr.spec, version: pr.version, subjects: pr.subjects, queue: pr.queue,
+			res: withDefaults(pr.spec.Resilience)}).withChain(bindChain(pr.spec.Policies, gen.policies))
 		if d := pr.spec.Durable; d != nil {
 			withDefaults := d.withDefaults(name, pr.spec.Timeout)
 			s.durable = &withDefaults

@@ -72,6 +72,23 @@ type snapshot struct {
 	// durable is Spec.Durable with defaults, or nil for a handler fed by
 	// subscriptions.
 	durable *Durable
+	// mayRequest says whether the handler or a policy of its chain may
+	// send requests: then its messages are never served directly, since a
+	// request answered by the same subscription would wait behind the
+	// very call that sent it (direct.go).
+	mayRequest bool
+}
+
+// withChain returns s serving through chain.
+func (s *snapshot) withChain(chain []boundPolicy) *snapshot {
+	s.chain = chain
+	s.mayRequest = s.plugin.MayRequest()
+	for _, bp := range chain {
+		if bp.p != nil && bp.p.MayRequest() {
+			s.mayRequest = true
+		}
+	}
+	return s
 }
 
 // boundPolicy is a PolicyRef resolved: p is nil when no policy of that name
@@ -219,11 +236,21 @@ type worker struct {
 }
 
 // serve serves one message, on a worker or directly on its subscription's
-// goroutine, and tells the direct dispatch gate how long that took.
+// goroutine, and tells the direct dispatch gate how long that took, unless
+// an instance was made meanwhile: that is the pool growing (a direct call
+// is only made with an instance idle), not the handler being slow.
 func (b *binding) serve(a arrival, w *worker) {
+	var made int64
+	snap := b.snap.Load()
+	if snap != nil {
+		made = snap.plugin.Created()
+	}
 	start := deadline.Now()
 	b.serveOne(a, w)
-	b.direct.served(start, deadline.Now())
+	end := deadline.Now()
+	if snap != nil && snap.plugin.Created() == made {
+		b.direct.served(start, end)
+	}
 }
 
 func (b *binding) serveOne(a arrival, w *worker) {

@@ -30,6 +30,12 @@ import (
 // holds up what arrives during that one call; a call over directStall
 // turns direct dispatch off for directOff, and each later one pushes that
 // further, so that costs at most one call's time a minute.
+//
+// A handler that may send requests (it, or a policy of its chain, has a
+// request grant) is never served directly: the request could be for a
+// subject of the same subscription, whose answer would then wait behind
+// the call that asked for it until that call's deadline. Nor is one with
+// a candidate version (a shadow or a canary) beside it.
 const (
 	directBudget = 100 * time.Microsecond
 	directStall  = 10 * time.Millisecond
@@ -94,11 +100,21 @@ func (s *subscriber) onMsg(m *nats.Msg) {
 		return
 	}
 	now := deadline.Now()
-	if len(b.inbox) == 0 && b.direct.allowed(now, behind(m.Sub)) {
+	if len(b.inbox) == 0 && b.direct.allowed(now, 0) && b.directable() && b.direct.allowed(now, behind(m.Sub)) {
 		b.serve(arrival{m: m, at: now}, &s.w)
 		return
 	}
 	b.enqueue(arrival{m: m, at: now})
+}
+
+// directable reports whether what serves the binding's messages now could
+// be run directly at all: a snapshot committed (a subscription can deliver
+// before its first commit), no request grant, no candidate version (whose
+// grants may differ), and an instance idle, so that the call neither waits
+// for one nor makes one.
+func (b *binding) directable() bool {
+	snap := b.snap.Load()
+	return snap != nil && !snap.mayRequest && b.cands.Load() == nil && snap.plugin.HasIdle()
 }
 
 // behind is how many messages sub holds after the one being delivered:

@@ -179,3 +179,43 @@ func watFixture(t *testing.T, name string) []byte {
 	}
 	return wasm
 }
+
+// TestARequestToTheSameSubscriptionIsNotStuckBehindItsCaller: a handler of
+// "self.>" that asks "self.echo" while serving "self.ask" gets its answer
+// from another instance. Served directly, the request would wait behind
+// the call that sent it until that call's deadline; a handler with a
+// request grant is therefore never served directly.
+func TestARequestToTheSameSubscriptionIsNotStuckBehindItsCaller(t *testing.T) {
+	wasm := watFixture(t, "selfask")
+	h, err := New(context.Background(), Options{Bus: bus.Options{Listen: "127.0.0.1:0", DisableJetStream: true}, Logger: hclog.NewNullLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close(context.Background())
+	spec := Spec{Name: "selfask", Wasm: wasm, Subjects: []string{"self.>"}, PoolSize: 2, Timeout: 3 * time.Second,
+		Grants: Grants{Subscribe: []string{"self.>"}, Request: []string{"self.echo"}}}
+	if err := h.Load(context.Background(), spec); err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect(h.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	// Enough fast echoes to open direct dispatch, were it allowed.
+	for i := 0; i < 50; i++ {
+		if _, err := nc.Request("self.echo", []byte("warm"), 5*time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 0; i < 5; i++ {
+		start := time.Now()
+		m, err := nc.Request("self.ask", []byte("hello"), 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(m.Data) != "hello" || m.Header.Get("Nats-Service-Error-Code") != "" {
+			t.Fatalf("self.ask %d answered %q %v after %s", i, m.Data, m.Header, time.Since(start))
+		}
+	}
+}

@@ -386,6 +386,14 @@ func (p *Plugin) InstanceStats() (created, discarded, memory int64) {
 	return p.ncreated.Load(), p.ndiscarded.Load(), p.memBytes.Load()
 }
 
+// Created reports how many instances this version has made.
+func (p *Plugin) Created() int64 { return p.ncreated.Load() }
+
+// HasIdle reports whether an instance is idle now: a call made at once
+// would neither wait for one nor make one (unless another call takes it
+// first).
+func (p *Plugin) HasIdle() bool { return p.pool.Idle() > 0 }
+
 // Close waits until calls in flight finish (or ctx ends), then releases
 // every instance and the compiled code. Calls after Close fail with
 // pool.ErrClosed.
@@ -446,3 +454,7 @@ func (w *lineWriter) Write(b []byte) (int, error) {
 
 // Timeout returns the invocation deadline in force (negative: none).
 func (p *Plugin) Timeout() time.Duration { return p.timeout }
+
+// MayRequest reports whether the plugin is granted any subject to send
+// requests to: a call of it may wait for another message to be served.
+func (p *Plugin) MayRequest() bool { return len(p.grants.Request) > 0 }
