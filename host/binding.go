@@ -134,7 +134,7 @@ func (b *binding) ensureWorkers(n int) {
 					if !ok {
 						return
 					}
-					b.serve(a, w)
+					b.serve(a, w, deadline.Now())
 				case <-done:
 					return
 				}
@@ -239,39 +239,39 @@ type worker struct {
 // goroutine, and tells the direct dispatch gate how long that took, unless
 // an instance was made meanwhile: that is the pool growing (a direct call
 // is only made with an instance idle), not the handler being slow.
-func (b *binding) serve(a arrival, w *worker) {
-	var made int64
-	snap := b.snap.Load()
-	if snap != nil {
-		made = snap.plugin.Created()
-	}
-	start := deadline.Now()
-	b.serveOne(a, w)
-	end := deadline.Now()
-	if snap != nil && snap.plugin.Created() == made {
+//
+// start is when its serving starts (deadline.Now()): a.at for a message
+// served directly, which is taken at once.
+func (b *binding) serve(a arrival, w *worker, start time.Duration) {
+	snap := b.snap.Load() // stored before the binding's first subscription
+	made := snap.plugin.Created()
+	end := b.serveOne(a, snap, w)
+	// Nothing keeps the message past its serving: let its payload go.
+	w.msg = plugin.Message{}
+	if snap.plugin.Created() == made {
 		b.direct.served(start, end)
 	}
 }
 
-func (b *binding) serveOne(a arrival, w *worker) {
-	snap := b.snap.Load()
-	if a.stored != nil {
+// serveOne serves a with snap and returns when it was done.
+func (b *binding) serveOne(a arrival, snap *snapshot, w *worker) time.Duration {
+	switch {
+	case a.stored != nil:
 		b.serveStored(a, snap, w)
-		return
-	}
-	if cs := b.cands.Load(); cs != nil {
-		b.serveCandidates(a, snap, cs, w)
-		return
+		return deadline.Now()
+	case b.cands.Load() != nil:
+		b.serveCandidates(a, snap, b.cands.Load(), w)
+		return deadline.Now()
 	}
 	if r := b.rec.Load(); r != nil && r.on.Load() && r.matches(a.m.Subject) {
 		b.serveRecorded(a, snap, r, w)
-		return
+		return deadline.Now()
 	}
 	m := a.m
 	obs := b.observe(m, a.at, snap)
 	out, resp, _ := b.handle(a, snap, m, false, w)
 	b.h.sendNATS(m.Reply, resp, out)
-	b.observed(obs, out)
+	return b.observed(obs, out)
 }
 
 // serveMsg runs m through the snapshot's policies and handler within the

@@ -101,7 +101,7 @@ func (s *subscriber) onMsg(m *nats.Msg) {
 	}
 	now := deadline.Now()
 	if len(b.inbox) == 0 && b.direct.allowed(now, 0) && b.directable() && b.direct.allowed(now, behind(m.Sub)) {
-		b.serve(arrival{m: m, at: now}, &s.w)
+		b.serve(arrival{m: m, at: now}, &s.w, now)
 		return
 	}
 	b.enqueue(arrival{m: m, at: now})

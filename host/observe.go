@@ -85,16 +85,20 @@ func (b *binding) observe(m *nats.Msg, at time.Duration, snap *snapshot) observe
 	return observed{sj: b.metrics.Subject(subject), at: at}
 }
 
-// observed counts a message begun with observe as finished with out.
-func (b *binding) observed(o observed, out outcome) {
+// observed counts a message begun with observe as finished with out, and
+// returns when that was (deadline.Now()), so that its caller need not
+// read the clock again.
+func (b *binding) observed(o observed, out outcome) time.Duration {
+	now := deadline.Now()
 	if b.metrics == nil {
-		return
+		return now
 	}
 	oc := metrics.StatusOutcome(out.status)
 	if out.fault != 0 {
 		oc = metrics.FaultTrap + metrics.Outcome(out.fault-1)
 	}
-	b.metrics.End(o.sj, oc, o.at, deadline.Now())
+	b.metrics.End(o.sj, oc, o.at, now)
+	return now
 }
 
 // faultOutcome is the outcome of a call that ended in fault f.

@@ -51,7 +51,8 @@ func BenchmarkServePathRecording(b *testing.B) {
 			b.ReportAllocs()
 			b.ResetTimer()
 			for range b.N {
-				bd.serve(arrival{m: m, at: deadline.Now()}, w)
+				now := deadline.Now()
+				bd.serve(arrival{m: m, at: now}, w, now)
 			}
 			b.StopTimer()
 			b.ReportMetric(float64(c.queueFull.Load()-dropped)/float64(b.N), "dropped/op")

@@ -68,7 +68,8 @@ func BenchmarkServePath(b *testing.B) {
 			b.ReportAllocs()
 			b.ResetTimer()
 			for range b.N {
-				bd.serve(arrival{m: m, at: deadline.Now()}, w)
+				now := deadline.Now()
+				bd.serve(arrival{m: m, at: now}, w, now)
 			}
 		})
 	}

@@ -70,7 +70,8 @@ func BenchmarkServePathTracing(b *testing.B) {
 				// A new message each time, as from NATS: tracing writes
 				// its traceparent into the message's headers.
 				m := &nats.Msg{Subject: "bench.serve", Reply: "_INBOX.nobody", Data: data}
-				bd.serve(arrival{m: m, at: deadline.Now()}, w)
+				now := deadline.Now()
+				bd.serve(arrival{m: m, at: now}, w, now)
 			}
 		})
 	}
