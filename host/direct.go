@@ -18,7 +18,7 @@ import (
 // average time to serve a message is within directBudget), the
 // subscription's goroutine serves the message itself, as a native NATS
 // responder does: one goroutine woken instead of two. That is worth about
-// three points of a native responder's request/reply throughput (see
+// four points of a native responder's request/reply throughput (see
 // BENCHMARKS.md).
 //
 // What arrives while a message is served directly waits for it, where an
