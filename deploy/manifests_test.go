@@ -265,7 +265,8 @@ func TestManifestsAgree(t *testing.T) {
 	if cm == nil || cm.Data[path.Base(file)] == "" {
 		t.Fatalf("ConfigMap %s has no key %s", cmVolume.ConfigMap.Name, path.Base(file))
 	}
-	cfg, err := config.Parse([]byte(cm.Data[path.Base(file)]), file)
+	src := secretsFor(t, cm.Data[path.Base(file)], ctr, volumes)
+	cfg, err := config.Parse([]byte(src), file)
 	if err != nil {
 		t.Fatalf("the ConfigMap's config is refused:\n%v", err)
 	}
@@ -327,6 +328,50 @@ func TestManifestsAgree(t *testing.T) {
 	if image.config != file {
 		t.Errorf("the image's default config is %s, the StatefulSet's %s", image.config, file)
 	}
+}
+
+// secretsFor checks what the config src reads with env() and file(): each
+// variable is set in the container from a Secret, and each file is a key
+// of a mounted Secret volume. It sets the variables and writes the files
+// (under a temporary directory, which src is changed to name) with test
+// values, and returns src so changed, for config.Parse to read.
+func secretsFor(t *testing.T, src string, ctr corev1.Container, volumes map[string]corev1.Volume) string {
+	t.Helper()
+	for _, m := range regexp.MustCompile(`\benv\("([^"]+)"\)`).FindAllStringSubmatch(src, -1) {
+		var from *corev1.SecretKeySelector
+		for _, e := range ctr.Env {
+			if e.Name == m[1] && e.ValueFrom != nil {
+				from = e.ValueFrom.SecretKeyRef
+			}
+		}
+		if from == nil || from.Name == "" || from.Key == "" {
+			t.Errorf("the config reads env(%q): the container has no such variable from a Secret", m[1])
+		}
+		t.Setenv(m[1], "test-"+strings.ToLower(m[1]))
+	}
+	tmp := t.TempDir()
+	for _, m := range regexp.MustCompile(`\bfile\("([^"]+)"\)`).FindAllStringSubmatch(src, -1) {
+		p := m[1]
+		v := volumeAt(t, ctr, volumes, path.Dir(p))
+		found := false
+		if v.Secret != nil {
+			for _, it := range v.Secret.Items {
+				found = found || it.Path == path.Base(p)
+			}
+		}
+		if !found {
+			t.Errorf("the config reads file(%q): no item of a Secret volume", p)
+		}
+		local := filepath.Join(tmp, filepath.FromSlash(p))
+		if err := os.MkdirAll(filepath.Dir(local), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(local, []byte("test:test-token\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		src = strings.ReplaceAll(src, m[0], fmt.Sprintf("file(%q)", local))
+	}
+	return src
 }
 
 func configArg(t *testing.T, args []string) string {

@@ -142,12 +142,12 @@ func (d *decoder) natsJetStream(n *natsSchema, o *bus.Options) {
 	}
 	if !isBlock {
 		var a jetStreamAttr
-		d.diags = append(d.diags, gohcl.DecodeBody(n.Rest, nil, &a)...)
+		d.diags = append(d.diags, gohcl.DecodeBody(n.Rest, d.ctx, &a)...)
 		o.DisableJetStream = a.JetStream != nil && !*a.JetStream
 		return
 	}
 	var b jetStreamBlock
-	if diags := gohcl.DecodeBody(n.Rest, nil, &b); diags.HasErrors() || b.JetStream == nil {
+	if diags := gohcl.DecodeBody(n.Rest, d.ctx, &b); diags.HasErrors() || b.JetStream == nil {
 		d.diags = append(d.diags, diags...)
 		return
 	}

@@ -74,6 +74,9 @@ import (
 type Config struct {
 	// File is the path the configuration was read from.
 	File string
+	// Files are the files its file() calls read: watched with it, and
+	// applied again when one changes.
+	Files []string
 	// DataDir holds the compilation cache, JetStream's files and built
 	// plugins. Relative paths are relative to the file. Default ".trellis".
 	DataDir string
@@ -284,11 +287,12 @@ func Parse(src []byte, filename string) (*Config, error) {
 	if diags.HasErrors() {
 		return nil, &Error{diags}
 	}
+	d := &decoder{base: filepath.Dir(filename), src: src}
+	d.ctx = d.evalContext()
 	var fs fileSchema
-	if diags := gohcl.DecodeBody(f.Body, nil, &fs); diags.HasErrors() {
+	if diags := gohcl.DecodeBody(f.Body, d.ctx, &fs); diags.HasErrors() {
 		return nil, &Error{diags}
 	}
-	d := &decoder{base: filepath.Dir(filename), src: src}
 	c := &Config{File: filename, DataDir: ".trellis", LogLevel: "info", LogFormat: "text"}
 	if fs.DataDir != nil {
 		c.DataDir = *fs.DataDir
@@ -414,6 +418,7 @@ func Parse(src []byte, filename string) (*Config, error) {
 	if d.diags.HasErrors() {
 		return nil, &Error{d.diags}
 	}
+	c.Files = d.files
 	return c, nil
 }
 
@@ -421,6 +426,8 @@ type decoder struct {
 	base  string
 	src   []byte // the file, to quote a value as written
 	diags hcl.Diagnostics
+	ctx   *hcl.EvalContext // the functions expressions may call (functions.go)
+	files []string         // read by file()
 }
 
 func (d *decoder) add(r hcl.Range, summary, detail string) {
@@ -465,7 +472,7 @@ func set(e hcl.Expression) bool {
 }
 
 func (d *decoder) value(e hcl.Expression) (cty.Value, bool) {
-	v, diags := e.Value(nil)
+	v, diags := e.Value(d.ctx)
 	if diags.HasErrors() {
 		d.diags = append(d.diags, diags...)
 		return cty.NilVal, false

@@ -304,9 +304,10 @@ func (l *Loop) fingerprint(c *Config) string {
 }
 
 // paths lists what the loop watches for c: the config file, every plugin
-// file, and every source directory.
+// file, every source directory, and every file its file() calls read.
 func paths(file string, c *Config) []string {
 	out := []string{file}
+	out = append(out, c.Files...)
 	for _, p := range c.Plugins {
 		if p.Source != "" {
 			out = append(out, p.Source)

@@ -131,3 +131,33 @@ func TestConfigApplyUnloadsBeforeLoadingSoASubjectCanMove(t *testing.T) {
 		t.Fatalf("%q", m.Data)
 	}
 }
+
+// TestAFileTheConfigReadsIsWatched: the config reads its plugin's path with
+// file() from a file in a subdirectory, as a mounted Secret would be;
+// rewriting that file alone applies the config again.
+func TestAFileTheConfigReadsIsWatched(t *testing.T) {
+	file := meshDir(t)
+	secret := filepath.Join(filepath.Dir(file), "secret", "which")
+	if err := os.MkdirAll(filepath.Dir(secret), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeByRename(t, secret, []byte("v1.wasm\n"))
+	writeByRename(t, file, []byte(`plugin "a" {
+  path     = file("secret/which")
+  subjects = ["versioned"]
+}
+`))
+	c, err := config.Load(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := trellistest.NewHost(t)
+	loop := config.NewLoop(h.Host, file, 20*time.Millisecond, h.Logger())
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); loop.Run(ctx, c, nil) }()
+	t.Cleanup(func() { cancel(); <-done })
+	waitAnswer(t, h.Client(), "v1:")
+	writeByRename(t, secret, []byte("v2.wasm\n"))
+	waitAnswer(t, h.Client(), "v2:")
+}
