@@ -104,6 +104,12 @@ type arrival struct {
 	m      *nats.Msg     // from a subscription
 	stored jetstream.Msg // or from a durable consumer
 	at     time.Duration // deadline.Now()
+	// sj are the metrics of the subscription's subject, if it has them
+	// (subscriber.onMsg); else observe looks them up.
+	sj *metrics.Subject
+	// direct is set for a message served on its subscription's goroutine
+	// as it arrives (direct.go).
+	direct bool
 }
 
 func newBinding(h *Host, name string, policy bool) *binding {
@@ -268,7 +274,7 @@ func (b *binding) serveOne(a arrival, snap *snapshot, w *worker) time.Duration {
 		return deadline.Now()
 	}
 	m := a.m
-	obs := b.observe(m, a.at, snap)
+	obs := b.observe(m, a, snap)
 	out, resp, _ := b.handle(a, snap, m, false, w)
 	b.h.sendNATS(m.Reply, resp, out)
 	return b.observed(obs, out)
@@ -290,7 +296,7 @@ func (b *binding) serveMsg(parent context.Context, a arrival, snap *snapshot, m 
 	ctx := parent
 	if timeout > 0 {
 		at := a.at + timeout
-		if deadline.Now() > at {
+		if !a.direct && deadline.Now() > at { // a direct message arrived just now
 			h.log.Warn("busy: message waited past its deadline", logTrace(ctx, "plugin", b.name, "subject", m.Subject)...)
 			return busy("busy: no instance free before the deadline"), nil, true
 		}

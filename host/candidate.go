@@ -527,7 +527,7 @@ func (b *binding) serveCandidates(a arrival, snap *snapshot, cs *candidateSet, w
 		t = b.withRecording(t, snap, m)
 	}
 	w.tap = t
-	obs := b.observe(m, a.at, serving)
+	obs := b.observe(m, a, serving)
 	start := deadline.Now()
 	out, resp, _ := b.handle(a, serving, m, false, w)
 	w.tap = nil

@@ -7,6 +7,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/trellis-mesh/trellis/host/internal/deadline"
+	"github.com/trellis-mesh/trellis/host/internal/metrics"
 )
 
 // Direct dispatch: a message served on its subscription's own goroutine.
@@ -88,8 +89,9 @@ func (d *direct) served(start, end time.Duration) {
 // only one that calls it, so the worker it serves direct messages with is
 // its own.
 type subscriber struct {
-	b *binding
-	w worker
+	b  *binding
+	w  worker
+	sj *metrics.Subject // the subscription's subject's metrics, once looked up
 }
 
 // onMsg serves m directly when it may (see directBudget) and otherwise
@@ -99,12 +101,17 @@ func (s *subscriber) onMsg(m *nats.Msg) {
 	if !b.admissible(m) {
 		return
 	}
+	if s.sj == nil && b.metrics != nil && m.Sub != nil {
+		s.sj = b.metrics.Subject(m.Sub.Subject)
+	}
 	now := deadline.Now()
+	a := arrival{m: m, at: now, sj: s.sj}
 	if len(b.inbox) == 0 && b.direct.allowed(now, 0) && b.directable() && b.direct.allowed(now, behind(m.Sub)) {
-		b.serve(arrival{m: m, at: now}, &s.w, now)
+		a.direct = true
+		b.serve(a, &s.w, now)
 		return
 	}
-	b.enqueue(arrival{m: m, at: now})
+	b.enqueue(a)
 }
 
 // directable reports whether what serves the binding's messages now could

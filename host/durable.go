@@ -276,7 +276,7 @@ func (b *binding) serveStored(a arrival, snap *snapshot, w *worker) {
 	}
 	hdr.Set(abi.HeaderDelivery, strconv.FormatUint(delivered, 10))
 	m := &nats.Msg{Subject: jm.Subject(), Header: hdr, Data: jm.Data()}
-	obs := b.observe(m, a.at, snap)
+	obs := b.observe(m, a, snap)
 	out, _, failed := b.handle(a, snap, m, true, w)
 	b.observed(obs, out)
 	cfg := snap.durable

@@ -63,13 +63,24 @@ type observed struct {
 	at time.Duration
 }
 
-// observe starts counting m, which arrived at at and which snap serves.
-// Its subject label is the subscription's subject (a pattern, a bounded
-// label), or for a stored event the first of snap's subjects it matches.
-func (b *binding) observe(m *nats.Msg, at time.Duration, snap *snapshot) observed {
+// observe starts counting m, which came as a and which snap serves. Its
+// subject label is the subscription's subject (a pattern, a bounded
+// label), or for a stored event the first of snap's subjects it matches;
+// a.sj has its handles when the subscription knew them.
+func (b *binding) observe(m *nats.Msg, a arrival, snap *snapshot) observed {
 	if b.metrics == nil {
 		return observed{}
 	}
+	b.metrics.Begin()
+	sj := a.sj
+	if sj == nil {
+		sj = b.subjectMetrics(m, snap)
+	}
+	return observed{sj: sj, at: a.at}
+}
+
+// subjectMetrics returns the handles of the subject m counts under.
+func (b *binding) subjectMetrics(m *nats.Msg, snap *snapshot) *metrics.Subject {
 	subject := metrics.OtherSubject
 	if m.Sub != nil {
 		subject = m.Sub.Subject
@@ -81,8 +92,7 @@ func (b *binding) observe(m *nats.Msg, at time.Duration, snap *snapshot) observe
 			}
 		}
 	}
-	b.metrics.Begin()
-	return observed{sj: b.metrics.Subject(subject), at: at}
+	return b.metrics.Subject(subject)
 }
 
 // observed counts a message begun with observe as finished with out, and
@@ -160,12 +170,12 @@ type countingOutbox struct {
 }
 
 func (o countingOutbox) Publish(ctx context.Context, subject string, hdr map[string][]string, data []byte) error {
-	label := subject
 	if strings.HasPrefix(subject, "_INBOX.") {
 		// Only a reply reaches an inbox: a plugin may not publish to one.
-		label = metrics.ReplySubject
+		o.m.Replied()
+	} else {
+		o.m.Sent(subject, false)
 	}
-	o.m.Sent(label, false)
 	return o.natsOutbox.Publish(ctx, subject, hdr, data)
 }
 

@@ -344,7 +344,7 @@ func (b *binding) serveRecorded(a arrival, snap *snapshot, r *recorder, w *worke
 	m := a.m
 	t := newRecordTap(nil, snap, m.Reply, r)
 	w.tap = t
-	obs := b.observe(m, a.at, snap)
+	obs := b.observe(m, a, snap)
 	out, resp, _ := b.handle(a, snap, m, false, w)
 	w.tap = nil
 	if out.sent && t.capt.out != nil {

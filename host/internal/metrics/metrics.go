@@ -239,7 +239,8 @@ type Plugin struct {
 	retries, breakerRejects, deadLetters, fallbacks prometheus.Counter
 	subjects                                        atomic.Pointer[map[string]*Subject]
 	sent                                            atomic.Pointer[map[sentKey]prometheus.Counter]
-	mu                                              sync.Mutex // copy-on-write of subjects and sent
+	replies                                         atomic.Pointer[prometheus.Counter] // Sent(ReplySubject, false), once made
+	mu                                              sync.Mutex                         // copy-on-write of subjects and sent
 }
 
 // Subject is one subscription subject's handles under a plugin.
@@ -350,6 +351,21 @@ func (p *Plugin) Sent(subject string, request bool) {
 		return
 	}
 	p.sentSlow(k).Inc()
+}
+
+// Replied counts a reply the plugin sent: Sent(ReplySubject, false),
+// without the map lookup, since every request/reply message makes one.
+func (p *Plugin) Replied() {
+	if p == nil {
+		return
+	}
+	if c := p.replies.Load(); c != nil {
+		(*c).Inc()
+		return
+	}
+	c := p.sentSlow(sentKey{ReplySubject, false})
+	p.replies.Store(&c)
+	c.Inc()
 }
 
 func (p *Plugin) sentSlow(k sentKey) prometheus.Counter {
