@@ -71,11 +71,7 @@ func TestDirectGate(t *testing.T) {
 // still runs.
 func TestDirectDispatchHoldsUpAtMostOneSlowCall(t *testing.T) {
 	wasm := watFixture(t, "spinon")
-	h, err := New(context.Background(), Options{Bus: bus.Options{Listen: "127.0.0.1:0", DisableJetStream: true}, Logger: hclog.NewNullLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close(context.Background())
+	h := plainHost(t)
 	const spinFor = 2 * time.Second
 	if err := h.Load(context.Background(), Spec{Name: "spinon", Wasm: wasm, Subjects: []string{"spinon"}, PoolSize: 2, Timeout: spinFor}); err != nil {
 		t.Fatal(err)
@@ -163,6 +159,17 @@ func TestDirectDispatchHoldsUpAtMostOneSlowCall(t *testing.T) {
 	fast()
 }
 
+// plainHost starts a host without JetStream, closed when the test ends.
+func plainHost(t *testing.T) *Host {
+	t.Helper()
+	h, err := New(context.Background(), Options{Bus: bus.Options{Listen: "127.0.0.1:0", DisableJetStream: true}, Logger: hclog.NewNullLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close(context.Background()) })
+	return h
+}
+
 // watFixture builds testdata/name.wat with wat2wasm.
 func watFixture(t *testing.T, name string) []byte {
 	t.Helper()
@@ -187,11 +194,7 @@ func watFixture(t *testing.T, name string) []byte {
 // request grant is therefore never served directly.
 func TestARequestToTheSameSubscriptionIsNotStuckBehindItsCaller(t *testing.T) {
 	wasm := watFixture(t, "selfask")
-	h, err := New(context.Background(), Options{Bus: bus.Options{Listen: "127.0.0.1:0", DisableJetStream: true}, Logger: hclog.NewNullLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close(context.Background())
+	h := plainHost(t)
 	spec := Spec{Name: "selfask", Wasm: wasm, Subjects: []string{"self.>"}, PoolSize: 2, Timeout: 3 * time.Second,
 		Grants: Grants{Subscribe: []string{"self.>"}, Request: []string{"self.echo"}}}
 	if err := h.Load(context.Background(), spec); err != nil {

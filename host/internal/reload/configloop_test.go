@@ -89,15 +89,7 @@ func TestConfigReloadWithConflictingRoutesIsRefusedWhole(t *testing.T) {
 	file := meshDir(t)
 	h := trellistest.NewHost(t, func(o *host.Options) { o.HTTP.Listen = "127.0.0.1:0" })
 	writeByRename(t, file, []byte(routedV1))
-	c, err := config.Load(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	loop := config.NewLoop(h.Host, file, 20*time.Millisecond, h.Logger())
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); loop.Run(ctx, c, nil) }()
-	t.Cleanup(func() { cancel(); <-done })
+	runLoop(t, h, file)
 	waitAnswer(t, h.Client(), "v1:")
 
 	writeByRename(t, file, []byte(strings.Replace(routedV1, "v1.wasm", "v2.wasm", 1)+`
@@ -147,17 +139,24 @@ func TestAFileTheConfigReadsIsWatched(t *testing.T) {
   subjects = ["versioned"]
 }
 `))
+	h := trellistest.NewHost(t)
+	runLoop(t, h, file)
+	waitAnswer(t, h.Client(), "v1:")
+	writeByRename(t, secret, []byte("v2.wasm\n"))
+	waitAnswer(t, h.Client(), "v2:")
+}
+
+// runLoop loads file and runs a config loop on it for h until the test
+// ends.
+func runLoop(t *testing.T, h *trellistest.Host, file string) {
+	t.Helper()
 	c, err := config.Load(file)
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := trellistest.NewHost(t)
 	loop := config.NewLoop(h.Host, file, 20*time.Millisecond, h.Logger())
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); loop.Run(ctx, c, nil) }()
 	t.Cleanup(func() { cancel(); <-done })
-	waitAnswer(t, h.Client(), "v1:")
-	writeByRename(t, secret, []byte("v2.wasm\n"))
-	waitAnswer(t, h.Client(), "v2:")
 }
