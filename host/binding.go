@@ -73,16 +73,19 @@ type snapshot struct {
 	// subscriptions.
 	durable *Durable
 	// mayRequest says whether the handler or a policy of its chain may
-	// send requests: then its messages are never served directly, since a
-	// request answered by the same subscription would wait behind the
-	// very call that sent it (direct.go).
+	// send requests, or whether the handler is retried with backoff: then
+	// its messages are never served directly, since a request answered
+	// by the same subscription would wait behind the very call that sent
+	// it, and a backoff would hold up what arrives meanwhile (direct.go).
 	mayRequest bool
 }
 
 // withChain returns s serving through chain.
 func (s *snapshot) withChain(chain []boundPolicy) *snapshot {
 	s.chain = chain
-	s.mayRequest = s.plugin.MayRequest()
+	// A handler retried with backoff may sleep within a call: it is
+	// counted with those that may wait for a request.
+	s.mayRequest = s.plugin.MayRequest() || s.res.Idempotent && s.res.Retries > 0
 	for _, bp := range chain {
 		if bp.p != nil && bp.p.MayRequest() {
 			s.mayRequest = true

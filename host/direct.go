@@ -35,8 +35,9 @@ import (
 // A handler that may send requests (it, or a policy of its chain, has a
 // request grant) is never served directly: the request could be for a
 // subject of the same subscription, whose answer would then wait behind
-// the call that asked for it until that call's deadline. Nor is one with
-// a candidate version (a shadow or a canary) beside it.
+// the call that asked for it until that call's deadline. Nor is one
+// retried with backoff (it may sleep within a call), nor one with a
+// candidate version (a shadow or a canary) beside it.
 const (
 	directBudget = 100 * time.Microsecond
 	directStall  = 10 * time.Millisecond
