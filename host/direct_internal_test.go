@@ -222,3 +222,42 @@ func TestARequestToTheSameSubscriptionIsNotStuckBehindItsCaller(t *testing.T) {
 		}
 	}
 }
+
+// TestWhatMayWaitIsNeverServedDirectly: a handler with a request grant, or
+// retried with backoff, or behind a policy with a request grant, is kept on
+// the workers; the same handler without any of them is not.
+func TestWhatMayWaitIsNeverServedDirectly(t *testing.T) {
+	wasm := watFixture(t, "spinon")
+	h := plainHost(t)
+	allow := watFixture(t, "allow")
+	if err := h.Load(context.Background(), Spec{Name: "plainpolicy", Wasm: allow, Policy: true}); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Load(context.Background(), Spec{Name: "asker", Wasm: allow, Policy: true, Grants: Grants{Request: []string{"x"}}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name string
+		spec func(*Spec)
+		want bool
+	}{
+		{"plain", func(*Spec) {}, false},
+		{"request grant", func(s *Spec) { s.Grants = Grants{Subscribe: []string{"w.>"}, Request: []string{"other"}} }, true},
+		{"retried", func(s *Spec) { s.Resilience = Resilience{Idempotent: true, Retries: 2} }, true},
+		{"retries without idempotent", func(s *Spec) { s.Resilience = Resilience{Retries: 2} }, false},
+		{"behind a plain policy", func(s *Spec) { s.Policies = []PolicyRef{{Name: "plainpolicy"}} }, false},
+		{"behind a policy with a request grant", func(s *Spec) { s.Policies = []PolicyRef{{Name: "asker"}} }, true},
+	} {
+		spec := Spec{Name: "w", Wasm: wasm, Subjects: []string{"w.x"}}
+		c.spec(&spec)
+		if err := h.Load(context.Background(), spec); err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		h.mu.Lock()
+		got := h.bindings["w"].snap.Load().mayRequest
+		h.mu.Unlock()
+		if got != c.want {
+			t.Errorf("%s: kept off direct dispatch %v, want %v", c.name, got, c.want)
+		}
+	}
+}
