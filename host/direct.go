@@ -24,8 +24,7 @@ import (
 //
 // What arrives while a message is served directly waits for it, where an
 // idle worker could have taken it. The average keeps a handler whose calls
-// take time (a request to another service, a large payload) on the
-// workers, and starts above the budget, so a new version's first messages
+// take time (KV calls, large payloads) on the workers, and starts above the budget, so a new version's first messages
 // go to the workers until its calls are seen to be fast. A handler that
 // turns slow after a fast spell (a guest that loops until its deadline)
 // holds up what arrives during that one call; a call over directStall
@@ -116,10 +115,10 @@ func (s *subscriber) onMsg(m *nats.Msg) {
 }
 
 // directable reports whether what serves the binding's messages now could
-// be run directly at all: a snapshot committed (a subscription can deliver
-// before its first commit), no request grant, no candidate version (whose
-// grants may differ), and an instance idle, so that the call neither waits
-// for one nor makes one.
+// be run directly at all: nothing that may wait within a call (see
+// snapshot.mayRequest), no candidate version (whose grants may differ),
+// and an instance idle, so that the call neither waits for one nor makes
+// one.
 func (b *binding) directable() bool {
 	snap := b.snap.Load()
 	return snap != nil && !snap.mayRequest && b.cands.Load() == nil && snap.plugin.HasIdle()
