@@ -2,6 +2,7 @@ package host_test
 
 import (
 	"bytes"
+	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -76,9 +77,11 @@ func BenchmarkRequestReply(b *testing.B) {
 // BenchmarkRequestReply made robust to a machine whose speed drifts: it
 // alternates bursts of 1,600 requests to the native responder and to the
 // Wasm echo, many times over, so both see the same machine, and reports
-// each one's rate and the ratio. b.N requests go to each.
+// each one's rate and the ratio. b.N requests go to each. With
+// TRELLIS_BENCH_METRICS=off in the environment the host runs without its
+// Prometheus metrics (Options.DisableMetrics), to see what they cost.
 func BenchmarkRequestReplyInterleaved(b *testing.B) {
-	h := trellistest.NewHost(b)
+	h := trellistest.NewHost(b, func(o *host.Options) { o.DisableMetrics = os.Getenv("TRELLIS_BENCH_METRICS") == "off" })
 	h.Load("echo-wat", trellistest.Wasm(b, "../abi/echo.wat"), func(s *host.Spec) { s.Subjects = []string{"bench.wat"} })
 	h.Load("echo-go", trellistest.Wasm(b, echoSrc), func(s *host.Spec) { s.Subjects = []string{"bench.go"} })
 	native, err := h.Conn().QueueSubscribe("bench.native", "native", func(m *nats.Msg) { m.Respond(m.Data) })
