@@ -72,23 +72,22 @@ type snapshot struct {
 	// durable is Spec.Durable with defaults, or nil for a handler fed by
 	// subscriptions.
 	durable *Durable
-	// mayRequest says whether the handler or a policy of its chain may
-	// send requests, or whether the handler is retried with backoff: then
-	// its messages are never served directly, since a request answered
-	// by the same subscription would wait behind the very call that sent
-	// it, and a backoff would hold up what arrives meanwhile (direct.go).
-	mayRequest bool
+	// mayWait says whether a call may wait within itself: the handler or
+	// a policy of its chain may send requests, or the handler is retried
+	// with backoff. Then its messages are never served directly, since a
+	// request answered by the same subscription would wait behind the
+	// very call that sent it, and a backoff would hold up what arrives
+	// meanwhile (direct.go).
+	mayWait bool
 }
 
 // withChain returns s serving through chain.
 func (s *snapshot) withChain(chain []boundPolicy) *snapshot {
 	s.chain = chain
-	// A handler retried with backoff may sleep within a call: it is
-	// counted with those that may wait for a request.
-	s.mayRequest = s.plugin.MayRequest() || s.res.Idempotent && s.res.Retries > 0
+	s.mayWait = s.plugin.MayRequest() || s.res.Idempotent && s.res.Retries > 0
 	for _, bp := range chain {
 		if bp.p != nil && bp.p.MayRequest() {
-			s.mayRequest = true
+			s.mayWait = true
 		}
 	}
 	return s
@@ -264,12 +263,12 @@ func (b *binding) serve(a arrival, w *worker, start time.Duration) {
 
 // serveOne serves a with snap and returns when it was done.
 func (b *binding) serveOne(a arrival, snap *snapshot, w *worker) time.Duration {
-	switch {
-	case a.stored != nil:
+	if a.stored != nil {
 		b.serveStored(a, snap, w)
 		return deadline.Now()
-	case b.cands.Load() != nil:
-		b.serveCandidates(a, snap, b.cands.Load(), w)
+	}
+	if cs := b.cands.Load(); cs != nil {
+		b.serveCandidates(a, snap, cs, w)
 		return deadline.Now()
 	}
 	if r := b.rec.Load(); r != nil && r.on.Load() && r.matches(a.m.Subject) {

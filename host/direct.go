@@ -116,12 +116,12 @@ func (s *subscriber) onMsg(m *nats.Msg) {
 
 // directable reports whether what serves the binding's messages now could
 // be run directly at all: nothing that may wait within a call (see
-// snapshot.mayRequest), no candidate version (whose grants may differ),
+// snapshot.mayWait), no candidate version (whose grants may differ),
 // and an instance idle, so that the call neither waits for one nor makes
 // one.
 func (b *binding) directable() bool {
 	snap := b.snap.Load()
-	return snap != nil && !snap.mayRequest && b.cands.Load() == nil && snap.plugin.HasIdle()
+	return snap != nil && !snap.mayWait && b.cands.Load() == nil && snap.plugin.HasIdle()
 }
 
 // behind is how many messages sub holds after the one being delivered:

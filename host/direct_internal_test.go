@@ -261,7 +261,7 @@ func TestWhatMayWaitIsNeverServedDirectly(t *testing.T) {
 			t.Fatalf("%s: %v", c.name, err)
 		}
 		h.mu.Lock()
-		got := h.bindings["w"].snap.Load().mayRequest
+		got := h.bindings["w"].snap.Load().mayWait
 		h.mu.Unlock()
 		if got != c.want {
 			t.Errorf("%s: kept off direct dispatch %v, want %v", c.name, got, c.want)
