@@ -77,14 +77,25 @@ func (s *Store) open(ctx context.Context) (*handle, error) {
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	cfg := jetstream.KeyValueConfig{
 		Bucket:         s.bucket,
 		Description:    "Trellis plugin state",
 		History:        1,
 		Storage:        jetstream.FileStorage,
 		LimitMarkerTTL: time.Second, // enables per-key TTL
 		Replicas:       s.replicas,
-	})
+	}
+	kv, err := js.CreateOrUpdateKeyValue(ctx, cfg)
+	for attempt := 1; attempt <= 4 && storeNotReady(err); attempt++ {
+		// The server is still removing the files of the bucket's stream,
+		// deleted a moment ago: its store cannot be made yet.
+		select {
+		case <-time.After(time.Duration(attempt) * 25 * time.Millisecond):
+		case <-ctx.Done():
+			return nil, fmt.Errorf("kv bucket %s: %w", s.bucket, err)
+		}
+		kv, err = js.CreateOrUpdateKeyValue(ctx, cfg)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("kv bucket %s (is JetStream enabled?): %w", s.bucket, err)
 	}
@@ -94,6 +105,17 @@ func (s *Store) open(ctx context.Context) (*handle, error) {
 	}
 	s.h = &handle{kv: kv, stream: stream}
 	return s.h, nil
+}
+
+// errStreamStore is nats-server's JSStreamStoreFailedF, "error creating
+// store for stream": a stream whose files cannot be made, as when the
+// server is still removing those of a stream of the same name.
+const errStreamStore jetstream.ErrorCode = 10049
+
+// storeNotReady reports whether err is errStreamStore: worth a retry.
+func storeNotReady(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode == errStreamStore
 }
 
 // forget drops h if it is still the current handle, so that the next call
