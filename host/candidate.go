@@ -536,7 +536,7 @@ func (b *binding) serveCandidates(a arrival, snap *snapshot, cs *candidateSet, w
 		out = *t.capt.out
 	}
 	b.h.sendNATS(m.Reply, resp, out)
-	b.observed(obs, out)
+	b.observed(obs, out, 0)
 	if stats != nil {
 		// From when a worker took it: the inbox's wait is the same for
 		// every version and would only blur their difference.

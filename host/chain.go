@@ -6,6 +6,7 @@ import (
 	"errors"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go"
 
@@ -25,6 +26,9 @@ type outcome struct {
 	sent    bool  // the answer already went out (a plugin replied to the NATS reply subject)
 	none    bool  // nobody is to be answered (an event)
 	fault   uint8 // 1 + the plugin.FaultKind of a handler's fault, for metrics; else 0
+	// end is when the handler's call that gave this outcome ended
+	// (deadline.Now()), or 0.
+	end time.Duration
 }
 
 func failure(code int, text string) outcome { return outcome{status: code, errText: text} }
@@ -230,20 +234,21 @@ func responseOutcome(m *nats.Msg) outcome {
 }
 
 // sendNATS answers a NATS message on reply with its outcome and the
-// response headers policies and the handler set (resp).
-func (h *Host) sendNATS(reply string, resp map[string][]string, out outcome) {
+// response headers policies and the handler set (resp), and reports
+// whether it sent anything.
+func (h *Host) sendNATS(reply string, resp map[string][]string, out outcome) bool {
 	if reply == "" || out.none || out.sent {
-		return
+		return false
 	}
 	if out.status != 0 {
 		h.errorReply(reply, out.status, out.errText, resp)
-		return
+		return true
 	}
 	if len(out.header) == 0 && len(resp) == 0 {
 		if err := h.bus.Conn().Publish(reply, out.data); err != nil {
 			h.log.Warn("reply failed", "subject", reply, "error", err)
 		}
-		return
+		return true
 	}
 	r := &nats.Msg{Subject: reply, Header: nats.Header{}, Data: out.data}
 	for k, vs := range out.header {
@@ -257,6 +262,7 @@ func (h *Host) sendNATS(reply string, resp map[string][]string, out outcome) {
 	if err := h.bus.Conn().PublishMsg(r); err != nil {
 		h.log.Warn("reply failed", "subject", reply, "error", err)
 	}
+	return true
 }
 
 // errorReply answers a request whose handling failed, with the status and

@@ -41,6 +41,9 @@ const (
 	directBudget = 100 * time.Microsecond
 	directStall  = 10 * time.Millisecond
 	directOff    = time.Minute
+	// directOutlier bounds how much one call moves the average (see
+	// direct.served).
+	directOutlier = 4
 )
 
 // direct is a binding's gate for direct dispatch.
@@ -76,9 +79,19 @@ func (d *direct) reset() {
 // served records that serving a message took from start to end. Calls
 // from several goroutines at once may lose one another's update to the
 // average, which stays an average.
+//
+// One sample counts at most directOutlier times the average (plus a
+// microsecond): a call held up once (preempted, or assisting the garbage
+// collector) does not close the gate for the many fast ones around it,
+// while a handler that turns slow for good still raises the average past
+// the budget within a few dozen messages, and one that stalls turns
+// direct dispatch off at once.
 func (d *direct) served(start, end time.Duration) {
 	t := int64(end - start)
 	avg := d.avg.Load()
+	if lim := directOutlier*avg + int64(time.Microsecond); t > lim {
+		t = lim
+	}
 	d.avg.Store(avg + (t-avg)/8)
 	if end-start > directStall {
 		d.offUntil.Store(int64(end + directOff))
@@ -107,7 +120,6 @@ func (s *subscriber) onMsg(m *nats.Msg) {
 	now := deadline.Now()
 	a := arrival{m: m, at: now, sj: s.sj}
 	if len(b.inbox) == 0 && b.direct.allowed(now, 0) && b.directable() && b.direct.allowed(now, behind(m.Sub)) {
-		a.direct = true
 		b.serve(a, &s.w, now)
 		return
 	}

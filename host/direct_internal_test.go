@@ -31,6 +31,24 @@ func TestDirectGate(t *testing.T) {
 	if d.allowed(now, 1000) {
 		t.Fatalf("open with 1,000 queued behind messages of 2µs: they would wait %s", 1000*time.Duration(d.avg.Load()))
 	}
+	// One call held up (2ms, short of a stall) leaves it open for as many
+	// as before: the average does not take the outlier at its face value.
+	d.served(now, now+2*time.Millisecond)
+	if !d.allowed(now, 10) {
+		t.Fatalf("closed for 10 behind by one 2ms call among 2µs ones (average %s)", time.Duration(d.avg.Load()))
+	}
+	// A handler that turns slow for good closes it within a few dozen.
+	turned := newDirect()
+	for i := 0; i < 40; i++ {
+		turned.served(now, now+2*time.Microsecond)
+	}
+	n := 0
+	for ; n < 1000 && turned.allowed(now, 0); n++ {
+		turned.served(now, now+200*time.Microsecond)
+	}
+	if n > 30 {
+		t.Fatalf("still open after %d calls of 200µs (average %s)", n, time.Duration(turned.avg.Load()))
+	}
 	// Calls that take time close it by the average alone.
 	slow := newDirect()
 	for i := 0; i < 20; i++ {

@@ -278,7 +278,7 @@ func (b *binding) serveStored(a arrival, snap *snapshot, w *worker) {
 	m := &nats.Msg{Subject: jm.Subject(), Header: hdr, Data: jm.Data()}
 	obs := b.observe(m, a, snap)
 	out, _, failed := b.handle(a, snap, m, true, w)
-	b.observed(obs, out)
+	b.observed(obs, out, 0)
 	cfg := snap.durable
 	switch {
 	case !failed:

@@ -97,9 +97,13 @@ func (b *binding) subjectMetrics(m *nats.Msg, snap *snapshot) *metrics.Subject {
 
 // observed counts a message begun with observe as finished with out, and
 // returns when that was (deadline.Now()), so that its caller need not
-// read the clock again.
-func (b *binding) observed(o observed, out outcome) time.Duration {
-	now := deadline.Now()
+// read the clock again. end, if not 0, is when it finished, read by the
+// caller.
+func (b *binding) observed(o observed, out outcome, end time.Duration) time.Duration {
+	now := end
+	if now == 0 {
+		now = deadline.Now()
+	}
 	if b.metrics == nil {
 		return now
 	}

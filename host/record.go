@@ -351,7 +351,7 @@ func (b *binding) serveRecorded(a arrival, snap *snapshot, r *recorder, w *worke
 		out = *t.capt.out
 	}
 	b.h.sendNATS(m.Reply, resp, out)
-	b.observed(obs, out)
+	b.observed(obs, out, 0)
 	if t.seen != nil {
 		t.send(out)
 	}

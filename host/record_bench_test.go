@@ -49,10 +49,12 @@ func BenchmarkServePathRecording(b *testing.B) {
 			m := &nats.Msg{Subject: "bench.serve", Reply: "_INBOX.nobody", Data: bytes.Repeat([]byte("x"), 100)}
 			w := new(worker)
 			b.ReportAllocs()
+			// The subscription's subject's metrics, as subscriber.onMsg has them.
+			sj := bd.metrics.Subject("bench.serve")
 			b.ResetTimer()
 			for range b.N {
 				now := deadline.Now()
-				bd.serve(arrival{m: m, at: now}, w, now)
+				bd.serve(arrival{m: m, at: now, sj: sj}, w, now)
 			}
 			b.StopTimer()
 			b.ReportMetric(float64(c.queueFull.Load()-dropped)/float64(b.N), "dropped/op")

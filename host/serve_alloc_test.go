@@ -66,10 +66,12 @@ func BenchmarkServePath(b *testing.B) {
 			}
 			w := new(worker)
 			b.ReportAllocs()
+			// The subscription's subject's metrics, as subscriber.onMsg has them.
+			sj := bd.metrics.Subject("bench.serve")
 			b.ResetTimer()
 			for range b.N {
 				now := deadline.Now()
-				bd.serve(arrival{m: m, at: now}, w, now)
+				bd.serve(arrival{m: m, at: now, sj: sj}, w, now)
 			}
 		})
 	}

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -208,10 +209,10 @@ func (b *binding) handle(a arrival, snap *snapshot, m *nats.Msg, durable bool, w
 
 // call runs the handler version p once (see callOnce), in a span when the
 // host traces.
-func (b *binding) call(ctx context.Context, p *plugin.Plugin, msg *plugin.Message) (outcome, bool) {
+func (b *binding) call(ctx context.Context, p *plugin.Plugin, msg *plugin.Message, since time.Duration) (outcome, bool) {
 	t := b.h.tracer
 	if t == nil {
-		return b.callOnce(ctx, p, msg)
+		return b.callOnce(ctx, p, msg, since)
 	}
 	ctx, span := t.start(ctx, "handle", trace.SpanKindInternal)
 	if span.IsRecording() {
@@ -219,7 +220,7 @@ func (b *binding) call(ctx context.Context, p *plugin.Plugin, msg *plugin.Messag
 		span.SetAttributes(attrPlugin.String(b.name), attrPluginVersion.String(p.VersionHash()),
 			semconv.MessagingDestinationName(msg.Subject))
 	}
-	out, failed := b.callOnce(ctx, p, msg)
+	out, failed := b.callOnce(ctx, p, msg, 0)
 	endOutcome(span, out)
 	return out, failed
 }

@@ -65,13 +65,15 @@ func BenchmarkServePathTracing(b *testing.B) {
 			w := new(worker)
 			data := bytes.Repeat([]byte("x"), 100)
 			b.ReportAllocs()
+			// The subscription's subject's metrics, as subscriber.onMsg has them.
+			sj := bd.metrics.Subject("bench.serve")
 			b.ResetTimer()
 			for range b.N {
 				// A new message each time, as from NATS: tracing writes
 				// its traceparent into the message's headers.
 				m := &nats.Msg{Subject: "bench.serve", Reply: "_INBOX.nobody", Data: data}
 				now := deadline.Now()
-				bd.serve(arrival{m: m, at: now}, w, now)
+				bd.serve(arrival{m: m, at: now, sj: sj}, w, now)
 			}
 		})
 	}

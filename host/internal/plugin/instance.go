@@ -128,7 +128,13 @@ func (in *instance) callCtx(ctx context.Context) context.Context {
 	return &in.cctx
 }
 
+// instanceOf returns the instance a host function was called from: at
+// once when wazero passes the call's context on as it was given, through
+// Value when something wrapped it.
 func instanceOf(ctx context.Context) *instance {
+	if c, ok := ctx.(*callContext); ok {
+		return c.inst
+	}
 	in, _ := ctx.Value(instanceKey{}).(*instance)
 	return in
 }
