@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 )
 
 // ErrClosed is returned by Acquire once Close has begun.
@@ -34,8 +35,9 @@ type Pool[T any] struct {
 	max       int
 
 	mu      sync.Mutex
-	idle    []T // ready for reuse; the last one returned is reused first
-	inUse   int // handed out or being made; inUse+len(idle) <= max
+	idle    []T          // ready for reuse; the last one returned is reused first
+	nIdle   atomic.Int32 // len(idle), for Idle to read without the lock
+	inUse   int          // handed out or being made; inUse+len(idle) <= max
 	waiters []chan grant[T]
 	closed  bool
 	drained chan struct{} // closed once the pool is closed and nothing is in use
@@ -76,12 +78,9 @@ func (p *Pool[T]) InUse() int {
 	return p.inUse
 }
 
-// Idle returns how many items wait for reuse.
-func (p *Pool[T]) Idle() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return len(p.idle)
-}
+// Idle returns how many items wait for reuse. It takes no lock: the
+// count may change as soon as it is read.
+func (p *Pool[T]) Idle() int { return int(p.nIdle.Load()) }
 
 // Acquire returns an idle item, or a new one if fewer than Max are live. If
 // all are in use it waits until one comes back or ctx ends, and then returns
@@ -162,6 +161,7 @@ func (p *Pool[T]) popIdle() T {
 	it := p.idle[len(p.idle)-1]
 	p.idle[len(p.idle)-1] = zero
 	p.idle = p.idle[:len(p.idle)-1]
+	p.nIdle.Store(int32(len(p.idle)))
 	p.inUse++
 	return it
 }
@@ -191,6 +191,7 @@ func (p *Pool[T]) Release(it T) {
 		p.mu.Unlock()
 	default:
 		p.idle = append(p.idle, it)
+		p.nIdle.Store(int32(len(p.idle)))
 		p.inUse--
 		p.mu.Unlock()
 	}
@@ -258,6 +259,7 @@ func (p *Pool[T]) Close(ctx context.Context) error {
 		p.waiters = nil
 		idle := p.idle
 		p.idle = nil
+		p.nIdle.Store(0)
 		if p.inUse == 0 {
 			close(p.drained)
 		}

@@ -303,3 +303,36 @@ func waitFor(t *testing.T, cond func() bool) {
 		}
 	}
 }
+
+// TestIdleCountsWhatWaitsForReuse: Idle, read without the lock, follows
+// every way an item becomes idle or stops being so.
+func TestIdleCountsWhatWaitsForReuse(t *testing.T) {
+	var c counter
+	p := c.pool(3)
+	ctx := context.Background()
+	want := func(n int) {
+		t.Helper()
+		if got := p.Idle(); got != n {
+			t.Fatalf("Idle() = %d, want %d", got, n)
+		}
+	}
+	want(0)
+	a, _ := p.Acquire(ctx)
+	b, _ := p.Acquire(ctx)
+	want(0)
+	p.Release(a)
+	want(1)
+	p.Release(b)
+	want(2)
+	it, ok := p.TryAcquire()
+	if !ok {
+		t.Fatal("TryAcquire found nothing with two idle")
+	}
+	want(1)
+	p.Discard(it)
+	want(1)
+	if err := p.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	want(0)
+}
