@@ -398,7 +398,7 @@ func (b *binding) invoke(ctx context.Context, snap *snapshot, msg *plugin.Messag
 		if res.Fallback != nil {
 			h.counters.Fallbacks.Add(1)
 			b.metrics.Fallback()
-			return outcome{header: map[string][]string{abi.HeaderFallback: {"true"}}, data: res.Fallback}
+			return reply(map[string][]string{abi.HeaderFallback: {"true"}}, res.Fallback)
 		}
 		return last
 	}

@@ -18,27 +18,64 @@ import (
 )
 
 // outcome is how a message's handling ended, for whoever answers the caller.
+// It is returned by value through every layer of a message's path, so what
+// only some outcomes carry (a text, headers, a body) is behind a pointer.
 type outcome struct {
-	status  int    // 0: success; else the error status
-	errText string // with a status
-	header  map[string][]string
-	data    []byte
-	sent    bool  // the answer already went out (a plugin replied to the NATS reply subject)
-	none    bool  // nobody is to be answered (an event)
-	fault   uint8 // 1 + the plugin.FaultKind of a handler's fault, for metrics; else 0
+	status int   // 0: success; else the error status
+	ans    *said // nil: no text, headers or body
+	sent   bool  // the answer already went out (a plugin replied to the NATS reply subject)
+	none   bool  // nobody is to be answered (an event)
+	fault  uint8 // 1 + the plugin.FaultKind of a handler's fault, for metrics; else 0
 	// end is when the handler's call that gave this outcome ended
 	// (deadline.Now()), or 0.
 	end time.Duration
 }
 
-func failure(code int, text string) outcome { return outcome{status: code, errText: text} }
+// said is what an outcome has to say besides its status.
+type said struct {
+	errText string // with a status
+	header  map[string][]string
+	data    []byte
+}
+
+// reply returns the outcome of an answer with header and data.
+func reply(header map[string][]string, data []byte) outcome {
+	return outcome{ans: &said{header: header, data: data}}
+}
+
+func failure(code int, text string) outcome {
+	return outcome{status: code, ans: &said{errText: text}}
+}
+
+// text is the outcome's error text, header its headers and data its body.
+func (o outcome) text() string {
+	if o.ans == nil {
+		return ""
+	}
+	return o.ans.errText
+}
+
+func (o outcome) header() map[string][]string {
+	if o.ans == nil {
+		return nil
+	}
+	return o.ans.header
+}
+
+func (o outcome) data() []byte {
+	if o.ans == nil {
+		return nil
+	}
+	return o.ans.data
+}
 
 // capture holds an answer a handler sent while a policy's response phase
 // waits for it.
 type capture struct{ out *outcome }
 
 func (c *capture) respond(hdr map[string][]string, data []byte) error {
-	c.out = &outcome{header: hdr, data: bytes.Clone(data)}
+	out := reply(hdr, bytes.Clone(data))
+	c.out = &out
 	return nil
 }
 
@@ -137,7 +174,7 @@ func (h *Host) process(ctx context.Context, chain []boundPolicy, msg *plugin.Mes
 	if len(responders) == 0 || out.none || out.sent {
 		return out
 	}
-	resp := &plugin.Response{Status: int32(out.status), Header: out.header, Data: out.data}
+	resp := &plugin.Response{Status: int32(out.status), Header: out.header(), Data: out.data()}
 	for i := len(responders) - 1; i >= 0; i-- {
 		p := responders[i]
 		pctx, span := h.policySpan(ctx, p.Name(), p, msg.Subject, "response")
@@ -154,7 +191,7 @@ func (h *Host) process(ctx context.Context, chain []boundPolicy, msg *plugin.Mes
 			return failure(int(res.Status), res.Error)
 		}
 	}
-	out.data, out.header = resp.Data, resp.Header
+	out.ans = &said{errText: out.text(), header: resp.Header, data: resp.Data}
 	return out
 }
 
@@ -228,9 +265,9 @@ func responseOutcome(m *nats.Msg) outcome {
 		if err != nil || n == 0 {
 			n = 500
 		}
-		return outcome{status: n, errText: m.Header.Get(abi.HeaderError), header: m.Header, data: m.Data}
+		return outcome{status: n, ans: &said{errText: m.Header.Get(abi.HeaderError), header: m.Header, data: m.Data}}
 	}
-	return outcome{header: m.Header, data: m.Data}
+	return reply(m.Header, m.Data)
 }
 
 // sendNATS answers a NATS message on reply with its outcome and the
@@ -241,21 +278,21 @@ func (h *Host) sendNATS(reply string, resp map[string][]string, out outcome) boo
 		return false
 	}
 	if out.status != 0 {
-		h.errorReply(reply, out.status, out.errText, resp)
+		h.errorReply(reply, out.status, out.text(), resp)
 		return true
 	}
-	if len(out.header) == 0 && len(resp) == 0 {
-		if err := h.bus.Conn().Publish(reply, out.data); err != nil {
+	if len(out.header()) == 0 && len(resp) == 0 {
+		if err := h.bus.Conn().Publish(reply, out.data()); err != nil {
 			h.log.Warn("reply failed", "subject", reply, "error", err)
 		}
 		return true
 	}
-	r := &nats.Msg{Subject: reply, Header: nats.Header{}, Data: out.data}
-	for k, vs := range out.header {
+	r := &nats.Msg{Subject: reply, Header: nats.Header{}, Data: out.data()}
+	for k, vs := range out.header() {
 		r.Header[k] = vs
 	}
 	for k, vs := range resp {
-		if _, dup := out.header[k]; !dup {
+		if _, dup := out.header()[k]; !dup {
 			r.Header[k] = append(r.Header[k], vs...)
 		}
 	}
@@ -290,7 +327,7 @@ func (h *Host) deadLetterMsg(subject, plugin, from string, hdr map[string][]stri
 		m.Header[k] = append([]string(nil), vs...)
 	}
 	m.Data = data
-	m.Header.Set(abi.HeaderDeadLetterError, last.errText)
+	m.Header.Set(abi.HeaderDeadLetterError, last.text())
 	m.Header.Set(abi.HeaderDeadLetterErrorCode, strconv.Itoa(last.status))
 	m.Header.Set(abi.HeaderDeadLetterSubject, from)
 	m.Header.Set(abi.HeaderDeadLetterPlugin, plugin)
@@ -305,5 +342,5 @@ func (h *Host) deadLetterMsg(subject, plugin, from string, hdr map[string][]stri
 	// The message's own trace context names its trace (a dead letter is
 	// sent after the handler's spans have ended).
 	h.log.Warn("event dead-lettered", logTrace(tracing.Extract(context.Background(), hdr),
-		"plugin", plugin, "subject", from, "dead_letter", subject, "error", last.errText)...)
+		"plugin", plugin, "subject", from, "dead_letter", subject, "error", last.text())...)
 }

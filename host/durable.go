@@ -290,7 +290,7 @@ func (b *binding) serveStored(a arrival, snap *snapshot, w *worker) {
 			h.deadLetterMsg(d, b.name, m.Subject, m.Header, m.Data, out, int(delivered))
 		} else {
 			h.log.Error("durable event given up after its last delivery", "plugin", b.name, "subject", m.Subject,
-				"deliveries", delivered, "error", out.errText)
+				"deliveries", delivered, "error", out.text())
 		}
 		_ = jm.Term()
 	default:

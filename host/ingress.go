@@ -397,7 +397,8 @@ func (h *Host) serveRoute(w http.ResponseWriter, r *http.Request, rt HTTPRoute, 
 	}
 	var answered *outcome
 	msg.Respond = func(hdr map[string][]string, data []byte) error {
-		answered = &outcome{header: hdr, data: append([]byte(nil), data...)}
+		out := reply(hdr, append([]byte(nil), data...))
+		answered = &out
 		return nil
 	}
 	accepted := false
@@ -414,7 +415,7 @@ func (h *Host) serveRoute(w http.ResponseWriter, r *http.Request, rt HTTPRoute, 
 				return failure(http.StatusServiceUnavailable, "event not accepted; try again")
 			}
 			accepted = true
-			return outcome{data: []byte(`{"status":"accepted"}`), header: map[string][]string{"Content-Type": {"application/json"}}}
+			return reply(map[string][]string{"Content-Type": {"application/json"}}, []byte(`{"status":"accepted"}`))
 		}
 		// A request on the bus: the reply travels back through NATS.
 		return h.forward(ctx, msg.Subject, msg, true)
@@ -434,14 +435,14 @@ func writeOutcome(w http.ResponseWriter, out outcome, extra map[string][]string,
 		if code < 100 || code > 599 {
 			code = http.StatusBadGateway
 		}
-		writeError(w, code, out.errText)
+		writeError(w, code, out.text())
 		return
 	}
 	code := http.StatusOK
 	if accepted {
 		code = http.StatusAccepted
 	}
-	for k, vs := range out.header {
+	for k, vs := range out.header() {
 		if hopHeaders[k] || strings.HasPrefix(k, abi.HeaderReservedPrefix) {
 			continue
 		}
@@ -454,7 +455,7 @@ func writeOutcome(w http.ResponseWriter, out outcome, extra map[string][]string,
 		w.Header()[k] = vs
 	}
 	w.WriteHeader(code)
-	w.Write(out.data)
+	w.Write(out.data())
 }
 
 // writeError answers with {"error": text}. The text comes from a policy's or

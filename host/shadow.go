@@ -346,9 +346,9 @@ func (t *tap) delivered(msg *plugin.Message) {
 // send hands the copy and the stable's answer out to each shadow's queue.
 func (t *tap) send(out outcome) {
 	job := shadowJob{msg: t.seen, reply: t.reply,
-		stable: answer{status: out.status, data: out.data, known: !out.sent}}
+		stable: answer{status: out.status, data: out.data(), known: !out.sent}}
 	if out.status != 0 {
-		job.stable.data = []byte(out.errText)
+		job.stable.data = []byte(out.text())
 	}
 	if t.rec != nil {
 		t.rec.add(t.seen, t.reply != "", job.stable, t.version)
@@ -385,7 +385,7 @@ func (s *shadowState) run(h *Host, job shadowJob) {
 	got := answer{known: true}
 	switch f := asFault(err); {
 	case capt.out != nil:
-		got.data = capt.out.data // it replied, whatever it returned after
+		got.data = capt.out.data() // it replied, whatever it returned after
 	case f != nil:
 		got.status, got.data = f.Kind.Code(), []byte(f.Kind.String()+": "+f.Summary())
 	case err != nil:

@@ -151,7 +151,7 @@ func endOutcome(span trace.Span, out outcome) {
 			span.SetAttributes(attrFault.String(plugin.FaultKind(out.fault - 1).String()))
 		}
 		if out.status >= 500 {
-			span.SetStatus(codes.Error, out.errText)
+			span.SetStatus(codes.Error, out.text())
 		}
 	}
 	span.End()

@@ -70,6 +70,16 @@ func After(parent context.Context, d time.Duration) *Context { return At(parent,
 // Deadline returns the deadline.
 func (c *Context) Deadline() (time.Time, bool) { return base.Add(c.at), true }
 
+// Has reports whether ctx has a deadline, as its Deadline would, without
+// making the time.Time of a Context's (which costs more than the check).
+func Has(ctx context.Context) bool {
+	if _, ok := ctx.(*Context); ok {
+		return true
+	}
+	_, ok := ctx.Deadline()
+	return ok
+}
+
 // Done returns a channel closed when the context ends. The first call
 // starts the timer that closes it.
 func (c *Context) Done() <-chan struct{} { return c.real().Done() }

@@ -186,3 +186,17 @@ func TestResetReuses(t *testing.T) {
 	}
 	c.Release()
 }
+
+// TestHasAgreesWithDeadline: Has answers as Deadline would, for a Context
+// and for the standard contexts.
+func TestHasAgreesWithDeadline(t *testing.T) {
+	bg := context.Background()
+	std, cancel := context.WithTimeout(bg, time.Minute)
+	defer cancel()
+	for _, ctx := range []context.Context{bg, std, deadline.After(bg, time.Minute), context.WithoutCancel(std)} {
+		_, want := ctx.Deadline()
+		if got := deadline.Has(ctx); got != want {
+			t.Errorf("Has(%v) = %v, Deadline says %v", ctx, got, want)
+		}
+	}
+}

@@ -165,7 +165,7 @@ func New() *Set {
 		"Time from a message's arrival to its answer: waiting for an instance, policies, handler, retries.",
 		latencyBuckets, "plugin", "subject")
 	s.handlerSeconds = histogram("trellis_handler_duration_seconds",
-		"Time of one handler call (one attempt), waiting for an instance included.", latencyBuckets, "plugin")
+		"Time of one handler call (one attempt), waiting for an instance included; a first attempt with no policy before it counts from when its message's serving began.", latencyBuckets, "plugin")
 	s.inFlight = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "trellis_calls_in_flight",
 		Help: "Messages a handler's binding is working on now."}, []string{"plugin"})
 	s.Registry.MustRegister(s.inFlight)

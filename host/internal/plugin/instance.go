@@ -270,7 +270,7 @@ func (p *Plugin) Handle(ctx context.Context, msg *Message) (Result, error) {
 func (p *Plugin) call(ctx context.Context, msg *Message, ph phase, prepare func(*instance) api.Function, done func(*instance)) error {
 	var in *instance
 	var own *deadline.Context // the instance's own; released before the instance goes back
-	if _, has := ctx.Deadline(); !has && p.timeout > 0 {
+	if p.timeout > 0 && !deadline.Has(ctx) {
 		// An idle instance means no wait, so the deadline can live in the
 		// instance, reused call after call, instead of a new context. Not
 		// when wazero watches the context: its goroutine may outlive the call.
