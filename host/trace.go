@@ -5,7 +5,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -207,14 +206,11 @@ func (b *binding) handle(a arrival, snap *snapshot, m *nats.Msg, durable bool, w
 	return out, resp, failed
 }
 
-// call runs the handler version p once (see callOnce), in a span when the
-// host traces.
-func (b *binding) call(ctx context.Context, p *plugin.Plugin, msg *plugin.Message, since time.Duration) (outcome, bool) {
-	t := b.h.tracer
-	if t == nil {
-		return b.callOnce(ctx, p, msg, since)
-	}
-	ctx, span := t.start(ctx, "handle", trace.SpanKindInternal)
+// call runs the handler version p once (see callOnce) in a span, for a
+// host that traces. It reads the clock for the call's start: the span's
+// start comes between the message's and the call's.
+func (b *binding) call(ctx context.Context, p *plugin.Plugin, msg *plugin.Message) (outcome, bool) {
+	ctx, span := b.h.tracer.start(ctx, "handle", trace.SpanKindInternal)
 	if span.IsRecording() {
 		span.SetName("handle " + b.name)
 		span.SetAttributes(attrPlugin.String(b.name), attrPluginVersion.String(p.VersionHash()),

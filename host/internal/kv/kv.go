@@ -18,6 +18,7 @@ package kv
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -32,6 +33,10 @@ import (
 
 // DefaultBucket is the JetStream KV bucket plugins' keys live in.
 const DefaultBucket = "trellis"
+
+// leaderGetTimeout bounds a read from the stream's leader made with no
+// deadline of the caller's, as jetstream bounds its own requests.
+const leaderGetTimeout = 5 * time.Second
 
 // maxAttempts bounds compare-and-set loops under contention; each attempt
 // also respects the caller's deadline.
@@ -177,7 +182,16 @@ func (v *view) key(k string) (string, error) {
 // (what an expected-last-sequence check compares with) and whether it holds
 // a value at all, as opposed to a delete, purge or expiry marker. Reading
 // both from one message is what keeps compare-and-set honest.
-func (v *view) entry(ctx context.Context, h *handle, key string) ([]byte, uint64, bool, error) {
+//
+// It reads with a direct get, which any replica of the bucket's stream may
+// answer, a follower a little behind the leader included; with leader set,
+// it asks the stream's leader (leaderEntry). A compare-and-set whose write
+// was refused reads again from the leader: a lagging replica cannot make
+// it fail again and again.
+func (v *view) entry(ctx context.Context, h *handle, key string, leader bool) ([]byte, uint64, bool, error) {
+	if leader {
+		return v.leaderEntry(ctx, key)
+	}
 	m, err := h.stream.GetLastMsgForSubject(ctx, "$KV."+v.s.bucket+"."+key)
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return nil, 0, false, nil
@@ -185,10 +199,65 @@ func (v *view) entry(ctx context.Context, h *handle, key string) ([]byte, uint64
 	if err != nil {
 		return nil, 0, false, err
 	}
-	if m.Header.Get("KV-Operation") != "" || m.Header.Get("Nats-Marker-Reason") != "" {
-		return nil, m.Sequence, false, nil
+	data, found := value(m.Header, m.Data)
+	return data, m.Sequence, found, nil
+}
+
+// value is what a KV message holds: nothing for a delete, purge or expiry
+// marker.
+func value(hdr nats.Header, data []byte) ([]byte, bool) {
+	if hdr.Get("KV-Operation") != "" || hdr.Get("Nats-Marker-Reason") != "" {
+		return nil, false
 	}
-	return m.Data, m.Sequence, true, nil
+	return data, true
+}
+
+// leaderEntry is entry answered by the leader of the bucket's stream: a
+// message get through the stream API, which only the leader answers,
+// instead of a direct get.
+func (v *view) leaderEntry(ctx context.Context, key string) ([]byte, uint64, bool, error) {
+	req, err := json.Marshal(struct {
+		LastFor string `json:"last_by_subj"`
+	}{"$KV." + v.s.bucket + "." + key})
+	if err != nil {
+		return nil, 0, false, err
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, leaderGetTimeout)
+		defer cancel()
+	}
+	m, err := v.s.nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET.KV_"+v.s.bucket, req)
+	if err != nil {
+		return nil, 0, false, err
+	}
+	var resp struct {
+		Error   *jetstream.APIError `json:"error"`
+		Message *struct {
+			Sequence uint64 `json:"seq"`
+			Header   []byte `json:"hdrs"`
+			Data     []byte `json:"data"`
+		} `json:"message"`
+	}
+	if err := json.Unmarshal(m.Data, &resp); err != nil {
+		return nil, 0, false, fmt.Errorf("kv bucket %s: message get: %w", v.s.bucket, err)
+	}
+	switch {
+	case resp.Error != nil && resp.Error.ErrorCode == jetstream.JSErrCodeMessageNotFound:
+		return nil, 0, false, nil
+	case resp.Error != nil:
+		return nil, 0, false, resp.Error
+	case resp.Message == nil:
+		return nil, 0, false, fmt.Errorf("kv bucket %s: message get: empty answer", v.s.bucket)
+	}
+	var hdr nats.Header
+	if len(resp.Message.Header) > 0 {
+		if hdr, err = nats.DecodeHeadersMsg(resp.Message.Header); err != nil {
+			return nil, 0, false, fmt.Errorf("kv bucket %s: message get: %w", v.s.bucket, err)
+		}
+	}
+	data, found := value(hdr, resp.Message.Data)
+	return data, resp.Message.Sequence, found, nil
 }
 
 func (v *view) Get(ctx context.Context, k string) ([]byte, error) {
@@ -199,7 +268,7 @@ func (v *view) Get(ctx context.Context, k string) ([]byte, error) {
 	var val []byte
 	var found bool
 	err = v.s.do(ctx, func(h *handle) (err error) {
-		val, _, found, err = v.entry(ctx, h, key)
+		val, _, found, err = v.entry(ctx, h, key, false)
 		return err
 	})
 	if err != nil {
@@ -260,14 +329,23 @@ func (v *view) CAS(ctx context.Context, k string, expected, value []byte, ttl ti
 		return err
 	}
 	return v.s.do(ctx, func(h *handle) error {
-		cur, rev, found, err := v.entry(ctx, h, key)
-		if err != nil {
-			return err
+		try := func(leader bool) error {
+			cur, rev, found, err := v.entry(ctx, h, key, leader)
+			if err != nil {
+				return err
+			}
+			if (expected == nil && found) || (expected != nil && (!found || !bytes.Equal(cur, expected))) {
+				return plugin.ErrKVConflict
+			}
+			return v.cas(ctx, key, rev, value, ttl)
 		}
-		if (expected == nil && found) || (expected != nil && (!found || !bytes.Equal(cur, expected))) {
-			return plugin.ErrKVConflict
+		// A conflict seen through a replica behind the leader is checked
+		// with the leader before it is reported.
+		err := try(false)
+		if errors.Is(err, plugin.ErrKVConflict) {
+			err = try(true)
 		}
-		return v.cas(ctx, key, rev, value, ttl)
+		return err
 	})
 }
 
@@ -278,8 +356,9 @@ func (v *view) Incr(ctx context.Context, k string, delta int64, ttl time.Duratio
 	}
 	var n int64
 	err = v.s.do(ctx, func(h *handle) error {
+		leader := false
 		for attempt := 0; attempt < maxAttempts; attempt++ {
-			cur, rev, found, err := v.entry(ctx, h, key)
+			cur, rev, found, err := v.entry(ctx, h, key, leader)
 			if err != nil {
 				return err
 			}
@@ -297,6 +376,7 @@ func (v *view) Incr(ctx context.Context, k string, delta int64, ttl time.Duratio
 			if !errors.Is(err, plugin.ErrKVConflict) {
 				return err
 			}
+			leader = true // the read may have come from a replica behind the leader
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
