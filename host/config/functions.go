@@ -32,39 +32,46 @@ const maxEnvName = 256
 // the call when they cannot give a value.
 func (d *decoder) evalContext() *hcl.EvalContext {
 	return &hcl.EvalContext{Functions: map[string]function.Function{
-		"env": function.New(&function.Spec{
-			Description: "The value of an environment variable, which must be set.",
-			Params:      []function.Parameter{{Name: "name", Type: cty.String}},
-			Type:        function.StaticReturnType(cty.String),
-			Impl: func(args []cty.Value, _ cty.Type) (cty.Value, error) {
-				name := args[0].AsString()
+		"env": stringFunction("The value of an environment variable, which must be set.", "name",
+			func(name string) (string, error) {
 				if name == "" || len(name) > maxEnvName || strings.ContainsAny(name, "=\x00") {
-					return cty.NilVal, fmt.Errorf("%.64q is not an environment variable's name", name)
+					return "", fmt.Errorf("%.64q is not an environment variable's name", name)
 				}
 				v, ok := os.LookupEnv(name)
 				if !ok {
-					return cty.NilVal, fmt.Errorf("environment variable %s is not set", name)
+					return "", fmt.Errorf("environment variable %s is not set", name)
 				}
-				return cty.StringVal(v), nil
-			},
-		}),
-		"file": function.New(&function.Spec{
-			Description: "The content of a file (relative to the config), without its final line break.",
-			Params:      []function.Parameter{{Name: "path", Type: cty.String}},
-			Type:        function.StaticReturnType(cty.String),
-			Impl: func(args []cty.Value, _ cty.Type) (cty.Value, error) {
-				p := args[0].AsString()
+				return v, nil
+			}),
+		"file": stringFunction("The content of a file (relative to the config), without its final line break.", "path",
+			func(p string) (string, error) {
 				if p == "" || strings.ContainsRune(p, 0) {
-					return cty.NilVal, fmt.Errorf("%.64q is not a path", p)
+					return "", fmt.Errorf("%.64q is not a path", p)
 				}
 				p = d.path(p)
 				b, err := regfile.Read(p, MaxReadFile, "config.MaxReadFile")
 				if err != nil {
-					return cty.NilVal, err
+					return "", err
 				}
 				d.files = append(d.files, p)
-				return cty.StringVal(strings.TrimRight(string(b), "\r\n")), nil
-			},
-		}),
+				return strings.TrimRight(string(b), "\r\n"), nil
+			}),
 	}}
+}
+
+// stringFunction is an HCL function of one string argument, named param,
+// that returns a string or an error.
+func stringFunction(description, param string, impl func(string) (string, error)) function.Function {
+	return function.New(&function.Spec{
+		Description: description,
+		Params:      []function.Parameter{{Name: param, Type: cty.String}},
+		Type:        function.StaticReturnType(cty.String),
+		Impl: func(args []cty.Value, _ cty.Type) (cty.Value, error) {
+			v, err := impl(args[0].AsString())
+			if err != nil {
+				return cty.NilVal, err
+			}
+			return cty.StringVal(v), nil
+		},
+	})
 }
