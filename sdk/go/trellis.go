@@ -355,6 +355,7 @@ func replyFailed(st int32) int32 {
 }
 
 // fillMsg reads the message being handled into m, reusing the SDK's buffers.
+// exportHandle has its body written out; a change here goes there too.
 func fillMsg(m *Msg, subjectLen, replyLen, headersLen, dataLen uint32) int32 {
 	*m = Msg{replyLen: replyLen}
 	inBuf = grow(inBuf, max(subjectLen, dataLen))
@@ -410,10 +411,6 @@ func intern(b []byte) string {
 	return s
 }
 
-// lookup returns the handler for subject. One route handles every message
-// (its pattern, or as the last handler registered), so a plugin with one
-// handler matches nothing: in a Go guest each call of the matching code
-// costs tens of nanoseconds.
 // equal reports whether s holds the bytes of b. It is s == string(b), which
 // does not allocate either, but compiles to two calls (runtime.memequal and
 // memeqbody); this loop is inlined, and subjects are short.
@@ -429,6 +426,10 @@ func equal(s string, b []byte) bool {
 	return true
 }
 
+// lookup returns the handler for subject. One route handles every message
+// (its pattern, or as the last handler registered), so a plugin with one
+// handler matches nothing: in a Go guest each call of the matching code
+// costs tens of nanoseconds.
 func lookup(subject string) HandlerFunc {
 	if len(routes) == 1 {
 		return routes[0].fn
