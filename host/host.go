@@ -105,7 +105,10 @@ type Options struct {
 	// OpenTelemetry and carries W3C trace context in NATS and HTTP headers
 	// (see trace.go; package tracing makes one from OTEL_* variables or
 	// HCL). Nil, or OpenTelemetry's no-op provider, traces nothing at no
-	// cost per message. The host does not shut it down.
+	// cost per message. The host does not shut it down. Under a span it
+	// made that is not sampled, it makes no child span (their sampler
+	// would drop them too, if it follows the parent or the trace ID as
+	// every sampler package tracing makes does).
 	TracerProvider trace.TracerProvider
 }
 

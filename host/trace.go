@@ -82,7 +82,7 @@ func newTracer(tp trace.TracerProvider) *tracer {
 // them through AfterFunc rather than a goroutine that would read them after
 // the message has moved on, and a plain context.WithValue would hide it.
 type spanContext struct {
-	context.Context // trace.ContextWithSpan(parent, span)
+	context.Context // parent with the span (what the tracer's Start returns)
 	parent          context.Context
 }
 
@@ -92,10 +92,38 @@ func (c *spanContext) AfterFunc(f func()) (stop func() bool) { return context.Af
 // start begins a span named name, child of ctx's span, and returns ctx
 // with it. Attributes are the caller's to add when span.IsRecording(),
 // so that an unsampled message pays for no attribute.
+//
+// Under a span of this host's that is not sampled, start makes no span: it
+// returns ctx as it is and a span that records nothing, so the trace
+// context passed on names the unsampled ancestor. A child of a span not
+// sampled is not sampled either under the samplers the host configures
+// (parent-based; see package tracing), and no one sees the span IDs of an
+// unsampled trace, so what is skipped is only its cost: the span, its ID,
+// two contexts. A remote parent (a message's traceparent) always gets its
+// span, which is where the host's sampler decides.
 func (t *tracer) start(ctx context.Context, name string, kind trace.SpanKind) (context.Context, trace.Span) {
-	_, span := t.t.Start(ctx, name, trace.WithSpanKind(kind))
-	return &spanContext{Context: trace.ContextWithSpan(ctx, span), parent: ctx}, span
+	if parent := trace.SpanFromContext(ctx); !parent.IsRecording() {
+		if sc := parent.SpanContext(); sc.IsValid() && !sc.IsRemote() && !sc.IsSampled() {
+			return ctx, unrecorded
+		}
+	}
+	sctx, span := t.t.Start(ctx, name, kindOptions[kind]...)
+	return &spanContext{Context: sctx, parent: ctx}, span
 }
+
+// unrecorded is the span start returns in place of a child of a span not
+// sampled: it records nothing and its End does nothing.
+var unrecorded trace.Span = noop.Span{}
+
+// kindOptions holds, for each span kind, the options that start a span of
+// that kind: made once, where a call with trace.WithSpanKind would make
+// them per span.
+var kindOptions = func() (o [trace.SpanKindConsumer + 1][]trace.SpanStartOption) {
+	for k := range o {
+		o[k] = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKind(k))}
+	}
+	return o
+}()
 
 // withTrace returns hdr (made if nil) with the trace context of ctx's span
 // in place of any it had.

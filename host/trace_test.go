@@ -3,6 +3,7 @@ package host_test
 import (
 	"context"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -244,6 +245,62 @@ func TestTraceUnsampledStillPropagates(t *testing.T) {
 	h.Request("trace.relay", []byte("y"), 5*time.Second)
 	if n := len(exp.GetSpans()); n != 0 {
 		t.Fatalf("%d spans exported from unsampled traces", n)
+	}
+}
+
+// countingSampler is a sampler that counts the spans it is asked about.
+type countingSampler struct {
+	sdktrace.Sampler
+	n atomic.Int64
+}
+
+func (c *countingSampler) ShouldSample(p sdktrace.SamplingParameters) sdktrace.SamplingResult {
+	c.n.Add(1)
+	return c.Sampler.ShouldSample(p)
+}
+
+// A trace that is not sampled costs one span per hop: the one where the
+// host's sampler decides (a message's process span). Its children (the
+// handler's call, a plugin's publish) would not be sampled either, so the
+// host makes none, and the trace context it passes on is the hop's, in
+// the sender's trace, with the sampled flag still off.
+func TestTraceUnsampledMakesOneSpanPerHop(t *testing.T) {
+	s := &countingSampler{Sampler: sdktrace.ParentBased(sdktrace.AlwaysSample())}
+	h, exp := tracedHost(t, s)
+	nc := h.Client()
+	next, err := nc.SubscribeSync("trace.next")
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc.Flush()
+	m := nats.NewMsg("trace.relay")
+	m.Header.Set(abi.HeaderTraceparent, "00-"+clientTraceID+"-"+clientSpanID+"-00")
+	m.Header.Set(abi.HeaderTracestate, "vendor=value")
+	if _, err := nc.RequestMsg(m, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	got, err := next.NextMsg(5 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp := got.Header.Get(abi.HeaderTraceparent)
+	parts := strings.Split(tp, "-")
+	if len(parts) != 4 || parts[1] != clientTraceID || parts[2] == clientSpanID || parts[3] != "00" {
+		t.Fatalf("published traceparent %q: want the sender's trace %s, a span of the host's, not sampled", tp, clientTraceID)
+	}
+	if ts := got.Header.Get(abi.HeaderTracestate); ts != "vendor=value" {
+		t.Fatalf("tracestate %q was not passed on", ts)
+	}
+	// relay's process span, then echo's (for trace.next) once it is served.
+	for end := time.Now().Add(5 * time.Second); s.n.Load() < 2 && time.Now().Before(end); {
+		time.Sleep(5 * time.Millisecond)
+	}
+	time.Sleep(100 * time.Millisecond) // room for any span too many
+	if n := s.n.Load(); n != 2 {
+		t.Fatalf("the sampler was asked about %d spans for two hops of an unsampled trace, want 2", n)
+	}
+	if n := len(exp.GetSpans()); n != 0 {
+		t.Fatalf("%d spans exported from an unsampled trace", n)
 	}
 }
 
