@@ -320,18 +320,14 @@ func (b *binding) serveMsg(parent context.Context, a arrival, snap *snapshot, m 
 	if len(snap.chain) > 0 {
 		since = 0
 	}
-	select {
-	case h.inflight <- struct{}{}:
-	default:
+	if !h.inflight.TryTake() {
 		since = 0
-		select {
-		case h.inflight <- struct{}{}:
-		case <-ctx.Done():
+		if h.inflight.Take(ctx) != nil {
 			h.log.Warn("busy: host-wide call limit reached", logTrace(ctx, "plugin", b.name, "subject", m.Subject)...)
 			return busy("busy: host-wide call limit reached"), nil, true
 		}
 	}
-	defer func() { <-h.inflight }()
+	defer h.inflight.Give()
 
 	h.seal.admit(m.Subject, m.Header, m.Data)
 	if h.tracer != nil {

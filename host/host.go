@@ -23,6 +23,7 @@ import (
 	"github.com/trellis-mesh/trellis/host/internal/kv"
 	"github.com/trellis-mesh/trellis/host/internal/metrics"
 	"github.com/trellis-mesh/trellis/host/internal/plugin"
+	"github.com/trellis-mesh/trellis/host/internal/slots"
 )
 
 // Defaults for Options fields left zero.
@@ -227,7 +228,7 @@ type Host struct {
 	log      hclog.Logger
 	bus      *bus.Bus
 	cache    wazero.CompilationCache
-	inflight chan struct{}
+	inflight *slots.Slots
 	outbox   *natsOutbox
 	js       jetstream.JetStream
 	// storedSubjects are the durable handlers' stream subjects; see stored.
@@ -306,7 +307,7 @@ func New(ctx context.Context, opts Options) (*Host, error) {
 	h := &Host{
 		opts:     opts,
 		log:      opts.Logger,
-		inflight: make(chan struct{}, opts.MaxInFlight),
+		inflight: slots.New(opts.MaxInFlight),
 		bindings: map[string]*binding{},
 		stopping: make(chan struct{}),
 	}

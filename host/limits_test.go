@@ -343,3 +343,41 @@ func TestHostConnectionComesBackAfterTheServerDropsIt(t *testing.T) {
 	}
 	connected(t, h, "the server dropped the host's connection")
 }
+
+// Options.MaxInFlight caps the plugin calls running at once across all
+// plugins: with one slot, held by a handler that spins to its deadline, a
+// request to another plugin waits for it and, when its own deadline comes
+// first, is answered busy; once the slot is given back it is served.
+func TestTheHostWideCallCapHoldsAndLetsGo(t *testing.T) {
+	h := trellistest.NewHost(t, func(o *host.Options) { o.MaxInFlight = 1 })
+	h.Load("spinon", trellistest.Wasm(t, "testdata/spinon.wat"), func(s *host.Spec) {
+		s.Subjects = []string{"spinon"}
+		s.Timeout = 500 * time.Millisecond
+	})
+	h.Load("echo", trellistest.Wasm(t, "../abi/echo.wat"), func(s *host.Spec) {
+		s.Subjects = []string{"echo"}
+		s.Timeout = 100 * time.Millisecond
+	})
+	nc := h.Client()
+	if m := h.Request("echo", []byte("hi"), 5*time.Second); string(m.Data) != "hi" {
+		t.Fatalf("echo before: %q", m.Data)
+	}
+	spun := make(chan error, 1)
+	go func() {
+		_, err := nc.Request("spinon", nil, 5*time.Second) // spins until its deadline
+		spun <- err
+	}()
+	time.Sleep(100 * time.Millisecond) // the spin holds the only slot by now
+	m := h.Request("echo", []byte("hi"), 5*time.Second)
+	if code := m.Header.Get(abi.HeaderErrorCode); code != "503" || !strings.Contains(m.Header.Get(abi.HeaderError), "host-wide call limit") {
+		t.Fatalf("echo while the slot is held: %q %v; want 503, host-wide call limit", m.Data, m.Header)
+	}
+	if err := <-spun; err != nil {
+		t.Fatalf("spinon: %v", err)
+	}
+	for i := range 3 {
+		if m := h.Request("echo", []byte("hi"), 5*time.Second); string(m.Data) != "hi" {
+			t.Fatalf("echo %d after the slot came back: %q %v", i, m.Data, m.Header)
+		}
+	}
+}
