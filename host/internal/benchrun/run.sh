@@ -48,6 +48,10 @@ table "Per language: load and dispatch" -- \
 	go test -run '^$' -bench '^Benchmark(Load|Dispatch)$' -benchtime "$(n 2000x 200x)" ./host/internal/conformance/
 table "Interrupt checks on a tight loop" -- \
 	go test -run '^$' -bench 'TightLoop|Instrument' -benchtime "$(n 1s 100ms)" ./host/internal/plugin/internal/interrupt/
+table "The host's path alone (no NATS round trip)" -- \
+	go test -run '^$' -bench 'ServePath$' -benchmem -benchtime "$(n 1000000x 100000x)" ./host/
+table "Tracing: the host's path, and request/reply" -- \
+	go test -run '^$' -bench 'ServePathTracing|TracingOverhead' -benchmem -benchtime "$(n 20000x 2000x)" ./host/
 table "Request/reply, 16 requesters, interleaved" -- \
 	go test -run '^$' -bench RequestReplyInterleaved -benchtime "$(n 200000x 16000x)" ./host/
 for gogc in 100 400; do
