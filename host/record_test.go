@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/trellis-mesh/trellis/host"
+	"github.com/trellis-mesh/trellis/host/bus"
 	"github.com/trellis-mesh/trellis/host/trellistest"
 )
 
@@ -396,5 +397,75 @@ func TestReplaysAreCappedAndStopWithTheirContext(t *testing.T) {
 	}
 	if rep, err := h.Replay(t.Context(), host.ReplayOptions{Plugin: "greet", Path: same}); err != nil || rep.Replayed != 5 {
 		t.Fatalf("after: %+v %v", rep, err)
+	}
+}
+
+// Two hosts on one bus serving greet in one queue group, both recording:
+// each records what it served into the one stream, so the stream holds
+// every request once, and a replay on either host reads all of them.
+func TestTwoHostsRecordIntoOneStream(t *testing.T) {
+	a := trellistest.NewHost(t)
+	b := trellistest.NewHost(t, func(o *host.Options) { o.Bus = bus.Options{URL: a.ClientURL()} })
+	rec := host.Record{Subjects: []string{"greet"}}
+	for _, h := range []*trellistest.Host{a, b} {
+		h.Load("greet", trellistest.Wasm(t, greetSrc), func(s *host.Spec) {
+			s.Grants.Publish = []string{"greet.audit"}
+			s.Record = &rec
+		})
+	}
+	const n = 40
+	for i := range n {
+		name := fmt.Sprintf("Ada%d", i)
+		if m := a.Request("greet", []byte(name), 5*time.Second); string(m.Data) != "Hello, "+name+"!" {
+			t.Fatalf("reply %q while recording", m.Data)
+		}
+	}
+	var byA, byB uint64
+	trellistest.WaitFor(t, 10*time.Second, fmt.Sprintf("%d messages recorded by the two hosts", n), func() bool {
+		sa, errA := a.Recording(t.Context(), "greet")
+		sb, errB := b.Recording(t.Context(), "greet")
+		byA, byB = sa.Recorded, sb.Recorded
+		return errA == nil && errB == nil && byA+byB == n
+	})
+	if byA == 0 || byB == 0 {
+		t.Fatalf("recorded by a %d, by b %d: the queue group should have given both some of %d", byA, byB, n)
+	}
+	js, err := jetstream.New(a.Client())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := js.Stream(t.Context(), "TRELLIS_RECORD_greet")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := s.OrderedConsumer(t.Context(), jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]int{}
+	for range n {
+		m, err := c.Next(jetstream.FetchMaxWait(5 * time.Second))
+		if err != nil {
+			t.Fatalf("after %d records: %v", len(seen), err)
+		}
+		var r struct{ Data []byte }
+		if err := json.Unmarshal(m.Data(), &r); err != nil {
+			t.Fatal(err)
+		}
+		seen[string(r.Data)]++
+	}
+	for i := range n {
+		if name := fmt.Sprintf("Ada%d", i); seen[name] != 1 {
+			t.Fatalf("request %s recorded %d times", name, seen[name])
+		}
+	}
+	if info, err := s.Info(t.Context()); err != nil || info.State.Msgs != n {
+		t.Fatalf("stream state %+v (%v): want %d messages", info.State, err, n)
+	}
+	for _, h := range []*trellistest.Host{a, b} {
+		rep, err := h.Replay(t.Context(), host.ReplayOptions{Plugin: "greet", Path: trellistest.Wasm(t, greetSameSrc), Since: time.Hour})
+		if err != nil || rep.Replayed != n || rep.Same != n {
+			t.Fatalf("replay: %+v %v; want all %d, the same", rep, err, n)
+		}
 	}
 }
