@@ -40,6 +40,9 @@ import (
 //     at once; one that stops renewing it (a cut connection, a crash) is
 //     replaced once the lease has gone unrenewed for RolloutLease. The new
 //     decider continues from the stored state: the step and when it began.
+//   - A promotion's record and module stay after it: a host that starts
+//     later running the version it replaced catches up with it (catchUp),
+//     until the plugin's next rollout replaces the record.
 //
 // Everything read from the bucket is untrusted: another client of the bus
 // may write there. A value that does not parse or is out of bounds is
@@ -691,8 +694,11 @@ func (cr *clusterRollouts) tend(f *follow, now time.Time) time.Duration {
 		if f.ro == nil {
 			f.ro = cr.existingView(f.name, rec.ID)
 		}
-		if f.ro != nil {
+		switch {
+		case f.ro != nil:
 			cr.finish(f, b)
+		case rec.State == RolloutPromoted:
+			cr.catchUp(rec, b)
 		}
 		f.done = true
 		return idle
@@ -844,6 +850,56 @@ func (cr *clusterRollouts) joining(ctx context.Context, rec *clusterRecord, b *b
 		return c, cs.stable, "its instances could not start: " + err.Error()
 	}
 	return c, cs.stable, ""
+}
+
+// catchUp brings this host up to rec's promotion, which it had no part in
+// (it started, or loaded the plugin, after the rollout ended), when it
+// runs the version the rollout replaced, b's stable: the module the
+// record names is fetched and checked as a join does, and applied as a
+// promotion is, with the record's config. A host running another version
+// keeps it: its operator chose it after the rollout, or it never ran the
+// rollout's stable. Each promotion is caught up with once, by a goroutine
+// of its own, so that the fetch and the compilation do not hold up the
+// host's part in other rollouts.
+func (cr *clusterRollouts) catchUp(rec *clusterRecord, b *binding) {
+	h := cr.h
+	if v := b.snap.Load().version; v != rec.Stable {
+		if v != rec.Version {
+			h.log.Info("cluster rollout: keeping this host's version, not the one promoted across the cluster",
+				"plugin", rec.Plugin, "version", v, "promoted", rec.Version, "replacing", rec.Stable)
+		}
+		return
+	}
+	h.deploy.wg.Add(1)
+	go func() {
+		defer h.deploy.wg.Done()
+		ctx, cancel := context.WithTimeout(cr.ctx, time.Minute)
+		defer cancel()
+		fctx, fcancel := context.WithTimeout(ctx, fetchTimeout)
+		wasm, err := cr.fetch(fctx, rec)
+		fcancel()
+		if err != nil {
+			h.log.Warn("cluster rollout: cannot catch up with a promotion; keeping this host's version",
+				"plugin", rec.Plugin, "version", rec.Stable, "promoted", rec.Version, "error", err)
+			return
+		}
+		snap := b.snap.Load()
+		if snap.version != rec.Stable {
+			return // reloaded meanwhile: what was loaded wins
+		}
+		spec := snap.spec
+		spec.Path, spec.Wasm = "", wasm
+		if rec.Config != nil {
+			spec.Config = rec.Config
+		}
+		if _, err := h.Apply(ctx, Change{Load: []Spec{spec}}); err != nil {
+			h.log.Error("cluster rollout: catching up with a promotion failed; keeping this host's version",
+				"plugin", rec.Plugin, "version", rec.Stable, "promoted", rec.Version, "error", err)
+			return
+		}
+		h.log.Info("cluster rollout: caught up with a promotion", "plugin", rec.Plugin, "version", rec.Version,
+			"replaced", rec.Stable, "promoted_at", rec.Ended, "decided_by", rec.Decider)
+	}()
 }
 
 // joinedAs takes in a join's result.
@@ -1139,9 +1195,13 @@ func (cr *clusterRollouts) finish(f *follow, b *binding) {
 	if f.lease.holder == cr.id {
 		_ = cr.kv.Delete(ctx, leaseKey(f.name), jetstream.LastRevision(f.lease.rev))
 		f.lease.holder = ""
-		// The module stays for hosts still fetching it no longer: the
-		// rollout is over.
-		_ = cr.obj.Delete(ctx, rec.Module)
+		if rec.State != RolloutPromoted {
+			// The module stays for hosts still fetching it no longer:
+			// the rollout is over. A promoted module stays for hosts
+			// that start later (see catchUp), until the plugin's next
+			// rollout replaces the record.
+			_ = cr.obj.Delete(ctx, rec.Module)
+		}
 	}
 	if f.c != nil || f.refused != "" {
 		_ = cr.kv.Delete(ctx, figuresKey(f.name, cr.id))
@@ -1242,13 +1302,15 @@ func (cr *clusterRollouts) start(name, version string, plan Rollout) error {
 	ctx, cancel := context.WithTimeout(cr.ctx, time.Minute)
 	defer cancel()
 	var rev uint64
+	var old *clusterRecord // the record this rollout's replaces, if valid
 	switch e, err := cr.kv.Get(ctx, planKey(name)); {
 	case errors.Is(err, jetstream.ErrKeyNotFound):
 	case err != nil:
 		return fmt.Errorf("plugin %q: rollout record: %w", name, err)
 	default:
 		rev = e.Revision()
-		if old, err := decodeRecord(e.Value(), name); err == nil && old.State == RolloutRunning {
+		old, _ = decodeRecord(e.Value(), name)
+		if old != nil && old.State == RolloutRunning {
 			return fmt.Errorf("plugin %q: the rollout of version %s is running; abort it first", name, old.Version)
 		}
 	}
@@ -1315,6 +1377,10 @@ func (cr *clusterRollouts) start(name, version string, plan Rollout) error {
 		}
 		d.mu.Unlock()
 		return fmt.Errorf("plugin %q: writing the rollout record: %w", name, err)
+	}
+	if old != nil && old.State == RolloutPromoted && old.Module != module {
+		// Kept for late hosts until now: the new record names another.
+		_ = cr.obj.Delete(ctx, old.Module)
 	}
 	h.publishDeployEvent(rec.status(), "started")
 	return nil

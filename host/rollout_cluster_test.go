@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -167,6 +168,32 @@ func TestClusterRolloutGoodVersionIsPromotedOnEveryHost(t *testing.T) {
 		t.Fatalf("replies %v of %d: want both versions' and nothing else", bodies, sent)
 	}
 	t.Logf("%d requests, each answered once: %v", sent, bodies)
+
+	// Hosts that start after the promotion: one whose own config names the
+	// version the rollout replaced catches up with it; one that runs
+	// another version keeps it.
+	late := func() *trellistest.Host {
+		return trellistest.NewHost(t, func(o *host.Options) {
+			o.Rollouts, o.RolloutLease = host.RolloutsCluster, 3*time.Second
+			o.Bus = bus.Options{URL: hs[0].ClientURL()}
+		})
+	}
+	behind, other := late(), late()
+	behind.Load("greet", trellistest.Wasm(t, greetSrc))
+	other.Load("greet", trellistest.Wasm(t, greetWorseSrc))
+	mine := other.Plugins()[0].Version
+	trellistest.WaitFor(t, 30*time.Second, "the late host on the promoted version", func() bool {
+		return behind.Plugins()[0].Version == v2
+	})
+	if !behind.WaitLog(5*time.Second, "cluster rollout: caught up with a promotion", "version="+v2, "decided_by=") {
+		t.Error("no log line for catching up")
+	}
+	if !other.WaitLog(20*time.Second, "cluster rollout: keeping this host's version", "version="+mine, "promoted="+v2) {
+		t.Error("the host running another version did not say it keeps it")
+	}
+	if v := other.Plugins()[0].Version; v != mine {
+		t.Errorf("the host running another version now runs %s, want its own %s", v, mine)
+	}
 }
 
 func TestClusterRolloutContinuesWhenItsDeciderCloses(t *testing.T) {
@@ -508,4 +535,40 @@ func TestClusterRolloutAbortAndPromoteFromAnotherHost(t *testing.T) {
 		t.Fatalf("replies %v of %d", bodies, sent)
 	}
 	t.Logf("%d requests, each answered once: %v", sent, bodies)
+
+	// The promoted module stays in the object store, for hosts that start
+	// later, until the plugin's next rollout replaces the record; a module
+	// rolled back goes at once.
+	_, obj := buckets(t, hs[0])
+	module := func(path string) string {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum := sha256.Sum256(data)
+		return hex.EncodeToString(sum[:])
+	}
+	gone := func(name string) bool {
+		_, err := obj.GetInfo(t.Context(), name)
+		return errors.Is(err, jetstream.ErrObjectNotFound)
+	}
+	v1path := trellistest.Wasm(t, greetSrc)
+	if gone(module(v2path)) {
+		t.Fatal("the promoted module left the object store")
+	}
+	v1, err := hs[0].AddCandidate(t.Context(), "greet", host.Candidate{Path: v1path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := hs[0].StartRollout("greet", v1, plan); err != nil {
+		t.Fatal(err)
+	}
+	trellistest.WaitFor(t, 10*time.Second, "the promoted module deleted once a new rollout replaced it", func() bool {
+		return gone(module(v2path))
+	})
+	if err := hs[0].AbortRollout(t.Context(), "greet", "back to v2"); err != nil {
+		t.Fatal(err)
+	}
+	waitEnd(t, hs, host.RolloutRolledBack)
+	trellistest.WaitFor(t, 10*time.Second, "the rolled-back module deleted", func() bool { return gone(module(v1path)) })
 }
