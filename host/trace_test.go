@@ -150,33 +150,42 @@ func TestTraceFollowsOneRequestThroughTheChain(t *testing.T) {
 	}
 }
 
-// A NATS message that carries a traceparent continues that trace; what the
-// handler publishes carries the trace on, naming the publish's span, so a
-// plain NATS subscriber can follow it too.
-func TestTraceContinuesFromNATSHeaders(t *testing.T) {
-	h, exp := tracedHost(t, sdktrace.ParentBased(sdktrace.AlwaysSample()))
+// relayTraced sends a request to the relay chain over NATS, carrying
+// traceparent and a tracestate, and returns what relay published on.
+func relayTraced(t *testing.T, h *trellistest.Host, traceparent string) *nats.Msg {
+	t.Helper()
 	nc := h.Client()
 	next, err := nc.SubscribeSync("trace.next")
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer next.Unsubscribe()
 	nc.Flush()
 	m := nats.NewMsg("trace.relay")
-	m.Header.Set(abi.HeaderTraceparent, clientParent)
+	m.Header.Set(abi.HeaderTraceparent, traceparent)
 	m.Header.Set(abi.HeaderTracestate, "vendor=value")
 	m.Data = []byte("hi")
 	if _, err := nc.RequestMsg(m, 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
+	got, err := next.NextMsg(5 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
+// A NATS message that carries a traceparent continues that trace; what the
+// handler publishes carries the trace on, naming the publish's span, so a
+// plain NATS subscriber can follow it too.
+func TestTraceContinuesFromNATSHeaders(t *testing.T) {
+	h, exp := tracedHost(t, sdktrace.ParentBased(sdktrace.AlwaysSample()))
+	got := relayTraced(t, h, clientParent)
 	spans := spansOf(t, exp, "handle echo")
 	proc := spans["process trace.relay"]
 	if proc.SpanContext.TraceID().String() != clientTraceID || proc.Parent.SpanID().String() != clientSpanID {
 		t.Fatalf("process span in trace %s under %s; want the sender's %s under %s",
 			proc.SpanContext.TraceID(), proc.Parent.SpanID(), clientTraceID, clientSpanID)
-	}
-	got, err := next.NextMsg(5 * time.Second)
-	if err != nil {
-		t.Fatal(err)
 	}
 	pub := spans["publish trace.next"]
 	want := "00-" + clientTraceID + "-" + pub.SpanContext.SpanID().String() + "-01"
@@ -267,22 +276,7 @@ func (c *countingSampler) ShouldSample(p sdktrace.SamplingParameters) sdktrace.S
 func TestTraceUnsampledMakesOneSpanPerHop(t *testing.T) {
 	s := &countingSampler{Sampler: sdktrace.ParentBased(sdktrace.AlwaysSample())}
 	h, exp := tracedHost(t, s)
-	nc := h.Client()
-	next, err := nc.SubscribeSync("trace.next")
-	if err != nil {
-		t.Fatal(err)
-	}
-	nc.Flush()
-	m := nats.NewMsg("trace.relay")
-	m.Header.Set(abi.HeaderTraceparent, "00-"+clientTraceID+"-"+clientSpanID+"-00")
-	m.Header.Set(abi.HeaderTracestate, "vendor=value")
-	if _, err := nc.RequestMsg(m, 5*time.Second); err != nil {
-		t.Fatal(err)
-	}
-	got, err := next.NextMsg(5 * time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
+	got := relayTraced(t, h, "00-"+clientTraceID+"-"+clientSpanID+"-00")
 	tp := got.Header.Get(abi.HeaderTraceparent)
 	parts := strings.Split(tp, "-")
 	if len(parts) != 4 || parts[1] != clientTraceID || parts[2] == clientSpanID || parts[3] != "00" {
