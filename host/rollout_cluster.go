@@ -364,7 +364,7 @@ type follow struct {
 	cancelJoin     context.CancelFunc
 	step           int
 	startC, startS statsReading
-	baseline       *statsReading
+	baseline       *statsReading // the stable's last sum over enough messages; see tally
 	nextFigures    time.Time
 	nextDecide     time.Time
 	renewed        time.Time
@@ -728,8 +728,12 @@ func (cr *clusterRollouts) tend(f *follow, now time.Time) time.Duration {
 		}
 	}
 	cr.tendLease(f, now)
-	if f.lease.holder == cr.id && !now.Before(f.nextDecide) {
-		cr.decide(f, now)
+	if !now.Before(f.nextDecide) {
+		if f.lease.holder == cr.id {
+			cr.decide(f, now)
+		} else {
+			cr.tally(f, now) // for f.baseline, should this host decide later
+		}
 		f.nextDecide = now.Add(rec.Plan.Interval)
 	}
 	if f.rec.State != RolloutRunning {
@@ -1077,7 +1081,7 @@ func (cr *clusterRollouts) tendLease(f *follow, now time.Time) {
 			kv = append(kv, "previous", l.holder, "unrenewed_for", now.Sub(l.seen).Round(time.Millisecond))
 		}
 		cr.h.log.Info("cluster rollout: deciding", kv...)
-		f.lease, f.renewed, f.nextDecide, f.baseline = leaseSeen{holder: cr.id, rev: rev, seen: now}, now, now, nil
+		f.lease, f.renewed, f.nextDecide = leaseSeen{holder: cr.id, rev: rev, seen: now}, now, now
 		cr.setDecider(f, cr.id)
 	default:
 		cr.setDecider(f, l.holder)
@@ -1100,29 +1104,12 @@ func (cr *clusterRollouts) decide(f *follow, now time.Time) {
 		return
 	}
 	plan := rec.Plan
-	stale := max(5*plan.Interval, 2*cr.lease)
-	var cw, sw statsReading
-	hosts, behind := 0, 0
-	for host, fs := range f.figs {
-		if fs.f.Rollout != rec.ID || now.Sub(fs.seen) > stale {
-			continue
-		}
-		if fs.f.Refused != "" {
-			cr.write(f, rec.ended(RolloutRolledBack, fmt.Sprintf("host %s cannot follow: %s", host, fs.f.Refused), cr.id), "rolled_back")
-			return
-		}
-		if fs.f.Joining || fs.f.Step != rec.Step {
-			behind++
-			continue
-		}
-		cw, sw = cw.plus(fs.f.Canary.reading()), sw.plus(fs.f.Stable.reading())
-		hosts++
+	t := cr.tally(f, now)
+	if t.refused != "" {
+		cr.write(f, rec.ended(RolloutRolledBack, fmt.Sprintf("host %s cannot follow: %s", t.refusedBy, t.refused), cr.id), "rolled_back")
+		return
 	}
-	ref := f.baseline
-	if sw.msgs >= uint64(plan.MinMessages) {
-		s := sw
-		ref, f.baseline = &s, &s
-	}
+	cw, sw, hosts, behind, ref := t.canary, t.stable, t.hosts, t.behind, f.baseline
 	d := &cr.h.deploy
 	d.mu.Lock()
 	f.ro.st.Canary, f.ro.st.StableFigures = figuresOf(cw), figuresOf(sw)
@@ -1150,6 +1137,44 @@ func (cr *clusterRollouts) decide(f *follow, now time.Time) {
 	next.Step++
 	next.Share, next.StepStarted, next.Decider, next.Reason = plan.Steps[next.Step-1], now, cr.id, ""
 	cr.write(f, &next, "step")
+}
+
+// tally is the sum of the figures the hosts published for a rollout's
+// step.
+type tally struct {
+	canary, stable statsReading
+	hosts          int // whose figures are in the sums
+	behind         int // still joining the step
+	// refusedBy is a host that cannot follow the rollout, and refused why.
+	refusedBy, refused string
+}
+
+// tally sums the figures of f's step that are fresh, and keeps in
+// f.baseline the stable's last sum over enough messages (MinMessages) to
+// compare the canary with: at a share of 1 the stable gets none. Every
+// host with the plugin tallies each Interval, not only the decider, so
+// that one taking the lease over in the last step has that sum too.
+func (cr *clusterRollouts) tally(f *follow, now time.Time) tally {
+	rec := f.rec
+	stale := max(5*rec.Plan.Interval, 2*cr.lease)
+	var t tally
+	for host, fs := range f.figs {
+		switch {
+		case fs.f.Rollout != rec.ID || now.Sub(fs.seen) > stale:
+		case fs.f.Refused != "":
+			t.refusedBy, t.refused = host, fs.f.Refused
+		case fs.f.Joining || fs.f.Step != rec.Step:
+			t.behind++
+		default:
+			t.canary, t.stable = t.canary.plus(fs.f.Canary.reading()), t.stable.plus(fs.f.Stable.reading())
+			t.hosts++
+		}
+	}
+	if t.stable.msgs >= uint64(rec.Plan.MinMessages) {
+		s := t.stable
+		f.baseline = &s
+	}
+	return t
 }
 
 // write stores next over f's record by compare-and-set, and tells of the
