@@ -42,6 +42,20 @@ const leaderGetTimeout = 5 * time.Second
 // also respects the caller's deadline.
 const maxAttempts = 64
 
+// Reads after this host's own writes. A direct get may be answered by a
+// replica that has not applied a write the leader has acknowledged (once
+// a majority stored it). The store remembers, for recentWrite, the
+// sequence of each key this host wrote; a read of such a key that comes
+// back older asks the stream's leader. So a plugin reads its own writes
+// on the host that made them (a kv_set, then a kv_get in the same call or
+// a later one), unless a replica lags by more than recentWrite. At most
+// maxRecentWrites keys are remembered: past that, every read asks the
+// leader for recentWrite, so the promise holds and memory stays bounded.
+const (
+	recentWrite     = 10 * time.Second
+	maxRecentWrites = 4096
+)
+
 // Store opens the bucket on first use and hands out namespaced views.
 type Store struct {
 	nc       *nats.Conn
@@ -50,6 +64,60 @@ type Store struct {
 
 	mu sync.Mutex
 	h  *handle
+
+	wmu         sync.Mutex         // guards what follows
+	recent      map[string]written // bucket key → this host's last write of it
+	leaderUntil time.Time          // after recent overflowed: every read asks the leader until then
+	leaderReads int                // reads sent to the leader because of a write of this host's
+}
+
+// written is a write of this host's: its sequence, and when.
+type written struct {
+	seq uint64
+	at  time.Time
+}
+
+// wrote records that this host's write of key was stored at seq.
+func (s *Store) wrote(key string, seq uint64) {
+	now := time.Now()
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if s.recent == nil {
+		s.recent = map[string]written{}
+	}
+	if _, known := s.recent[key]; !known && len(s.recent) >= maxRecentWrites {
+		for k, w := range s.recent {
+			if now.Sub(w.at) > recentWrite {
+				delete(s.recent, k)
+			}
+		}
+		if len(s.recent) >= maxRecentWrites {
+			clear(s.recent)
+			s.leaderUntil = now.Add(recentWrite)
+		}
+	}
+	s.recent[key] = written{seq: seq, at: now}
+}
+
+// behind reports whether a read of key that found its message at seq (0:
+// none) may have missed a write of this host's, and counts it if so.
+func (s *Store) behind(key string, seq uint64) bool {
+	now := time.Now()
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	stale := now.Before(s.leaderUntil)
+	if w, ok := s.recent[key]; ok {
+		switch {
+		case now.Sub(w.at) > recentWrite:
+			delete(s.recent, key)
+		case seq < w.seq:
+			stale = true
+		}
+	}
+	if stale {
+		s.leaderReads++
+	}
+	return stale
 }
 
 // handle is an open bucket; it is replaced whole when the bucket is gone.
@@ -187,20 +255,28 @@ func (v *view) key(k string) (string, error) {
 // answer, a follower a little behind the leader included; with leader set,
 // it asks the stream's leader (leaderEntry). A compare-and-set whose write
 // was refused reads again from the leader: a lagging replica cannot make
-// it fail again and again.
+// it fail again and again. So does a read that comes back older than this
+// host's last write of the key (see recentWrite).
 func (v *view) entry(ctx context.Context, h *handle, key string, leader bool) ([]byte, uint64, bool, error) {
 	if leader {
 		return v.leaderEntry(ctx, key)
 	}
 	m, err := h.stream.GetLastMsgForSubject(ctx, "$KV."+v.s.bucket+"."+key)
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return nil, 0, false, nil
-	}
-	if err != nil {
+	var data []byte
+	var seq uint64
+	var found bool
+	switch {
+	case errors.Is(err, jetstream.ErrMsgNotFound):
+	case err != nil:
 		return nil, 0, false, err
+	default:
+		data, found = value(m.Header, m.Data)
+		seq = m.Sequence
 	}
-	data, found := value(m.Header, m.Data)
-	return data, m.Sequence, found, nil
+	if v.s.behind(key, seq) {
+		return v.leaderEntry(ctx, key)
+	}
+	return data, seq, found, nil
 }
 
 // value is what a KV message holds: nothing for a delete, purge or expiry
@@ -280,7 +356,9 @@ func (v *view) Get(ctx context.Context, k string) ([]byte, error) {
 	return val, nil
 }
 
-func (v *view) publish(ctx context.Context, key string, value []byte, ttl time.Duration, opts ...jetstream.PublishOpt) error {
+// publish writes m (its subject set here) for key, and remembers the
+// write's sequence for this host's reads (see recentWrite).
+func (v *view) publish(ctx context.Context, key string, m *nats.Msg, ttl time.Duration, opts ...jetstream.PublishOpt) error {
 	js, err := jetstream.New(v.s.nc)
 	if err != nil {
 		return err
@@ -291,7 +369,11 @@ func (v *view) publish(ctx context.Context, key string, value []byte, ttl time.D
 		}
 		opts = append(opts, jetstream.WithMsgTTL(ttl))
 	}
-	_, err = js.PublishMsg(ctx, &nats.Msg{Subject: "$KV." + v.s.bucket + "." + key, Data: value}, opts...)
+	m.Subject = "$KV." + v.s.bucket + "." + key
+	ack, err := js.PublishMsg(ctx, m, opts...)
+	if err == nil {
+		v.s.wrote(key, ack.Sequence)
+	}
 	return err
 }
 
@@ -300,7 +382,7 @@ func (v *view) Set(ctx context.Context, k string, value []byte, ttl time.Duratio
 	if err != nil {
 		return err
 	}
-	return v.s.do(ctx, func(*handle) error { return v.publish(ctx, key, value, ttl) })
+	return v.s.do(ctx, func(*handle) error { return v.publish(ctx, key, &nats.Msg{Data: value}, ttl) })
 }
 
 func (v *view) Delete(ctx context.Context, k string) error {
@@ -308,13 +390,17 @@ func (v *view) Delete(ctx context.Context, k string) error {
 	if err != nil {
 		return err
 	}
-	return v.s.do(ctx, func(h *handle) error { return h.kv.Delete(ctx, key) })
+	// A delete marker, as jetstream.KeyValue.Delete writes it, but through
+	// publish, which remembers its sequence.
+	return v.s.do(ctx, func(*handle) error {
+		return v.publish(ctx, key, &nats.Msg{Header: nats.Header{"KV-Operation": []string{"DEL"}}}, 0)
+	})
 }
 
 // cas publishes value if the key's revision is still rev (0: no message at
 // all for the key).
 func (v *view) cas(ctx context.Context, key string, rev uint64, value []byte, ttl time.Duration) error {
-	err := v.publish(ctx, key, value, ttl, jetstream.WithExpectLastSequencePerSubject(rev))
+	err := v.publish(ctx, key, &nats.Msg{Data: value}, ttl, jetstream.WithExpectLastSequencePerSubject(rev))
 	var apiErr *jetstream.APIError
 	if errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
 		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant) {

@@ -3,6 +3,7 @@ package kv
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -73,5 +74,89 @@ func TestTheLeaderReadsWhatADirectGetReads(t *testing.T) {
 	}
 	if _, _, _, err := v.leaderEntry(ctx, "ns.k"); !gone(err) {
 		t.Fatalf("with the stream deleted, the leader's read failed with %v, which the store does not take for a bucket gone", err)
+	}
+}
+
+// A read that comes back older than this host's own last write of the key
+// (a replica that has not applied it yet) is asked again of the leader;
+// one that is not stays a direct get. The keys remembered are bounded: past
+// maxRecentWrites, every read asks the leader for recentWrite instead.
+func TestReadsAfterThisHostsWritesAskTheLeaderWhenBehind(t *testing.T) {
+	b, err := bus.Start(context.Background(), bus.Options{Listen: "127.0.0.1:0", StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	s := New(b.Conn(), "", 1)
+	v := s.Namespace("ns").(*view)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	leaderReads := func() int {
+		s.wmu.Lock()
+		defer s.wmu.Unlock()
+		return s.leaderReads
+	}
+	get := func(key, want string) {
+		t.Helper()
+		got, err := v.Get(ctx, key)
+		if err != nil || string(got) != want {
+			t.Fatalf("get %s: %q %v, want %q", key, got, err, want)
+		}
+	}
+
+	if err := v.Set(ctx, "k", []byte("one"), 0); err != nil {
+		t.Fatal(err)
+	}
+	s.wmu.Lock()
+	w, ok := s.recent["ns.k"]
+	s.wmu.Unlock()
+	if !ok || w.seq == 0 {
+		t.Fatalf("the write of ns.k was not remembered: %+v", s.recent)
+	}
+	get("k", "one") // one server: the direct get has the write
+	if n := leaderReads(); n != 0 {
+		t.Fatalf("%d reads asked the leader, with every replica up to date", n)
+	}
+
+	// As if this host's last write were newer than what the replica read.
+	s.wrote("ns.k", w.seq+100)
+	get("k", "one")
+	if n := leaderReads(); n != 1 {
+		t.Fatalf("%d reads asked the leader after a read older than this host's write, want 1", n)
+	}
+	// A delete is a write too.
+	if err := v.Delete(ctx, "k"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Get(ctx, "k"); err == nil {
+		t.Fatal("a deleted key read")
+	}
+
+	// An old write is forgotten.
+	s.wmu.Lock()
+	s.recent["ns.k"] = written{seq: w.seq + 1000, at: time.Now().Add(-2 * recentWrite)}
+	s.wmu.Unlock()
+	before := leaderReads()
+	if _, err := v.Get(ctx, "k"); err == nil || leaderReads() != before {
+		t.Fatalf("a write older than recentWrite still sent the read to the leader (%d, %v)", leaderReads()-before, err)
+	}
+
+	// Bounded: one key too many, and every read asks the leader for a while.
+	for i := range maxRecentWrites + 1 {
+		s.wrote(fmt.Sprintf("ns.many%d", i), 1)
+	}
+	s.wmu.Lock()
+	n, until := len(s.recent), s.leaderUntil
+	s.wmu.Unlock()
+	if n > maxRecentWrites || time.Until(until) <= 0 {
+		t.Fatalf("%d keys remembered (at most %d), leader reads until %v", n, maxRecentWrites, until)
+	}
+	if err := v.Set(ctx, "other", []byte("x"), 0); err != nil {
+		t.Fatal(err)
+	}
+	before = leaderReads()
+	get("other", "x")
+	if leaderReads() != before+1 {
+		t.Fatal("after the remembered writes overflowed, a read did not ask the leader")
 	}
 }
