@@ -2,6 +2,7 @@ package host_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -56,17 +57,23 @@ func loadRelay(t *testing.T, h *trellistest.Host) {
 	h.Load("echo", trellistest.Wasm(t, "../abi/echo.wat"), func(s *host.Spec) { s.Subjects = []string{"trace.next"} })
 }
 
-// spansOf waits for a span named last and returns the spans ended by then,
-// by name (the last of each name).
-func spansOf(t *testing.T, exp *tracetest.InMemoryExporter, last string) map[string]tracetest.SpanStub {
+// spansOf waits for a span of each name given and returns the spans ended
+// by then, by name (the last of each name). Spans of one request end in no
+// fixed order across the bus (a publish's receiver may finish before its
+// sender), so a test names every span it reads.
+func spansOf(t *testing.T, exp *tracetest.InMemoryExporter, names ...string) map[string]tracetest.SpanStub {
 	t.Helper()
 	byName := map[string]tracetest.SpanStub{}
-	trellistest.WaitFor(t, 10*time.Second, "span "+last, func() bool {
+	trellistest.WaitFor(t, 10*time.Second, fmt.Sprintf("spans %q", names), func() bool {
 		for _, s := range exp.GetSpans() {
 			byName[s.Name] = s
 		}
-		_, ok := byName[last]
-		return ok
+		for _, n := range names {
+			if _, ok := byName[n]; !ok {
+				return false
+			}
+		}
+		return true
 	})
 	return byName
 }
@@ -116,7 +123,8 @@ func TestTraceFollowsOneRequestThroughTheChain(t *testing.T) {
 	if resp.StatusCode != 200 || body != "hello" {
 		t.Fatalf("POST /relay: %d %q", resp.StatusCode, body)
 	}
-	spans := spansOf(t, exp, "handle echo")
+	spans := spansOf(t, exp, "POST /relay", "policy allow", "request trace.relay", "process trace.relay", "handle relay",
+		"kv get", "publish trace.next", "process trace.next", "handle echo")
 	ingress := spans["POST /relay"]
 	if ingress.SpanKind != trace.SpanKindServer || ingress.Parent.SpanID().String() != clientSpanID ||
 		ingress.SpanContext.TraceID().String() != clientTraceID || !ingress.Parent.IsRemote() {
@@ -181,7 +189,7 @@ func relayTraced(t *testing.T, h *trellistest.Host, traceparent string) *nats.Ms
 func TestTraceContinuesFromNATSHeaders(t *testing.T) {
 	h, exp := tracedHost(t, sdktrace.ParentBased(sdktrace.AlwaysSample()))
 	got := relayTraced(t, h, clientParent)
-	spans := spansOf(t, exp, "handle echo")
+	spans := spansOf(t, exp, "process trace.relay", "publish trace.next")
 	proc := spans["process trace.relay"]
 	if proc.SpanContext.TraceID().String() != clientTraceID || proc.Parent.SpanID().String() != clientSpanID {
 		t.Fatalf("process span in trace %s under %s; want the sender's %s under %s",
@@ -211,7 +219,7 @@ func TestTraceContextOverLimitsIgnored(t *testing.T) {
 	if _, err := nc.RequestMsg(m, 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	spans := spansOf(t, exp, "handle echo")
+	spans := spansOf(t, exp, "process trace.relay")
 	if proc := spans["process trace.relay"]; proc.SpanContext.TraceID().String() == clientTraceID || proc.Parent.IsValid() {
 		t.Fatalf("an oversized traceparent was followed: %+v", proc)
 	}
@@ -374,7 +382,7 @@ func TestTraceCrossesHosts(t *testing.T) {
 		t.Fatalf("POST /relay: %d %q", resp.StatusCode, body)
 	}
 	onA := spansOf(t, expA, "publish trace.next")
-	onB := spansOf(t, expB, "handle echo")
+	onB := spansOf(t, expB, "process trace.next", "handle echo")
 	if _, ok := onA["handle echo"]; ok {
 		t.Fatal("host A exported echo's span: echo runs on host B only")
 	}
