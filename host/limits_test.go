@@ -352,7 +352,7 @@ func TestTheHostWideCallCapHoldsAndLetsGo(t *testing.T) {
 	h := trellistest.NewHost(t, func(o *host.Options) { o.MaxInFlight = 1 })
 	h.Load("spinon", trellistest.Wasm(t, "testdata/spinon.wat"), func(s *host.Spec) {
 		s.Subjects = []string{"spinon"}
-		s.Timeout = 500 * time.Millisecond
+		s.Timeout = time.Second
 	})
 	h.Load("echo", trellistest.Wasm(t, "../abi/echo.wat"), func(s *host.Spec) {
 		s.Subjects = []string{"echo"}
@@ -367,7 +367,10 @@ func TestTheHostWideCallCapHoldsAndLetsGo(t *testing.T) {
 		_, err := nc.Request("spinon", nil, 5*time.Second) // spins until its deadline
 		spun <- err
 	}()
-	time.Sleep(100 * time.Millisecond) // the spin holds the only slot by now
+	trellistest.WaitFor(t, 5*time.Second, "the spin in flight", func() bool {
+		n, _ := h.Scrape().Value("trellis_calls_in_flight", "plugin", "spinon")
+		return n == 1
+	})
 	m := h.Request("echo", []byte("hi"), 5*time.Second)
 	if code := m.Header.Get(abi.HeaderErrorCode); code != "503" || !strings.Contains(m.Header.Get(abi.HeaderError), "host-wide call limit") {
 		t.Fatalf("echo while the slot is held: %q %v; want 503, host-wide call limit", m.Data, m.Header)
