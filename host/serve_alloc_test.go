@@ -87,3 +87,44 @@ func watAllow() ([]byte, error) {
 	}
 	return os.ReadFile(out)
 }
+
+// TestServePathAllocatesNothing holds BenchmarkServePath's figure: an
+// event served through a binding, deadline on, with and without a policy
+// before the handler, allocates nothing on the host's side.
+func TestServePathAllocatesNothing(t *testing.T) {
+	wasm, err := watEcho()
+	if err != nil {
+		t.Skip(err)
+	}
+	allow, err := watAllow()
+	if err != nil {
+		t.Skip(err)
+	}
+	h, err := New(context.Background(), Options{Bus: bus.Options{Listen: "127.0.0.1:0", DisableJetStream: true}, Logger: hclog.NewNullLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close(context.Background())
+	if err := h.Load(context.Background(), Spec{Name: "allow", Wasm: allow, Policy: true}); err != nil {
+		t.Fatal(err)
+	}
+	for _, policies := range [][]PolicyRef{nil, {{Name: "allow"}}} {
+		if err := h.Load(context.Background(), Spec{Name: "echo", Wasm: wasm, Subjects: []string{"alloc.serve"}, Policies: policies}); err != nil {
+			t.Fatal(err)
+		}
+		h.mu.Lock()
+		bd := h.bindings["echo"]
+		h.mu.Unlock()
+		m := &nats.Msg{Subject: "alloc.serve", Data: bytes.Repeat([]byte("x"), 100)}
+		w := new(worker)
+		sj := bd.metrics.Subject("alloc.serve")
+		serve := func() {
+			now := deadline.Now()
+			bd.serve(arrival{m: m, at: now, sj: sj}, w, now)
+		}
+		serve() // the instance made, the pool warm
+		if n := testing.AllocsPerRun(200, serve); n != 0 {
+			t.Errorf("policies %v: %v allocations per event", policies, n)
+		}
+	}
+}
