@@ -2,12 +2,14 @@ package host_test
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +18,7 @@ import (
 
 	"github.com/trellis-mesh/trellis/host"
 	"github.com/trellis-mesh/trellis/host/bus"
+	"github.com/trellis-mesh/trellis/host/sign"
 	"github.com/trellis-mesh/trellis/host/trellistest"
 )
 
@@ -572,4 +575,61 @@ func TestClusterRolloutAbortAndPromoteFromAnotherHost(t *testing.T) {
 	// The host it started on: the other may not have seen it start yet.
 	waitEnd(t, hs[:1], host.RolloutRolledBack)
 	trellistest.WaitFor(t, 10*time.Second, "the rolled-back module deleted", func() bool { return gone(module(v1path)) })
+}
+
+// A promoted record written by another client of the bus, naming a module
+// it stored itself: a host catches up with what the bucket says, so with
+// RequireSigned an unsigned module is refused before it is compiled, the
+// refusal is logged, and the host keeps serving its own signed version.
+func TestClusterCatchUpRefusesAnUnsignedModule(t *testing.T) {
+	pub, priv, err := sign.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := trellistest.NewHost(t, func(o *host.Options) {
+		o.Rollouts, o.RolloutLease = host.RolloutsCluster, 3*time.Second
+		o.TrustedKeys, o.RequireSigned = []ed25519.PublicKey{pub}, true
+	})
+	v1, err := os.ReadFile(trellistest.Wasm(t, greetSrc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	signed, err := sign.Sign(v1, priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "greet.wasm")
+	if err := os.WriteFile(path, signed, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	h.Load("greet", path)
+	if !h.WaitLog(20*time.Second, "cluster rollouts", "host_id="+h.HostID()) {
+		t.Fatal("the rollouts bucket did not open")
+	}
+	stable := h.Plugins()[0].Version
+
+	kv, obj := buckets(t, h)
+	forged, err := os.ReadFile(trellistest.Wasm(t, greetV2Src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(forged)
+	module := hex.EncodeToString(sum[:])
+	if _, err := obj.PutBytes(t.Context(), module, forged); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	storeRecord(t, kv, "plan.greet", map[string]any{"id": "00000000000000ee", "plugin": "greet", "version": module[:12],
+		"module": module, "size": len(forged), "stable": stable, "state": "promoted", "step": 1, "share": 1,
+		"started": now, "step_started": now, "ended": now, "decider": "someone",
+		"plan": host.Rollout{Steps: []float64{1}, StepDuration: time.Minute, Interval: 20 * time.Millisecond}})
+	if !h.WaitLog(20*time.Second, "catching up with a promotion failed", "promoted="+module[:12], "signed plugins are required") {
+		t.Fatalf("no refusal of the unsigned module logged:\n%s", h.Logs())
+	}
+	if v := h.Plugins()[0].Version; v != stable {
+		t.Fatalf("the host runs %s after a forged promotion, want its own %s", v, stable)
+	}
+	if m := h.Request("greet", []byte("Ada"), 5*time.Second); string(m.Data) != "Hello, Ada!" {
+		t.Fatalf("greet after the refusal: %q", m.Data)
+	}
 }
