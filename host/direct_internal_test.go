@@ -185,13 +185,13 @@ func TestDirectDispatchHoldsUpAtMostOneSlowCall(t *testing.T) {
 }
 
 // plainHost starts a host without JetStream, closed when the test ends.
-func plainHost(t *testing.T) *Host {
-	t.Helper()
+func plainHost(tb testing.TB) *Host {
+	tb.Helper()
 	h, err := New(context.Background(), Options{Bus: bus.Options{Listen: "127.0.0.1:0", DisableJetStream: true}, Logger: hclog.NewNullLogger()})
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	t.Cleanup(func() { h.Close(context.Background()) })
+	tb.Cleanup(func() { h.Close(context.Background()) })
 	return h
 }
 

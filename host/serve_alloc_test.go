@@ -9,10 +9,8 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/hashicorp/go-hclog"
 	"github.com/nats-io/nats.go"
 
-	"github.com/trellis-mesh/trellis/host/bus"
 	"github.com/trellis-mesh/trellis/host/internal/deadline"
 )
 
@@ -30,11 +28,7 @@ func BenchmarkServePath(b *testing.B) {
 	if err != nil {
 		b.Skip(err)
 	}
-	h, err := New(context.Background(), Options{Bus: bus.Options{Listen: "127.0.0.1:0", DisableJetStream: true}, Logger: hclog.NewNullLogger()})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer h.Close(context.Background())
+	h := plainHost(b)
 	for _, tc := range []struct {
 		name     string
 		policies []PolicyRef
@@ -100,11 +94,7 @@ func TestServePathAllocatesNothing(t *testing.T) {
 	if err != nil {
 		t.Skip(err)
 	}
-	h, err := New(context.Background(), Options{Bus: bus.Options{Listen: "127.0.0.1:0", DisableJetStream: true}, Logger: hclog.NewNullLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close(context.Background())
+	h := plainHost(t)
 	if err := h.Load(context.Background(), Spec{Name: "allow", Wasm: allow, Policy: true}); err != nil {
 		t.Fatal(err)
 	}

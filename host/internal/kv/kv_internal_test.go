@@ -12,19 +12,26 @@ import (
 	"github.com/trellis-mesh/trellis/host/bus"
 )
 
+// testStore starts a bus of one server with JetStream, closed when the test
+// ends, and returns it, a store on it and the store's namespace "ns".
+func testStore(t *testing.T) (*bus.Bus, *Store, *view) {
+	t.Helper()
+	b, err := bus.Start(context.Background(), bus.Options{Listen: "127.0.0.1:0", StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	s := New(b.Conn(), "", 1)
+	return b, s, s.Namespace("ns").(*view)
+}
+
 // TestTheLeaderReadsWhatADirectGetReads: the read a compare-and-set falls
 // back on after a conflict (the stream leader's answer) sees a value, an
 // overwritten value, a deleted key and a missing key exactly as a direct
 // get does, sequence included; and with the bucket's stream gone it fails
 // in a way that makes the store open the bucket again.
 func TestTheLeaderReadsWhatADirectGetReads(t *testing.T) {
-	b, err := bus.Start(context.Background(), bus.Options{Listen: "127.0.0.1:0", StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	s := New(b.Conn(), "", 1)
-	v := s.Namespace("ns").(*view)
+	b, s, v := testStore(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 
@@ -82,13 +89,7 @@ func TestTheLeaderReadsWhatADirectGetReads(t *testing.T) {
 // one that is not stays a direct get. The keys remembered are bounded: past
 // maxRecentWrites, every read asks the leader for recentWrite instead.
 func TestReadsAfterThisHostsWritesAskTheLeaderWhenBehind(t *testing.T) {
-	b, err := bus.Start(context.Background(), bus.Options{Listen: "127.0.0.1:0", StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	s := New(b.Conn(), "", 1)
-	v := s.Namespace("ns").(*view)
+	_, s, v := testStore(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	leaderReads := func() int {
