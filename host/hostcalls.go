@@ -101,7 +101,7 @@ func (k *hostCallKV) begin(ctx context.Context, c metrics.HostCall) (trace.Span,
 	var span trace.Span
 	if k.t != nil {
 		op := c.KVOp()
-		_, span = k.t.start(ctx, "kv", trace.SpanKindClient)
+		_, span, _ = k.t.span(ctx, "kv", trace.SpanKindClient)
 		if span.IsRecording() {
 			span.SetName("kv " + op)
 			span.SetAttributes(natsSystem, semconv.DBOperationName(op), attrKVNamespace.String(k.ns),

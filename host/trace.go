@@ -102,13 +102,24 @@ func (c *spanContext) AfterFunc(f func()) (stop func() bool) { return context.Af
 // two contexts. A remote parent (a message's traceparent) always gets its
 // span, which is where the host's sampler decides.
 func (t *tracer) start(ctx context.Context, name string, kind trace.SpanKind) (context.Context, trace.Span) {
+	sctx, span, made := t.span(ctx, name, kind)
+	if !made {
+		return ctx, span
+	}
+	return &spanContext{Context: sctx, parent: ctx}, span
+}
+
+// span is start for a caller that passes no context on (a KV call's
+// span): the tracer's context as it returns it, without the wrapper that
+// keeps the parent's AfterFunc; made is false when no span was made.
+func (t *tracer) span(ctx context.Context, name string, kind trace.SpanKind) (_ context.Context, _ trace.Span, made bool) {
 	if parent := trace.SpanFromContext(ctx); !parent.IsRecording() {
 		if sc := parent.SpanContext(); sc.IsValid() && !sc.IsRemote() && !sc.IsSampled() {
-			return ctx, unrecorded
+			return ctx, unrecorded, false
 		}
 	}
 	sctx, span := t.t.Start(ctx, name, kindOptions[kind]...)
-	return &spanContext{Context: sctx, parent: ctx}, span
+	return sctx, span, true
 }
 
 // unrecorded is the span start returns in place of a child of a span not
